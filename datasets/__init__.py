@@ -1,0 +1,1 @@
+"""Dataset plugins (installed as ``benchmark.datasets``, never as a top-level ``datasets``)."""

@@ -1,0 +1,263 @@
+"""Datasets in the published CSV format (CDVAE's ``data/<name>/<split>.csv``).
+
+Each row holds a ``cif`` column (pymatgen CIF text, P1) and property columns. A crystal is read as
+the published pipeline reads it (CDVAE ``build_crystal`` with ``niggli=True, primitive=False``):
+parse the CIF, take the Niggli-reduced cell (``Structure.get_reduced_structure()``), and rebuild it
+from its lattice parameters (``Lattice.from_parameters``), which fixes the orientation.
+
+Files are looked up in the data directories of :func:`benchmark.settings.data_dirs`
+(``--data-dir``, ``BENCHMARK_DATA_DIR``, the user cache); an official file that is missing
+everywhere is downloaded from the pinned commit of the CDVAE repository into the cache and checked
+byte for byte against its git blob id. Parsed splits are cached (keyed by the file's SHA-256), so
+CIFs are parsed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmark import settings
+from benchmark.crystal import Crystal
+
+CDVAE_COMMIT = "f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea"
+CDVAE_RAW = "https://raw.githubusercontent.com/txie-93/cdvae/{commit}/data/{name}/{split}.csv"
+PARSE_VERSION = 1  # bump when the parsing/reduction below changes, to invalidate caches
+
+
+class DatasetNotFound(FileNotFoundError):
+    """A dataset file is in none of the data directories and could not be downloaded."""
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def git_blob_id(data: bytes) -> str:
+    """Git's object id of a file's content: SHA-1 of ``b"blob <size>\\0" + content``."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def parse_cif_published(cif: str, niggli: bool = True) -> Any:
+    """pymatgen Structure of a CIF as CDVAE's ``build_crystal(niggli=True, primitive=False)`` makes it."""
+    from pymatgen.core import Lattice, Structure
+
+    structure = Structure.from_str(cif, fmt="cif")
+    if niggli:
+        structure = structure.get_reduced_structure()
+    return Structure(
+        lattice=Lattice.from_parameters(*structure.lattice.parameters),
+        species=structure.species,
+        coords=structure.frac_coords,
+        coords_are_cartesian=False,
+    )
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset of crystals stored as CSV splits.
+
+    Attributes:
+        name: registry name (``perov_5``); ``folder`` is its directory name under a data directory.
+        description: one line for ``list``.
+        splits: split names available (``train``, ``val``, ``test``).
+        properties: property columns (numbers or class labels) kept on each crystal.
+        target: the property the published property-optimisation task minimises, if any.
+        official_blobs: git blob id per split of the official files (downloadable), if any.
+        upstream_name: the folder name in the CDVAE repository, when it differs from ``folder``.
+        citation: where the data come from.
+        protocol_family: whose published constants (coverage cutoffs, SR percentiles, oracle) apply:
+            ``perov_5``, ``carbon_24``, ``mp_20``, or None when the papers define none.
+    """
+
+    name: str
+    description: str
+    folder: str
+    splits: tuple[str, ...] = ("train", "val", "test")
+    properties: tuple[str, ...] = ()
+    target: str | None = None
+    official_blobs: dict[str, str] = field(default_factory=dict)
+    upstream_name: str | None = None
+    citation: str = ""
+    protocol_family: str | None = None
+
+    # -------------------------------------------------------------- files
+    def candidate_paths(self, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+        return [d / self.folder / f"{split}.csv" for d in settings.data_dirs(data_dir)]
+
+    def file_path(self, split: str, data_dir: str | os.PathLike[str] | None = None, download: bool = True) -> Path:
+        """The CSV of ``split``: found in a data directory, or downloaded if official and allowed."""
+        self._check_split(split)
+        candidates = self.candidate_paths(split, data_dir)
+        for path in candidates:
+            if path.is_file():
+                return path
+        if download and split in self.official_blobs and not settings.offline():
+            return self._download(split)
+        searched = "\n  ".join(str(p) for p in candidates)
+        how = (
+            f"It is downloaded automatically on a machine with network access (unset BENCHMARK_OFFLINE)."
+            if split in self.official_blobs
+            else "This file is not downloadable; obtain it from the source in the dataset's description."
+        )
+        raise DatasetNotFound(
+            f"dataset {self.name!r}: no {split}.csv found. Searched:\n  {searched}\n"
+            f"Point --data-dir or BENCHMARK_DATA_DIR at a directory containing {self.folder}/{split}.csv. {how}"
+        )
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+
+    def _download(self, split: str) -> Path:
+        import urllib.request
+
+        from tqdm.auto import tqdm
+
+        url = CDVAE_RAW.format(commit=CDVAE_COMMIT, name=self.upstream_name or self.folder, split=split)
+        target = settings.download_dir() / self.folder / f"{split}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                chunks = []
+                with tqdm(total=total, unit="B", unit_scale=True, desc=f"{self.name}/{split}.csv") as bar:
+                    while True:
+                        chunk = response.read(1 << 16)
+                        if not chunk:
+                            break
+                        chunks.append(chunk)
+                        bar.update(len(chunk))
+        except OSError as exc:
+            raise DatasetNotFound(
+                f"dataset {self.name!r}: {split}.csv is not in any data directory and downloading {url} failed ({exc}). "
+                f"Download it by hand into {target} or point --data-dir/BENCHMARK_DATA_DIR at a copy."
+            ) from exc
+        data = b"".join(chunks)
+        blob = git_blob_id(data)
+        if blob != self.official_blobs[split]:
+            raise DatasetNotFound(f"downloaded {url} does not match the official file (git blob {blob}, expected {self.official_blobs[split]}); not saved")
+        _atomic_write_bytes(target, data)
+        return target
+
+    # -------------------------------------------------------------- crystals
+    def load(self, split: str, data_dir: str | os.PathLike[str] | None = None, limit: int | None = None, progress: bool = True) -> list[Crystal]:
+        """Crystals of ``split`` (Niggli-reduced as published), with their property columns."""
+        path = self.file_path(split, data_dir)
+        crystals = load_csv(path, self.properties, progress=progress, desc=f"{self.name}/{split}")
+        return crystals[:limit] if limit is not None else crystals
+
+    def info(self, split: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        path = self.file_path(split, data_dir)
+        return {"name": self.name, "split": split, "file": str(path), "sha256": sha256_file(path)}
+
+
+# ------------------------------------------------------------------ CSV parsing with a cache
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _parse_row(cif: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    s = parse_cif_published(cif)
+    lat = s.lattice
+    return np.array([site.specie.Z for site in s]), np.array(s.frac_coords), np.array(lat.abc), np.array(lat.angles)
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value)
+    return value if isinstance(value, (int, str)) else str(value)
+
+
+def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progress: bool = True, desc: str | None = None) -> list[Crystal]:
+    """Crystals of a published-format CSV, parsed once and cached by the file's SHA-256."""
+    import pandas as pd
+
+    path = Path(path)
+    digest = sha256_file(path)
+    cache = settings.cache_dir() / "parsed" / f"{digest[:24]}-v{PARSE_VERSION}.npz"
+    df = pd.read_csv(path)
+    if "cif" not in df.columns:
+        raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(map(str, df.columns))})")
+    ids = df["material_id"].astype(str).tolist() if "material_id" in df.columns else [str(i) for i in range(len(df))]
+    props = [c for c in properties if c in df.columns]
+    arrays = _load_parsed_cache(cache, len(df))
+    if arrays is None:
+        from tqdm.auto import tqdm
+
+        rows = [_parse_row(cif) for cif in tqdm(df["cif"].tolist(), desc=f"parsing {desc or path.name}", disable=not progress, leave=False)]
+        counts = np.array([len(r[0]) for r in rows], dtype=np.int64)
+        arrays = {
+            "num_atoms": counts,
+            "atomic_numbers": np.concatenate([r[0] for r in rows]).astype(np.int64),
+            "frac_coords": np.concatenate([r[1] for r in rows]).astype(np.float64),
+            "lengths": np.stack([r[2] for r in rows]),
+            "angles": np.stack([r[3] for r in rows]),
+        }
+        buf = _npz_bytes(arrays)
+        _atomic_write_bytes(cache, buf)
+    out: list[Crystal] = []
+    start = 0
+    records = df[props].to_dict("records") if props else [{} for _ in range(len(df))]
+    for i, n in enumerate(arrays["num_atoms"].tolist()):
+        p = {k: _clean(v) for k, v in records[i].items() if not (isinstance(v, float) and math.isnan(v))}
+        out.append(
+            Crystal(
+                arrays["atomic_numbers"][start : start + n],
+                arrays["frac_coords"][start : start + n],
+                arrays["lengths"][i],
+                arrays["angles"][i],
+                p,
+                ids[i],
+            )
+        )
+        start += n
+    return out
+
+
+def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _load_parsed_cache(path: Path, n_rows: int) -> dict[str, np.ndarray] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        if len(arrays["num_atoms"]) != n_rows:
+            return None
+        return arrays
+    except (OSError, ValueError, KeyError):
+        return None  # a damaged cache is rebuilt, never trusted
+
+
+
+
+__all__ = ["Dataset", "DatasetNotFound", "load_csv", "parse_cif_published", "sha256_file", "git_blob_id"]

@@ -1,0 +1,1 @@
+"""Model plugins (installed as ``benchmark.models``). Built-in models register in ``plugin.py``."""

@@ -1,0 +1,11 @@
+"""Built-in tasks plugins."""
+
+from __future__ import annotations
+
+from benchmark.hookspecs import hookimpl
+from benchmark.registry import Entry
+
+
+@hookimpl
+def benchmark_tasks() -> list[Entry]:
+    return []
