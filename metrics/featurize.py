@@ -1,0 +1,203 @@
+"""Evaluating many crystals: in parallel (joblib, any backend), with a cache for reference splits.
+
+Featurisation (CrystalNN fingerprints) is nearly all of the published evaluation's time, so:
+
+* crystals are evaluated in chunks by ``joblib.Parallel``; the backend is configurable
+  (``loky`` processes by default, ``threading``, ``sequential``, or ``dask`` with a running
+  ``dask.distributed`` client, through joblib's ``parallel_config``);
+* the results for a reference split are cached on disk, keyed by the dataset file's SHA-256, the
+  split, the metric profile, the evaluation version and the versions of pymatgen, matminer and
+  SMACT, so a warm evaluation featurises only the samples. The cache is a plain ``.npz`` read with
+  ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal
+from benchmark.metrics.crystal_eval import EVAL_VERSION, CrystalResult, evaluate_crystal, unreadable_result
+from benchmark.metrics.profiles import MetricProfile, get_profile
+
+N_STRUCT_FP = 61
+N_COMP_FP = 132
+BACKENDS = ("loky", "threading", "sequential", "dask")
+
+
+def _chunk_eval(items: list[tuple[int, Crystal]], profile_name: str) -> list[CrystalResult]:
+    profile = get_profile(profile_name)
+    return [evaluate_crystal(c, profile, index=i) for i, c in items]
+
+
+def evaluate_entries(
+    entries: Sequence[object],
+    profile: MetricProfile,
+    n_jobs: int | None = None,
+    backend: str = "loky",
+    progress: bool = True,
+    desc: str = "featurising",
+    chunk_size: int = 16,
+) -> list[CrystalResult]:
+    """Evaluate a list of Crystals (anything else counts as unreadable) in input order.
+
+    Args:
+        entries: ``Crystal`` or an object with ``source`` and ``reason`` (an unreadable entry).
+        n_jobs: worker count (default: all cores); 1 runs in this process.
+    """
+    from tqdm.auto import tqdm
+
+    results: list[CrystalResult | None] = [None] * len(entries)
+    todo: list[tuple[int, Crystal]] = []
+    for i, e in enumerate(entries):
+        if isinstance(e, Crystal):
+            todo.append((i, e))
+        else:
+            results[i] = unreadable_result(i, getattr(e, "source", None), getattr(e, "reason", "unreadable entry"))
+    n_jobs = n_jobs or os.cpu_count() or 1
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
+    bar = tqdm(total=len(todo), desc=desc, unit="crystal", disable=not progress)
+    if n_jobs == 1 or backend == "sequential" or len(chunks) <= 1:
+        for chunk in chunks:
+            for r in _chunk_eval(chunk, profile.name):
+                results[r.index] = r
+            bar.update(len(chunk))
+    else:
+        from joblib import Parallel, delayed, parallel_config
+
+        with parallel_config(backend=backend, n_jobs=n_jobs):
+            gen = Parallel(return_as="generator")(delayed(_chunk_eval)(chunk, profile.name) for chunk in chunks)
+            for chunk_results in gen:
+                for r in chunk_results:
+                    results[r.index] = r
+                bar.update(len(chunk_results))
+    bar.close()
+    return [r for r in results if r is not None]
+
+
+# ---------------------------------------------------------------- reference cache
+def _versions() -> str:
+    out = []
+    for pkg in ("pymatgen", "pymatgen-core", "matminer", "smact"):
+        try:
+            out.append(f"{pkg}={metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ",".join(out)
+
+
+def reference_cache_path(file_sha256: str, split: str, profile: MetricProfile, limit: int | None) -> Path:
+    from benchmark import settings
+
+    key = f"{file_sha256}|{split}|{profile.name}|{limit}|v{EVAL_VERSION}|{_versions()}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return settings.cache_dir() / "fingerprints" / f"{split}-{profile.name}-{digest}.npz"
+
+
+def save_results(path: Path, results: Sequence[CrystalResult]) -> None:
+    n = len(results)
+    struct = np.full((n, N_STRUCT_FP), np.nan)
+    comp = np.full((n, N_COMP_FP), np.nan)
+    has_fp = np.zeros(n, dtype=bool)
+    for k, r in enumerate(results):
+        if r.struct_fp is not None and r.comp_fp is not None:
+            struct[k], comp[k], has_fp[k] = r.struct_fp, r.comp_fp, True
+
+    def col(name: str, default: float) -> np.ndarray:
+        return np.array([default if getattr(r, name) is None else getattr(r, name) for r in results], dtype=np.float64)
+
+    arrays = {
+        "index": np.array([r.index for r in results], dtype=np.int64),
+        "label": np.array(["" if r.label is None else str(r.label) for r in results], dtype=str),
+        "n_atoms": np.array([r.n_atoms for r in results], dtype=np.int64),
+        "formula": np.array([r.formula for r in results], dtype=str),
+        "flags": np.array([[r.constructed, r.comp_valid, r.struct_valid, r.valid] for r in results], dtype=bool).reshape(n, 4),
+        "reason": np.array([r.reason for r in results], dtype=str),
+        "struct_fp": struct,
+        "comp_fp": comp,
+        "has_fp": has_fp,
+        "density": col("density", np.nan),
+        "n_elems": col("n_elems", np.nan),
+        "min_dist": col("min_dist", np.nan),
+        "volume": col("volume", np.nan),
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def load_results(path: Path) -> list[CrystalResult] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None
+
+    def opt(x: float) -> float | None:
+        return None if np.isnan(x) else float(x)
+
+    out = []
+    for k in range(len(a["index"])):
+        constructed, comp_valid, struct_valid, valid = (bool(x) for x in a["flags"][k])
+        out.append(
+            CrystalResult(
+                index=int(a["index"][k]),
+                label=str(a["label"][k]) or None,
+                n_atoms=int(a["n_atoms"][k]),
+                formula=str(a["formula"][k]),
+                constructed=constructed,
+                comp_valid=comp_valid,
+                struct_valid=struct_valid,
+                valid=valid,
+                reasons=[x for x in str(a["reason"][k]).split("; ") if x],
+                struct_fp=a["struct_fp"][k] if a["has_fp"][k] else None,
+                comp_fp=a["comp_fp"][k] if a["has_fp"][k] else None,
+                density=opt(a["density"][k]),
+                n_elems=None if np.isnan(a["n_elems"][k]) else int(a["n_elems"][k]),
+                min_dist=opt(a["min_dist"][k]),
+                volume=opt(a["volume"][k]),
+            )
+        )
+    return out
+
+
+def evaluate_reference(
+    crystals: Sequence[Crystal],
+    file_sha256: str,
+    split: str,
+    profile: MetricProfile,
+    limit: int | None = None,
+    n_jobs: int | None = None,
+    backend: str = "loky",
+    progress: bool = True,
+    use_cache: bool = True,
+) -> tuple[list[CrystalResult], bool]:
+    """Results for a reference split, from the cache when present. Returns (results, was_cached)."""
+    path = reference_cache_path(file_sha256, split, profile, limit)
+    if use_cache:
+        cached = load_results(path)
+        if cached is not None and len(cached) == len(crystals):
+            return cached, True
+    results = evaluate_entries(crystals, profile, n_jobs=n_jobs, backend=backend, progress=progress, desc=f"featurising reference {split}")
+    if use_cache:
+        save_results(path, results)
+    return results, False
+
+
+def iter_valid(results: Iterable[CrystalResult]) -> list[CrystalResult]:
+    return [r for r in results if r.valid]
