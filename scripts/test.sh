@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's test command: the test suite in the .venv made by scripts/install.sh.
+# CI (.ci/run) runs exactly this script. Extra arguments go to pytest, e.g.
+#
+#   bash scripts/test.sh tests/core -x
+#
+# Defaults, each only when the variable is unset:
+#   BENCHMARK_DATA_DIR  ../shared/data next to the checkout (the dataset CSVs)
+#   BENCHMARK_OFFLINE   1 (tests never download)
+#   VENV                .venv in the checkout
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+VENV="${VENV:-.venv}"
+export BENCHMARK_DATA_DIR="${BENCHMARK_DATA_DIR:-$ROOT/../shared/data}"
+export BENCHMARK_OFFLINE="${BENCHMARK_OFFLINE:-1}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "error: no virtual environment at $VENV; run: bash scripts/install.sh" >&2
+    exit 2
+fi
+
+exec "$VENV/bin/python" -m pytest -q "$@"
