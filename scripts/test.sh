@@ -22,4 +22,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     exit 2
 fi
 
-exec "$VENV/bin/python" -m pytest -q "$@"
+# `python -m` puts the checkout root first on sys.path, where datasets/, metrics/, models/ and
+# tasks/ would import as top-level packages and hide a wrong `import metrics...` that breaks the
+# installed package. -P (Python >= 3.11) leaves the root off; only pytest itself gets it, not the
+# processes the tests start.
+safe_path=()
+if "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    safe_path=(-P)
+fi
+
+exec "$VENV/bin/python" "${safe_path[@]}" -m pytest -q "$@"

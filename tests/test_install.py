@@ -322,17 +322,23 @@ def test_wheel_from_sdist_has_the_same_files(source_copy, wheel_names, tmp_path)
 
 
 def _editable_install() -> bool:
-    from importlib.metadata import PackageNotFoundError, distribution
+    """Whether an editable install of this very checkout is in the environment.
 
-    try:
-        text = distribution("crystal-gen-benchmark").read_text("direct_url.json")
-    except PackageNotFoundError:
-        return False
-    if not text:
-        return False
-    info = json.loads(text)
-    url = info.get("url", "")
-    return bool(info.get("dir_info", {}).get("editable")) and url.startswith("file://") and Path(url[len("file://") :]).resolve() == ROOT
+    Every distribution of the name is looked at: with the checkout on ``sys.path`` (``python -m
+    pytest`` from the root) the setuptools ``*.egg-info`` there is found first, and it has no
+    ``direct_url.json``.
+    """
+    from importlib.metadata import distributions
+
+    for dist in distributions(name="crystal-gen-benchmark"):
+        text = dist.read_text("direct_url.json")
+        if not text:
+            continue
+        info = json.loads(text)
+        url = info.get("url", "")
+        if info.get("dir_info", {}).get("editable") and url.startswith("file://") and Path(url[len("file://") :]).resolve() == ROOT:
+            return True
+    return False
 
 
 @pytest.mark.skipif(not _editable_install(), reason="the project is not installed editable from this checkout")
