@@ -27,6 +27,91 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_cutoffs(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected STRUC,COMP, e.g. 0.2,4") from None
+    return a, b
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from benchmark.tasks.evaluation import EvaluateOptions, EvaluationError, evaluate
+
+    opts = EvaluateOptions(
+        task=args.task,
+        dataset=args.dataset,
+        samples=args.samples,
+        limit=args.limit,
+        reference_split=args.reference_split,
+        train_split=args.train_split,
+        profile=args.profile,
+        seed=args.seed,
+        n_jobs=args.jobs,
+        backend=args.backend,
+        data_dir=args.data_dir,
+        runs_dir=args.runs_dir,
+        properties=args.properties,
+        property_name=args.property,
+        num_opt=args.num_opt,
+        n_property_samples=args.n_property_samples,
+        cov_cutoffs=args.cov_cutoffs,
+        metrics=args.metric or None,
+        model_name=args.model_name,
+        progress=not args.no_progress,
+        use_cache=not args.no_cache,
+        batch_idx=args.batch_idx,
+    )
+    try:
+        result = evaluate(opts)
+    except EvaluationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    flat = result.flat()
+    rec = result.record
+    print(f"{rec['task']} on {rec['dataset']['name']} ({rec['samples']['n']} samples, profile {rec['profile']}, seed {rec['seed']}):")
+    width = max((len(k) for k in flat), default=0)
+    for k, v in flat.items():
+        print(f"  {k.ljust(width)}  {_fmt(v)}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if result.run_dir is not None:
+        print(f"run {rec['run_id']} stored in {result.run_dir} (per-structure results: per_structure.csv)")
+    if args.json:
+        from benchmark.store import write_json_atomic
+
+        write_json_atomic(args.json, flat)
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark import settings
+    from benchmark.leaderboard import build_table, render
+    from benchmark.store import ResultsStore
+
+    store = ResultsStore(settings.runs_dir(args.runs_dir))
+    tasks = [args.task] if args.task else ["generation", "reconstruction", "property_optimization"]
+    chunks = []
+    for task in tasks:
+        records = store.query(task=task, dataset=args.dataset)
+        table = build_table(records, task, dataset=args.dataset, include_reported=not args.no_reported)
+        chunks.append(render(table, args.format))
+    text = "\n\n".join(chunks)
+    if args.output:
+        from pathlib import Path
+
+        Path(args.output).write_text(text + "\n")
+        print(f"written to {args.output}")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +120,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("kind", nargs="?", choices=KINDS)
     _add_common(p)
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("evaluate", help="score a sample file with the published protocol", description="Score a sample file (CIF directory or zip, extended XYZ, CSV with a cif column, CDVAE eval_gen/eval_recon/eval_opt.pt) and store the run.")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization")
+    p.add_argument("--dataset", required=True, help="dataset whose reference split and published constants apply (e.g. perov_5)")
+    p.add_argument("--samples", required=True, help="sample file or directory")
+    p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
+    p.add_argument("--json", metavar="OUT", default=None, help="write the aggregate metrics as one JSON object (published key names)")
+    p.add_argument("--reference-split", default="test", help="split the samples are compared with (default: test)")
+    p.add_argument("--train-split", default="train", help="split for novelty (default: train)")
+    p.add_argument("--profile", default="cdvae", help="metric profile: cdvae (published) or modern")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 1,000-sample draw for property statistics (default 0)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers for featurisation (default: all cores)")
+    p.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"], help="joblib backend (dask needs a running distributed client)")
+    p.add_argument("--properties", default=None, help="property values per sample (JSON list, oracle JSON, .npy, or CSV) for SR / wdist_prop")
+    p.add_argument("--property", default=None, help="property name (default: the dataset's target)")
+    p.add_argument("--num-opt", type=int, default=100, help="property optimisation: number of trajectories (default 100)")
+    p.add_argument("--n-property-samples", type=int, default=None, help="valid samples drawn for property statistics (default: the profile's 1,000)")
+    p.add_argument("--cov-cutoffs", type=_parse_cutoffs, default=None, metavar="STRUC,COMP", help="override the coverage cutoffs")
+    p.add_argument("--metric", action="append", default=[], help="compute only these metrics (repeatable; see `list metrics`)")
+    p.add_argument("--model-name", default=None, help="name of the model in the leaderboard (default: the sample file name)")
+    p.add_argument("--batch-idx", type=int, default=0, help="CDVAE .pt files: which of the num_evals batches to read (default 0, as published)")
+    p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR, then the user cache)")
+    p.add_argument("--runs-dir", default=None, help="where run records are stored (else BENCHMARK_RUNS_DIR, then a per-user directory)")
+    p.add_argument("--no-cache", action="store_true", help="recompute reference fingerprints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
+    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization (default: all)")
+    p.add_argument("--dataset", default=None)
+    p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--no-reported", action="store_true", help="leave out the papers' reported rows")
+    p.add_argument("--output", "-o", default=None, help="write to a file instead of standard output")
+    _add_common(p)
+    p.set_defaults(func=cmd_leaderboard)
     return parser
 
 
@@ -43,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except RegistryError as exc:
+    except (RegistryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

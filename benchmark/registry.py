@@ -109,7 +109,9 @@ class Plugins:
                 continue
             self.pm.register(importlib.import_module(modname), name=modname)
         if autoload is None:
-            autoload = os.environ.get("BENCHMARK_DISABLE_PLUGIN_AUTOLOAD", "").strip() in {"", "0"}
+            from benchmark.settings import env_flag
+
+            autoload = not env_flag("BENCHMARK_DISABLE_PLUGIN_AUTOLOAD")
         if autoload:
             self._load_entry_points()
         # A misspelt hook name in a plugin is an error, not silence.
@@ -125,6 +127,9 @@ class Plugins:
                 plugin = ep.load()
             except Exception as exc:  # a broken third-party plugin must say so, not vanish
                 raise RegistryError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+            if self.pm.is_registered(plugin):
+                other = self.pm.get_name(plugin)
+                raise RegistryError(f"plugin module {ep.value} is registered twice: as {other!r} and as {ep.name!r}")
             self.pm.register(plugin, name=ep.name)
 
     def _collect(self) -> None:
@@ -146,7 +151,7 @@ class Plugins:
 
     @property
     def plugin_names(self) -> list[str]:
-        return sorted(name for name, _ in self.pm.list_name_plugin())
+        return sorted(name for name, plugin in self.pm.list_name_plugin() if plugin is not None)
 
 
 _default: Plugins | None = None

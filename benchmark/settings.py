@@ -67,5 +67,10 @@ def runs_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
+def env_flag(name: str) -> bool:
+    """A boolean environment switch: 1/true/yes/on (any case) is on, anything else off."""
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def offline() -> bool:
-    return os.environ.get("BENCHMARK_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("BENCHMARK_OFFLINE")

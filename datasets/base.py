@@ -118,7 +118,7 @@ class Dataset:
 
     def _check_split(self, split: str) -> None:
         if split not in self.splits:
-            raise ValueError(f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
+            raise DatasetNotFound(f"dataset {self.name!r} has no split {split!r}; splits: {', '.join(self.splits)}")
 
     def _download(self, split: str) -> Path:
         import urllib.request

@@ -322,11 +322,6 @@ def test_block_builtin_plugin_by_module_name():
         plugins["datasets"].get("perov_5")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Plugins.plugin_names comes from pluggy's list_name_plugin(), which also lists blocked names "
-    "(with plugin None); drop this marker once registry.py filters them out",
-)
 def test_plugin_names_omit_blocked_plugins():
     plugins = Plugins(autoload=False, blocked=("benchmark.datasets.plugin",))
     assert "benchmark.datasets.plugin" not in plugins.plugin_names

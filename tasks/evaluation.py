@@ -1,0 +1,318 @@
+"""Scoring a sample file: the path behind ``python -m benchmark evaluate``.
+
+read samples -> evaluate each crystal (parallel) -> reference split (cached) -> the task's metrics
+-> per-structure table + run record (results store) -> JSON with the published key names.
+
+Nothing computed is lost to one bad crystal: unreadable entries and crystals that cannot be
+built are scored as invalid with their reason, and the per-structure table says which and why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmark.metrics.base import EvalContext, Metric, MetricValue
+from benchmark.metrics.crystal_eval import CrystalResult
+
+# The published evaluation's key order (scripts/compute_metrics.py), for JSON output.
+PUBLISHED_KEYS = (
+    "comp_valid", "struct_valid", "valid", "cov_recall", "cov_precision", "amsd_recall", "amsd_precision",
+    "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems", "wdist_prop", "comp_div",
+    "struct_div", "match_rate", "rms_dist", "SR5", "SR10", "SR15",
+)
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation cannot start (bad arguments, unreadable sample file, missing dataset)."""
+
+
+@dataclass
+class EvaluateOptions:
+    """Arguments of one evaluation (the CLI's flags)."""
+
+    task: str
+    dataset: str
+    samples: str | Path
+    limit: int | None = None
+    reference_split: str = "test"
+    train_split: str = "train"
+    profile: str = "cdvae"
+    seed: int = 0
+    n_jobs: int | None = None
+    backend: str = "loky"
+    data_dir: str | None = None
+    runs_dir: str | None = None
+    properties: str | None = None
+    property_name: str | None = None
+    num_opt: int = 100
+    n_property_samples: int | None = None
+    cov_cutoffs: tuple[float, float] | None = None
+    metrics: Sequence[str] | None = None
+    model_name: str | None = None
+    progress: bool = True
+    use_cache: bool = True
+    store: bool = True
+    batch_idx: int = 0
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, MetricValue]
+    per_structure: Any  # pandas.DataFrame
+    record: dict[str, Any]
+    run_dir: Path | None
+    notes: list[str] = field(default_factory=list)
+
+    def flat(self) -> dict[str, float | None]:
+        """Aggregate metrics as {published key: value}, published keys first."""
+        out: dict[str, float | None] = {}
+        for k in PUBLISHED_KEYS:
+            if k in self.metrics:
+                out[k] = self.metrics[k].as_dict()["value"]
+        for k, v in self.metrics.items():
+            if k not in out:
+                out[k] = v.as_dict()["value"]
+        return out
+
+
+def _load_properties(path: str, n: int, name: str | None) -> np.ndarray:
+    """Property values aligned with the samples: a JSON list (or {"predictions": [...]}, the oracle
+    output format), a .npy array, or a CSV with a column named ``name`` (or a single column)."""
+    p = Path(path)
+    if not p.is_file():
+        raise EvaluationError(f"--properties {path}: no such file")
+    try:
+        if p.suffix == ".json":
+            data = json.loads(p.read_text())
+            if isinstance(data, dict):
+                data = data.get("predictions", data.get(name or "", None))
+            values = np.array([np.nan if v is None else float(v) for v in data], dtype=np.float64)
+        elif p.suffix == ".npy":
+            values = np.load(p, allow_pickle=False).astype(np.float64).reshape(-1)
+        else:
+            import pandas as pd
+
+            df = pd.read_csv(p)
+            col = name if name in df.columns else (df.columns[0] if len(df.columns) == 1 else None)
+            if col is None:
+                raise EvaluationError(f"--properties {path}: no column {name!r} (columns: {', '.join(df.columns)})")
+            values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+    except (ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise EvaluationError(f"--properties {path}: cannot read property values ({exc})") from exc
+    if len(values) < n:
+        raise EvaluationError(f"--properties {path}: {len(values)} values for {n} samples")
+    return values[:n]
+
+
+def _properties_from_entries(entries: Sequence[Any], name: str | None) -> np.ndarray | None:
+    if not name:
+        return None
+    vals = []
+    for e in entries:
+        v = getattr(e, "properties", {}).get(name) if hasattr(e, "properties") else None
+        try:
+            vals.append(float(v) if v is not None else np.nan)
+        except (TypeError, ValueError):
+            vals.append(np.nan)
+    arr = np.array(vals, dtype=np.float64)
+    return arr if np.isfinite(arr).any() else None
+
+
+def per_structure_table(results: list[CrystalResult], extra: dict[str, list[Any]]) -> Any:
+    import pandas as pd
+
+    rows = {
+        "index": [r.index for r in results],
+        "label": [r.label for r in results],
+        "formula": [r.formula for r in results],
+        "n_atoms": [r.n_atoms for r in results],
+        "constructed": [r.constructed for r in results],
+        "comp_valid": [r.comp_valid for r in results],
+        "struct_valid": [r.struct_valid for r in results],
+        "valid": [r.valid for r in results],
+        "reason": [r.reason for r in results],
+        "density": [r.density for r in results],
+        "n_elems": [r.n_elems for r in results],
+        "min_dist": [r.min_dist for r in results],
+        "volume": [r.volume for r in results],
+    }
+    rows.update(extra)
+    return pd.DataFrame(rows)
+
+
+def select_metrics(task: str, names: Sequence[str] | None) -> list[Metric]:
+    from benchmark.registry import get_plugins
+
+    reg = get_plugins()["metrics"]
+    if names:
+        chosen = [reg.get(n) for n in names]
+        wrong = [m.name for m in chosen if m.task != task]
+        if wrong:
+            raise EvaluationError(f"metrics {', '.join(wrong)} do not score the {task} task")
+        return chosen
+    return [m for m in (e.load() for e in reg) if m.task == task and m.default]
+
+
+def evaluate(opts: EvaluateOptions) -> EvaluationResult:
+    """Score a sample file for a task (see module doc)."""
+    from benchmark import settings
+    from benchmark.datasets.base import DatasetNotFound, sha256_file
+    from benchmark.metrics.featurize import evaluate_entries, evaluate_reference
+    from benchmark.metrics.profiles import get_profile
+    from benchmark.registry import get_plugins
+    from benchmark.samples import SampleFileError, read_samples
+
+    t_start = time.time()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start))
+    plugins = get_plugins()
+    task = plugins["tasks"].get(opts.task)
+    if not task.evaluable:
+        raise EvaluationError(f"task {opts.task!r} cannot score a sample file")
+    dataset = plugins["datasets"].get(opts.dataset)
+    try:
+        profile = get_profile(opts.profile)
+    except KeyError as exc:
+        raise EvaluationError(str(exc.args[0])) from exc
+    metrics = select_metrics(task.name, opts.metrics)
+    timings: dict[str, float] = {}
+
+    # ---- samples
+    t = time.time()
+    try:
+        sample_set = read_samples(opts.samples, limit=opts.limit, batch_idx=opts.batch_idx)
+    except SampleFileError as exc:
+        raise EvaluationError(str(exc)) from exc
+    entries = list(sample_set.entries)
+    if not entries:
+        raise EvaluationError(f"{opts.samples}: no crystals to evaluate")
+    timings["read_samples_s"] = time.time() - t
+    t = time.time()
+    results = evaluate_entries(entries, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, desc="featurising samples")
+    timings["featurise_samples_s"] = time.time() - t
+    notes: list[str] = []
+    n_unreadable = sum(1 for r in results if r.reasons and r.reasons[0].startswith("unreadable"))
+    if n_unreadable:
+        notes.append(f"{n_unreadable} entries of the sample file could not be read; counted as invalid")
+
+    # ---- reference
+    reference: list[CrystalResult] | None = None
+    ref_crystals: list[Any] = []
+    ref_info: dict[str, Any] = {"name": dataset.name, "reference_split": None}
+    try:
+        if task.reference == "split":
+            path = dataset.file_path(opts.reference_split, opts.data_dir)
+            ref_crystals = dataset.load(opts.reference_split, opts.data_dir, progress=opts.progress)
+            digest = sha256_file(path)
+            t = time.time()
+            reference, cached = evaluate_reference(
+                ref_crystals, digest, opts.reference_split, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, use_cache=opts.use_cache
+            )
+            timings["featurise_reference_s"] = time.time() - t
+            timings["reference_cached"] = float(cached)
+            ref_info = {"name": dataset.name, "reference_split": opts.reference_split, "file": str(path), "sha256": digest, "n_reference": len(ref_crystals)}
+        elif task.reference == "paired":
+            if sample_set.references is not None:
+                ref_crystals = list(sample_set.references)
+                ref_info = {"name": dataset.name, "reference_split": "input_data_batch of the sample file", "n_reference": len(ref_crystals)}
+            else:
+                path = dataset.file_path(opts.reference_split, opts.data_dir)
+                ref_crystals = dataset.load(opts.reference_split, opts.data_dir, progress=opts.progress)[: len(entries)]
+                ref_info = {"name": dataset.name, "reference_split": opts.reference_split, "file": str(path), "sha256": sha256_file(path), "n_reference": len(ref_crystals)}
+                notes.append(f"reconstructions paired in order with the first {len(ref_crystals)} crystals of {dataset.name}/{opts.reference_split}")
+    except DatasetNotFound as exc:
+        raise EvaluationError(str(exc)) from exc
+
+    # ---- training split (novelty) only when a novelty metric is selected
+    train = None
+    if any(m.name == "novelty" for m in metrics):
+        try:
+            train = dataset.load(opts.train_split, opts.data_dir, progress=opts.progress) if opts.train_split in dataset.splits else None
+        except DatasetNotFound:
+            train = None
+
+    # ---- property values (SR, wdist_prop)
+    prop_name = opts.property_name or dataset.target
+    properties = _load_properties(opts.properties, len(entries), prop_name) if opts.properties else _properties_from_entries(entries, prop_name)
+
+    ctx = EvalContext(
+        task=task.name,
+        dataset=dataset.name,
+        family=dataset.protocol_family,
+        profile=profile,
+        seed=opts.seed,
+        samples=results,
+        reference=reference,
+        sample_crystals=entries,
+        reference_crystals=ref_crystals,
+        train=train,
+        properties=properties,
+        property_name=prop_name,
+        options={
+            "num_opt": opts.num_opt,
+            "n_jobs": opts.n_jobs,
+            "backend": opts.backend,
+            "cov_cutoffs": opts.cov_cutoffs,
+            "n_property_samples": opts.n_property_samples,
+        },
+        notes=notes,
+    )
+    values: dict[str, MetricValue] = {}
+    t = time.time()
+    for metric in metrics:
+        try:
+            values.update(metric.compute(ctx))
+        except Exception as exc:  # one metric failing must not lose the others
+            notes.append(f"metric {metric.name} failed: {type(exc).__name__}: {exc}")
+    timings["metrics_s"] = time.time() - t
+    timings["total_s"] = time.time() - t_start
+    table = per_structure_table(results, ctx.per_structure)
+
+    record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx)
+    run_dir = None
+    if opts.store:
+        from benchmark.store import ResultsStore
+
+        store = ResultsStore(settings.runs_dir(opts.runs_dir))
+        run_dir = store.run_dir(record["run_id"])
+        store.write_per_structure(record["run_id"], table)
+        record["artifacts"] = {"per_structure": "per_structure.csv"}
+        store.save(record)
+    return EvaluationResult(values, table, record, run_dir, notes)
+
+
+def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample_set: Any, ref_info: dict[str, Any], values: dict[str, MetricValue],
+            timings: dict[str, float], notes: list[str], started_at: str, ctx: EvalContext) -> dict[str, Any]:
+    from benchmark.datasets.base import sha256_file
+    from benchmark.store import SCHEMA_VERSION, environment_info, new_run_id
+
+    sample_path = Path(opts.samples)
+    sample_hash = sha256_file(sample_path) if sample_path.is_file() else None
+    settings_used = profile.as_dict()
+    if "coverage_cutoffs" in ctx.cache:
+        settings_used["coverage_cutoffs"] = {"struc": ctx.cache["coverage_cutoffs"][0], "comp": ctx.cache["coverage_cutoffs"][1]}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": new_run_id(task, dataset),
+        "kind": "evaluate",
+        "task": task,
+        "status": "ok",
+        "dataset": ref_info,
+        "model": {"name": opts.model_name or sample_path.stem, "version": None, "config": {}, "checkpoint_sha256": None},
+        "samples": {"path": str(sample_path.resolve()), "sha256": sample_hash, "format": sample_set.fmt, "n": len(sample_set.entries), "limit": opts.limit},
+        "profile": profile.name,
+        "profile_settings": settings_used,
+        "seed": opts.seed,
+        "metrics": {k: v.as_dict() for k, v in values.items()},
+        "environment": environment_info(),
+        "started_at": started_at,
+        "duration_s": timings.get("total_s"),
+        "timings": timings,
+        "notes": list(notes),
+        "artifacts": {},
+    }
