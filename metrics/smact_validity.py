@@ -14,8 +14,9 @@ Two tables are provided, named after what produced them:
 numbers were computed with: its default oxidation states are the 2014 SMACT table, which current
 SMACT exposes as ``Element.oxidation_states_smact14`` except for iridium (2.2.1 lists -2 where the
 current table lists -3); its Pauling electronegativity of Zr is 0.33 (a typo fixed later to 1.33);
-and its Pauling test compares ``None`` electronegativities (He, Ne, Ar, Pm, Rn, Lr), which raises
-TypeError in Python 3, which CDVAE catches and counts as a pass. Those three differences were read
+and its Pauling test compares ``None`` electronegativities (He, Ne, Ar, Pm, Rn, Lr) for a pair of opposite
+charges, which raises TypeError in Python 3, which CDVAE catches and counts as a pass, while a pair
+of like charges with a ``None`` reaches 2.2.1's third branch and fails. Those three differences were read
 off the SMACT 2.2.1 release and are applied here as data, on top of the installed SMACT.
 
 ``smact_current`` (the ``modern`` profile) uses the installed SMACT as it is: its current default
@@ -74,14 +75,17 @@ def _pauling_221(ox_states: Sequence[int], enegs: Sequence[float | None]) -> boo
     """SMACT 2.2.1's ``eneg_states_test`` wrapped as CDVAE calls it.
 
     Pairs are visited in order; a comparison that reaches a ``None`` electronegativity raises
-    TypeError in 2.2.1, and CDVAE's ``except TypeError`` then accepts the whole assignment, so the
-    order of the short-circuiting conditions below matters and is kept.
+    TypeError in 2.2.1, and CDVAE's ``except TypeError`` then accepts the whole assignment; a pair
+    of like charges with a ``None`` fails (2.2.1's third branch). The order of the short-circuiting
+    conditions therefore matters and is kept.
     """
     for (ox1, en1), (ox2, en2) in itertools.combinations(list(zip(ox_states, enegs)), 2):
         try:
             if (ox1 > 0) and (ox2 < 0) and (en1 >= en2):  # type: ignore[operator]
                 return False
             elif (ox1 < 0) and (ox2 > 0) and (en1 <= en2):  # type: ignore[operator]
+                return False
+            elif en1 is None or en2 is None:  # reached only by pairs of like (or zero) charge
                 return False
         except TypeError:
             return True

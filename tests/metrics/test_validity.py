@@ -53,6 +53,17 @@ def test_missing_electronegativity_passes_in_221_and_fails_in_current() -> None:
     assert comp_ok([61, 17, 17, 17], "smact_current") is False
 
 
+def test_missing_electronegativity_in_a_like_charge_pair_fails_in_221() -> None:
+    from benchmark.metrics.smact_validity import _pauling_221
+
+    # sorted by Z: Na(+1, 0.93), Cl(-1, 3.16), Pm(+3, None). (Na, Cl) passes; (Na, Pm) are both
+    # cations, so 2.2.1 reaches its "eneg is None -> False" branch before any TypeError.
+    assert _pauling_221((1, -1, 3), (0.93, 3.16, None)) is False
+    # opposite charges first: the comparison with None raises TypeError -> CDVAE accepts
+    assert _pauling_221((3, -1), (None, 3.16)) is True
+    assert _pauling_221((-1, 3), (3.16, None)) is True
+
+
 def test_structure_validity_uses_minimum_image() -> None:
     # two atoms 0.2 Å apart across the cell boundary of a 10 Å cube
     c = Crystal([11, 17], [[0.01, 0, 0], [0.99, 0, 0]], [10, 10, 10], [90, 90, 90])
