@@ -1,0 +1,78 @@
+"""Speed of the generation evaluation: single-process loop vs parallel cold vs warm (cached reference).
+
+The "loop" is the published evaluation's work done the way its per-crystal code does it, one
+crystal after another in one process, with nothing cached. "cold" featurises samples and the
+reference split in parallel (all cores) and fills the reference cache; "warm" reuses it, which is
+what every evaluation after the first one against the same split does.
+
+Default run: the 69-row MP-20 sample (10 samples vs 10 references), a few seconds, timings only.
+The published-size case (1,000 Perov-5 val crystals vs the 3,785-crystal test split, about ten
+minutes in all) is marked slow:
+
+    bash scripts/test.sh tests/benchmarks -m slow --benchmark-enable --benchmark-columns=min,rounds
+
+All modes must give identical numbers; the benchmark records each mode's figures in
+``extra_info`` so that ratios come from one run on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmark.tasks.evaluation import EvaluateOptions, evaluate
+
+CASES = {
+    "mp_20_sample": dict(dataset="mp_20_sample", samples=("mp_20_sample", "val.csv"), limit=None),
+    "perov_5_published": dict(dataset="perov_5", samples=("perov_5", "val.csv"), limit=1000),
+}
+MODES = ("loop", "cold", "warm")
+_RESULTS: dict[tuple[str, str], dict] = {}
+
+
+def _run(case: str, mode: str, data: Path, cache: Path) -> dict:
+    spec = CASES[case]
+    os.environ["BENCHMARK_CACHE_DIR"] = str(cache)
+    opts = EvaluateOptions(
+        task="generation",
+        dataset=spec["dataset"],
+        samples=data.joinpath(*spec["samples"]),
+        limit=spec["limit"],
+        n_jobs=1 if mode == "loop" else None,
+        use_cache=mode != "loop",
+        progress=False,
+        store=False,
+        metrics=["validity", "coverage", "property_statistics", "diversity"],
+    )
+    return evaluate(opts).flat()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "mp_20_sample",
+        pytest.param("perov_5_published", marks=pytest.mark.slow),
+    ],
+)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.data
+def test_generation_evaluation_speed(benchmark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory, case: str, mode: str) -> None:
+    # one cache per case: cold fills it, warm reads it; the loop never touches it
+    cache = tmp_path_factory.getbasetemp() / f"speed-cache-{case}"
+    if mode == "cold" and cache.exists():
+        import shutil
+
+        shutil.rmtree(cache)
+    cache.mkdir(exist_ok=True)
+    if mode == "warm" and (case, "cold") not in _RESULTS:
+        _run(case, "cold", shared_data, cache)  # run on its own: fill the cache first
+    benchmark.group = f"evaluate generation {case}"
+    result = benchmark.pedantic(_run, args=(case, mode, shared_data, cache), rounds=1, iterations=1)
+    _RESULTS[(case, mode)] = result
+    benchmark.extra_info.update({"mode": mode, **{k: v for k, v in result.items() if v is not None}})
+    # identical numbers whatever the mode
+    for other in MODES:
+        if (case, other) in _RESULTS and other != mode:
+            assert _RESULTS[(case, other)] == result, f"{mode} and {other} disagree"
