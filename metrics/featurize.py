@@ -32,6 +32,21 @@ N_COMP_FP = 132
 BACKENDS = ("loky", "threading", "sequential", "dask")
 
 
+def check_backend(backend: str) -> None:
+    """Fail early, with what to do, when a backend cannot run here."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "dask":
+        try:
+            from distributed import get_client
+        except ImportError:
+            raise ValueError("the dask backend needs dask.distributed: pip install 'crystal-gen-benchmark[dask]'") from None
+        try:
+            get_client()
+        except ValueError:
+            raise ValueError("the dask backend needs a running dask.distributed Client (e.g. Client(scheduler_address)) in this process") from None
+
+
 def _chunk_eval(items: list[tuple[int, Crystal]], profile_name: str) -> list[CrystalResult]:
     profile = get_profile(profile_name)
     return [evaluate_crystal(c, profile, index=i) for i, c in items]
@@ -62,8 +77,7 @@ def evaluate_entries(
         else:
             results[i] = unreadable_result(i, getattr(e, "source", None), getattr(e, "reason", "unreadable entry"))
     n_jobs = n_jobs or os.cpu_count() or 1
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    check_backend(backend)
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
     bar = tqdm(total=len(todo), desc=desc, unit="crystal", disable=not progress)
     if n_jobs == 1 or backend == "sequential" or len(chunks) <= 1:

@@ -163,7 +163,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     """Score a sample file for a task (see module doc)."""
     from benchmark import settings
     from benchmark.datasets.base import DatasetNotFound, sha256_file
-    from benchmark.metrics.featurize import evaluate_entries, evaluate_reference
+    from benchmark.metrics.featurize import check_backend, evaluate_entries, evaluate_reference
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
     from benchmark.samples import SampleFileError, read_samples
@@ -180,6 +180,10 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     except KeyError as exc:
         raise EvaluationError(str(exc.args[0])) from exc
     metrics = select_metrics(task.name, opts.metrics)
+    try:
+        check_backend(opts.backend)
+    except ValueError as exc:
+        raise EvaluationError(str(exc)) from exc
     timings: dict[str, float] = {}
 
     # ---- samples
