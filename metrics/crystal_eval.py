@@ -30,7 +30,22 @@ from benchmark.crystal import Crystal
 from benchmark.metrics.profiles import MetricProfile
 from benchmark.metrics.smact_validity import UnknownElement, reduced_composition, smact_valid
 
-EVAL_VERSION = 1  # bump when anything below changes a result, to invalidate fingerprint caches
+EVAL_VERSION = 2  # bump when anything below changes a result, to invalidate fingerprint caches
+
+# Guards for inputs on which CrystalNN runs for minutes or forever (a model that diverged). None
+# of them is reached by a crystal the published protocol could call structurally valid with more
+# than one atom, so published numbers on sane inputs are unchanged:
+# * more than 12 atoms/Å^3: denser than any packing with all distances >= 0.5 Å (fcc of 0.5 Å
+#   spheres has 11.3), so such a crystal has atoms too close; its neighbour search would visit
+#   tens of thousands of periodic images. No fingerprint; the crystal stays in COV-P's denominator.
+# * fractional coordinates beyond +-10: pymatgen's neighbour search loops over every image between
+#   the sites (1e10 hangs in compiled code); the sites are wrapped into the cell for fingerprinting,
+#   which describes the same periodic crystal.
+# * a per-crystal time limit on fingerprinting (in the main thread of a process, where SIGALRM
+#   can interrupt Python code).
+MAX_ATOM_DENSITY = 12.0
+FRACTIONAL_WRAP_LIMIT = 10.0
+FINGERPRINT_TIME_LIMIT_S = 120.0
 
 _FEATURIZERS: dict[tuple[str, str], tuple[Any, Any]] = {}
 
@@ -162,22 +177,50 @@ def _evaluate(crystal: Crystal, profile: MetricProfile, index: int, fingerprints
     return res
 
 
-def _fingerprint(structure: Any, z: np.ndarray, profile: MetricProfile, res: CrystalResult) -> None:
-    from pymatgen.core import Composition
+class _FingerprintTimeout(Exception):
+    pass
 
+
+def _fingerprint(structure: Any, z: np.ndarray, profile: MetricProfile, res: CrystalResult) -> None:
+    import signal
+    import threading
+
+    from pymatgen.core import Composition, Structure
+
+    density = len(structure) / structure.volume
+    if density > MAX_ATOM_DENSITY:
+        res.valid = False
+        res.reasons.append(f"fingerprint_skipped: {density:.1f} atoms/Å^3 > {MAX_ATOM_DENSITY} (atoms necessarily too close)")
+        return
+    frac = np.asarray(structure.frac_coords)
+    if np.abs(frac).max() > FRACTIONAL_WRAP_LIMIT:
+        structure = Structure(structure.lattice, structure.species, frac % 1.0)
+
+    use_alarm = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    previous = None
+    if use_alarm:
+
+        def _on_alarm(signum: int, frame: Any) -> None:
+            raise _FingerprintTimeout(f"fingerprint took longer than {FINGERPRINT_TIME_LIMIT_S:.0f} s")
+
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, FINGERPRINT_TIME_LIMIT_S)
     site_fp, comp_fp = featurizers(profile)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             comp = Composition(Counter(int(x) for x in z))
             res.comp_fp = np.asarray(comp_fp.featurize(comp), dtype=np.float64)
             sites = [site_fp.featurize(structure, i) for i in range(len(structure))]
             res.struct_fp = np.asarray(sites, dtype=np.float64).mean(axis=0)
-        except Exception as exc:
-            # CDVAE: "counts crystal as invalid if fingerprint cannot be constructed"
-            res.valid = False
-            res.comp_fp = None
-            res.struct_fp = None
-            res.reasons.append(f"fingerprint_failed: {_short(exc)}")
-
-
+    except Exception as exc:
+        # CDVAE: "counts crystal as invalid if fingerprint cannot be constructed"
+        res.valid = False
+        res.comp_fp = None
+        res.struct_fp = None
+        kind = "fingerprint_timeout" if isinstance(exc, _FingerprintTimeout) else "fingerprint_failed"
+        res.reasons.append(f"{kind}: {_short(exc)}")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)

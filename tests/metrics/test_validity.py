@@ -131,3 +131,25 @@ def test_ground_truth_perov5_test_validity_matches_paper(shared_data) -> None:
     # the current SMACT table gives a different number, which is why the profile is pinned
     modern = [evaluate_crystal(c, MODERN, fingerprints=False).comp_valid for c in crystals[:1000]]
     assert np.mean(modern) != np.mean([r.comp_valid for r in results[:1000]])
+
+
+def test_fingerprint_time_limit_gives_a_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmark.metrics import crystal_eval
+
+    monkeypatch.setattr(crystal_eval, "FINGERPRINT_TIME_LIMIT_S", 1e-4)
+    r = evaluate_crystal(nacl(), CDVAE)
+    assert not r.valid and r.struct_fp is None
+    assert "fingerprint_timeout" in r.reason
+
+
+def test_implausibly_dense_crystal_is_not_fingerprinted() -> None:
+    # 4 atoms in a 0.5 Å cube: 32 atoms/Å^3; CrystalNN would take tens of seconds
+    c = Crystal([11, 17, 11, 17], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0]], [0.5] * 3, [90] * 3)
+    r = evaluate_crystal(c, CDVAE)
+    assert not r.struct_valid and not r.valid and "fingerprint_skipped" in r.reason
+
+
+def test_wrapping_far_coordinates_keeps_the_fingerprint() -> None:
+    far = Crystal([38, 22, 8, 8, 8], np.array(srtio3().frac_coords) + [[0, 0, 0], [20, 0, 0], [0, -30, 0], [0, 0, 0], [0, 0, 0]], [3.905] * 3, [90] * 3)
+    a, b = evaluate_crystal(srtio3(), CDVAE), evaluate_crystal(far, CDVAE)
+    assert b.valid and np.allclose(a.struct_fp, b.struct_fp, atol=1e-8)
