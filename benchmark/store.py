@@ -208,7 +208,8 @@ def to_jsonable(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
@@ -249,7 +250,7 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     numpy scalars/arrays are converted; NaN and infinities are written as ``null``.
     """
     text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
-    return _atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
+    return atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
 
 
 def normalize_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -554,7 +555,7 @@ class ResultsStore:
             for row in rows:
                 writer.writerow({k: _csv_cell(v) for k, v in row.items()})
             text = buf.getvalue()
-        return _atomic_write_bytes(path, text.encode("utf-8"))
+        return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _csv_cell(value: Any) -> Any:

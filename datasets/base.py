@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from benchmark import settings
 from benchmark.crystal import Crystal
+from benchmark.store import atomic_write_bytes
 
 CDVAE_COMMIT = "f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea"
 CDVAE_RAW = "https://raw.githubusercontent.com/txie-93/cdvae/{commit}/data/{name}/{split}.csv"
@@ -148,7 +148,7 @@ class Dataset:
         blob = git_blob_id(data)
         if blob != self.official_blobs[split]:
             raise DatasetNotFound(f"downloaded {url} does not match the official file (git blob {blob}, expected {self.official_blobs[split]}); not saved")
-        _atomic_write_bytes(target, data)
+        atomic_write_bytes(target, data)
         return target
 
     # -------------------------------------------------------------- crystals
@@ -164,17 +164,6 @@ class Dataset:
 
 
 # ------------------------------------------------------------------ CSV parsing with a cache
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _parse_row(cif: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -217,7 +206,7 @@ def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progr
             "angles": np.stack([r[3] for r in rows]),
         }
         buf = _npz_bytes(arrays)
-        _atomic_write_bytes(cache, buf)
+        atomic_write_bytes(cache, buf)
     out: list[Crystal] = []
     start = 0
     records = df[props].to_dict("records") if props else [{} for _ in range(len(df))]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 from benchmark.crystal import Crystal
 from benchmark.metrics.crystal_eval import EVAL_VERSION, CrystalResult, evaluate_crystal, unreadable_result
 from benchmark.metrics.profiles import MetricProfile, get_profile
+from benchmark.store import atomic_write_bytes
 
 N_STRUCT_FP = 61
 N_COMP_FP = 132
@@ -146,11 +146,7 @@ def save_results(path: Path, results: Sequence[CrystalResult]) -> None:
     }
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_results(path: Path) -> list[CrystalResult] | None:
