@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -23,3 +24,53 @@ class Task:
     reference: str
     evaluable: bool = True
     protocol: str = ""
+
+
+# ------------------------------------------------------------------ run configs (frozen, with presets)
+@dataclass(frozen=True)
+class GenerationConfig:
+    """Generation: ``n_samples`` crystals from the prior, sampled in batches (CDVAE: 10,000)."""
+
+    n_samples: int = 10000
+    batch_size: int = 500
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 200, "batch_size": 50}, "paper": {}}
+
+
+@dataclass(frozen=True)
+class ReconstructionConfig:
+    """Reconstruction of the first ``limit`` test crystals (None: all, as published)."""
+
+    limit: int | None = None
+    batch_size: int = 256
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"limit": 64, "batch_size": 32}, "paper": {}}
+
+
+@dataclass(frozen=True)
+class OptimizationConfig:
+    """Property optimisation (CDVAE 5.3): ``num_opt`` test crystals, ``steps`` latent gradient steps
+    with learning rate ``lr``, ``n_decode`` crystals decoded along each trajectory."""
+
+    num_opt: int = 100
+    steps: int = 5000
+    lr: float = 1e-3
+    n_decode: int = 10
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"num_opt": 10, "steps": 100, "n_decode": 2}, "paper": {}}
+
+
+@dataclass(frozen=True)
+class SamplingSpeedConfig:
+    """Wall time to generate ``n_samples`` crystals in batches of ``batch_size``; ``warmup_batches``
+    batches are run first and not timed (CUDA kernels, caches)."""
+
+    n_samples: int = 10000
+    batch_size: int = 500
+    warmup_batches: int = 1
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 100, "batch_size": 50}, "paper": {}}
+
+
+TASK_CONFIGS: dict[str, type] = {
+    "generation": GenerationConfig,
+    "reconstruction": ReconstructionConfig,
+    "property_optimization": OptimizationConfig,
+    "sampling_speed": SamplingSpeedConfig,
+}

@@ -1,0 +1,137 @@
+"""The model API every model plugin implements, built-in or third-party.
+
+A model is a subclass of :class:`Model` with
+
+* a unique ``name`` and a ``description``;
+* declared ``capabilities``, a subset of :data:`CAPABILITIES`; the runner asks a model only for
+  what it declares, and records "not supported" for the rest (the papers' "-");
+* a frozen config dataclass (``Config``, a subclass of :class:`ModelConfig`) with named presets:
+  ``smoke`` (minutes on a 2-core CPU) and ``paper`` (the published hyper-parameters);
+* ``fit(train, val, run_dir)``, ``save(path)`` / ``load(path)`` (checkpoints are read as data: no
+  pickled code), and one method per capability.
+
+Every method that draws random numbers takes a ``seed``, so a CPU run is repeatable, and sampling
+in batches is resumable: batch ``i`` of a seeded run is always the same crystals.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+from benchmark.crystal import Crystal
+
+SAMPLE = "sample"
+RECONSTRUCT = "reconstruct"
+OPTIMIZE = "optimize"
+CONDITIONAL_SAMPLE = "conditional_sample"
+CAPABILITIES = (SAMPLE, RECONSTRUCT, OPTIMIZE, CONDITIONAL_SAMPLE)
+# which capability each task needs
+TASK_CAPABILITY = {
+    "generation": SAMPLE,
+    "sampling_speed": SAMPLE,
+    "reconstruction": RECONSTRUCT,
+    "property_optimization": OPTIMIZE,
+    "conditional_generation": CONDITIONAL_SAMPLE,
+}
+
+
+class NotSupported(NotImplementedError):
+    """The model does not have the capability a task needs."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Base of every model's config: typed fields with defaults, frozen.
+
+    Subclasses add fields and fill ``presets`` with ``{preset name: {field: value}}``; a preset is
+    applied over the defaults, then a run file and ``--set`` overrides over it (see
+    :mod:`benchmark.config`). ``dataset_presets`` optionally refines a preset per dataset (e.g.
+    CDVAE's beta = 0.03 for Carbon-24).
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "paper": {}}
+    dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class SampleBatch:
+    """What a model returns for one batch of samples, with its cost.
+
+    Attributes:
+        crystals: the sampled crystals.
+        model_evaluations: network evaluations used for the batch (e.g. 5,000 for CDVAE's
+            annealed Langevin dynamics), or None when not meaningful.
+    """
+
+    crystals: list[Crystal]
+    model_evaluations: int | None = None
+
+
+class Model(abc.ABC):
+    """Base class of every generative model plugin (see module doc)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    version: ClassVar[str] = "0.1"
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{type(self).__name__} needs a {self.Config.__name__}, got {type(self.config).__name__}")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        unknown = set(cls.capabilities) - set(CAPABILITIES)
+        if unknown:
+            raise TypeError(f"{cls.__name__} declares unknown capabilities {sorted(unknown)}; valid: {CAPABILITIES}")
+
+    # ------------------------------------------------------------------ training and checkpoints
+    @abc.abstractmethod
+    def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+        """Train on ``train`` (validate on ``val``), writing logs and checkpoints under ``run_dir``.
+
+        Must resume from the last checkpoint in ``run_dir`` if one exists (an interrupted
+        training). Returns a summary for the run record (e.g. epochs, final losses).
+        """
+
+    @abc.abstractmethod
+    def save(self, path: Path) -> None:
+        """Write the trained model to ``path`` (a file), loadable by :meth:`load` without pickled code."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: Path, config: ModelConfig | None = None) -> "Model":
+        """Read a model written by :meth:`save`."""
+
+    # ------------------------------------------------------------------ capabilities
+    def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
+        """``n`` crystals from the prior. Same ``seed`` and ``n``, same crystals."""
+        raise NotSupported(f"{self.name} cannot sample")
+
+    def reconstruct(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu") -> list[Crystal]:
+        """Encode and decode each crystal (one output per input, in order)."""
+        raise NotSupported(f"{self.name} cannot reconstruct")
+
+    def optimize(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu", steps: int = 5000, lr: float = 1e-3, n_decode: int = 10) -> list[list[Crystal]]:
+        """Minimise the jointly trained property in latent space starting from each crystal.
+
+        Returns ``n_decode`` lists (the saved steps, in order), each with one crystal per start:
+        the step-major layout of CDVAE's ``eval_opt.pt``.
+        """
+        raise NotSupported(f"{self.name} cannot optimise a property")
+
+    def conditional_sample(self, n: int, conditions: Mapping[str, Any], *, seed: int, device: str = "cpu") -> SampleBatch:
+        """``n`` crystals conditioned on target properties."""
+        raise NotSupported(f"{self.name} cannot sample conditionally")
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
