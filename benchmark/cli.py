@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from benchmark.registry import KINDS, RegistryError, get_plugins
+
+if TYPE_CHECKING:  # pragma: no cover
+    from benchmark.tasks.runner import RunOptions
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -14,6 +17,14 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.kind == "runs":
+        from benchmark import settings
+        from benchmark.store import ResultsStore
+
+        for rec in ResultsStore(settings.runs_dir(args.runs_dir)).query():
+            model = (rec.get("model") or {}).get("name")
+            print(f"{rec['run_id']}  {rec.get('kind', ''):8s}  {rec.get('status', ''):13s}  {model}  {rec.get('task')}  {(rec.get('dataset') or {}).get('name')}")
+        return 0
     plugins = get_plugins(blocked=tuple(args.block_plugin))
     kinds = [args.kind] if args.kind else list(KINDS)
     for kind in kinds:
@@ -112,12 +123,112 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
+    from benchmark.tasks.runner import RunOptions
+
+    return RunOptions(
+        model=args.model,
+        task=task,
+        dataset=args.dataset,
+        preset=args.preset,
+        config_file=args.config,
+        overrides=args.set,
+        seed=args.seed,
+        device=args.device,
+        checkpoint=getattr(args, "checkpoint", None),
+        runs_dir=args.runs_dir,
+        data_dir=args.data_dir,
+        json_out=getattr(args, "json", None),
+        profile=getattr(args, "profile", "cdvae"),
+        n_jobs=getattr(args, "jobs", None),
+        progress=not args.no_progress,
+        properties=getattr(args, "properties", None),
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.tasks.runner import RunError, flat_metrics, run
+
+    try:
+        record = run(_run_options(args, args.task))
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    flat = flat_metrics(record)
+    print(f"{record['model']['name']} / {record['task']} / {record['dataset']['name']} (preset {record['model']['preset']}, seed {record['seed']}, {record['device']}): {record['status']}")
+    width = max((len(k) for k in flat), default=0)
+    for k, v in flat.items():
+        print(f"  {k.ljust(width)}  {_fmt(v)}")
+    for note in record.get("notes", []):
+        print(f"  note: {note}")
+    print(f"run {record['run_id']} stored")
+    if args.json:
+        from benchmark.store import write_json_atomic
+
+        write_json_atomic(args.json, flat)
+        print(f"metrics written to {args.json}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from benchmark.tasks.runner import RunError, resolve, trained_model
+
+    opts = _run_options(args, "generation")
+    try:
+        _, info = trained_model(opts, resolve(opts))
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"checkpoint: {info['checkpoint']}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from benchmark.samples import write_extxyz
+    from benchmark.tasks.runner import RunError, _sample, batched, derive_seed, resolve, trained_model
+
+    opts = _run_options(args, "generation")
+    try:
+        res = resolve(opts)
+        if "sample" not in res.model_cls.capabilities:
+            raise RunError(f"{opts.model} cannot sample")
+        model, _ = trained_model(opts, res)
+        from pathlib import Path
+
+        out = Path(args.out)
+        work = out.with_name(out.name + ".batches")
+        crystals, _ = batched(work, args.n, args.batch_size, lambda b, bn: _sample(model, bn, derive_seed(opts.seed, b), opts.device), opts.progress)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_extxyz(crystals, out)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"{len(crystals)} crystals written to {out}")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="model name (see `list models`)")
+    p.add_argument("--dataset", required=True, help="dataset name (see `list datasets`)")
+    p.add_argument("--preset", default="smoke", help="smoke (minutes on a CPU) or paper (published hyper-parameters)")
+    p.add_argument("--config", default=None, metavar="RUN.toml", help="run file with [model] and [task] tables")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one config value, e.g. model.max_epochs=5 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--runs-dir", default=None)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered datasets, metrics, tasks, models, oracles")
-    p.add_argument("kind", nargs="?", choices=KINDS)
+    p = sub.add_parser("list", help="list registered datasets, metrics, tasks, models, oracles, or stored runs")
+    p.add_argument("kind", nargs="?", choices=KINDS + ("runs",))
+    p.add_argument("--runs-dir", default=None, help="with `list runs`: where run records are stored")
     _add_common(p)
     p.set_defaults(func=cmd_list)
 
@@ -147,6 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("run", help="train (or reuse) a model, run a task, score and store it")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed")
+    _add_model_args(p)
+    p.add_argument("--checkpoint", default=None, help="use this trained model instead of training")
+    p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
+    p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers for scoring")
+    p.add_argument("--properties", default=None, help="property values per sample (for SR) until an oracle is available")
+    _add_common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train a model (or resume an interrupted training) and print its checkpoint")
+    _add_model_args(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sample", help="sample crystals from a trained model into an extended XYZ file")
+    _add_model_args(p)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--n", type=int, required=True, help="number of crystals")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--out", required=True, help="output .extxyz")
+    _add_common(p)
+    p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
     p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization (default: all)")

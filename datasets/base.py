@@ -79,6 +79,8 @@ class Dataset:
         citation: where the data come from.
         protocol_family: whose published constants (coverage cutoffs, SR percentiles, oracle) apply:
             ``perov_5``, ``carbon_24``, ``mp_20``, or None when the papers define none.
+        cov_cutoffs: (structure, composition) coverage cutoffs for a dataset without a protocol
+            family (a run can still override them).
     """
 
     name: str
@@ -91,6 +93,7 @@ class Dataset:
     upstream_name: str | None = None
     citation: str = ""
     protocol_family: str | None = None
+    cov_cutoffs: tuple[float, float] | None = None
 
     # -------------------------------------------------------------- files
     def candidate_paths(self, split: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:

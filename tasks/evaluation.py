@@ -261,7 +261,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
             "num_opt": opts.num_opt,
             "n_jobs": opts.n_jobs,
             "backend": opts.backend,
-            "cov_cutoffs": opts.cov_cutoffs,
+            "cov_cutoffs": opts.cov_cutoffs or (None if dataset.protocol_family else dataset.cov_cutoffs),
             "n_property_samples": opts.n_property_samples,
         },
         notes=notes,
