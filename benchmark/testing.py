@@ -1,0 +1,336 @@
+"""Contract tests for model plugins: what every :class:`~benchmark.models.base.Model` must satisfy.
+
+Plugin authors subclass :class:`ModelContract` in a pytest file and get the whole battery::
+
+    from benchmark.testing import ModelContract
+
+    class TestMyModel(ModelContract):
+        model_class = MyModel   # required
+        preset = "smoke"        # config preset the model is fitted with (default)
+        n_train = 16            # how many crystals to fit on
+
+or call :func:`check_model` outside pytest, which runs the same checks and returns the failures
+as strings (an empty list means the model passes).
+
+The checks: ``name`` is a non-empty identifier; ``Config`` is a frozen dataclass subclassing
+``ModelConfig`` whose ``smoke`` and ``paper`` presets resolve; the declared ``capabilities`` match
+the overridden capability methods (both ways); ``fit`` on a few crystals returns a dict; ``sample``
+returns a :class:`~benchmark.models.base.SampleBatch` of exactly ``n`` well-formed crystals, the
+same for the same seed and different for another; ``save``/``load`` round-trips (the loaded model
+samples the same crystals for a seed); and every file ``save`` writes is readable without pickled
+code (``torch.load(weights_only=True)``, ``np.load(allow_pickle=False)`` or JSON).
+
+The crystals used are built here (ideal cubic perovskites and rock salts), so the checks need no
+dataset download. pytest is imported only inside the test methods, so importing this module works
+without pytest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import traceback
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal
+from benchmark.models.base import CAPABILITIES, SAMPLE, Model, ModelConfig, SampleBatch
+
+N_VAL = 4
+N_SAMPLES = 4
+MAX_Z = 118
+
+# (A, B, anion, a in Å) cubic perovskites ABX3, Pm-3m, 5 atoms
+_PEROVSKITES = [
+    (38, 22, 8, 3.905),  # SrTiO3
+    (56, 22, 8, 4.01),  # BaTiO3 (cubic)
+    (20, 22, 8, 3.84),  # CaTiO3 (ideal cubic)
+    (38, 40, 8, 4.10),  # SrZrO3
+    (57, 13, 8, 3.79),  # LaAlO3
+    (19, 41, 8, 4.00),  # KNbO3
+    (55, 82, 53, 6.27),  # CsPbI3
+]
+# (cation, anion, a in Å) rock salts, Fm-3m conventional cell, 8 atoms
+_ROCK_SALTS = [
+    (11, 17, 5.64),  # NaCl
+    (19, 17, 6.29),  # KCl
+    (12, 8, 4.21),  # MgO
+    (3, 9, 4.03),  # LiF
+    (20, 8, 4.81),  # CaO
+    (37, 35, 6.89),  # RbBr
+]
+_FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+_FCC_SHIFTED = [[0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]]
+
+
+def contract_crystals(n: int, offset: int = 0) -> list[Crystal]:
+    """``n`` deterministic crystals: the 13 ideal cubic perovskites and rock salts above, cycled,
+    each repeat with its lattice parameter stretched by 1% (so no two are identical)."""
+    base: list[tuple[list[int], list[list[float]], float, str]] = []
+    for a_site, b_site, anion, a in _PEROVSKITES:
+        coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        base.append(([a_site, b_site, anion, anion, anion], coords, a, f"perovskite-{a_site}-{b_site}-{anion}"))
+    for cation, anion, a in _ROCK_SALTS:
+        base.append(([cation] * 4 + [anion] * 4, _FCC + _FCC_SHIFTED, a, f"rocksalt-{cation}-{anion}"))
+    out = []
+    for i in range(offset, offset + n):
+        z, coords, a, label = base[i % len(base)]
+        scale = 1.0 + 0.01 * (i // len(base))
+        out.append(Crystal(z, coords, [a * scale] * 3, [90.0, 90.0, 90.0], label=f"{label}-{i}"))
+    return out
+
+
+# ---------------------------------------------------------------------- individual checks
+def check_name(model_class: type) -> None:
+    assert isinstance(model_class, type) and issubclass(model_class, Model), f"{model_class!r} is not a subclass of benchmark.models.base.Model"
+    name = getattr(model_class, "name", "")
+    assert isinstance(name, str) and name and name.isidentifier(), f"name must be a non-empty identifier, got {name!r}"
+
+
+def check_config(model_class: type) -> None:
+    from benchmark.config import resolve
+
+    cfg = model_class.Config
+    assert isinstance(cfg, type) and dataclasses.is_dataclass(cfg), f"Config must be a dataclass, got {cfg!r}"
+    assert issubclass(cfg, ModelConfig), f"Config {cfg.__name__} must subclass benchmark.models.base.ModelConfig"
+    assert cfg.__dataclass_params__.frozen, f"Config {cfg.__name__} must be a frozen dataclass (@dataclass(frozen=True))"
+    for preset in ("smoke", "paper"):
+        assert preset in cfg.presets, f"Config {cfg.__name__} has no {preset!r} preset (presets: {sorted(cfg.presets)})"
+        config = resolve(cfg, preset)
+        assert isinstance(config, cfg), f"preset {preset!r} resolved to {type(config).__name__}"
+        model_class(config)  # the model accepts its own resolved config
+
+
+def check_capabilities(model_class: type) -> None:
+    problems = []
+    declared = set(model_class.capabilities)
+    for cap in CAPABILITIES:
+        overridden = getattr(model_class, cap) is not getattr(Model, cap)
+        if cap in declared and not overridden:
+            problems.append(f"declares capability {cap!r} but does not override Model.{cap}")
+        if overridden and cap not in declared:
+            problems.append(f"overrides Model.{cap} but does not declare capability {cap!r}")
+    assert not problems, "; ".join(problems)
+
+
+def fit_model(model_class: type, run_dir: Path, *, preset: str = "smoke", n_train: int = 16, seed: int = 0) -> tuple[Model, dict[str, Any]]:
+    """A model built with ``preset`` and fitted on ``n_train`` contract crystals; (model, summary)."""
+    from benchmark.config import resolve
+
+    model = model_class(resolve(model_class.Config, preset))
+    train = contract_crystals(n_train)
+    val = contract_crystals(N_VAL, offset=n_train)
+    summary = model.fit(train, val, Path(run_dir), seed=seed, device="cpu")
+    assert isinstance(summary, dict), f"fit must return a dict (the run summary), got {type(summary).__name__}"
+    return model, summary
+
+
+def _check_crystal(c: Any, where: str) -> None:
+    assert isinstance(c, Crystal), f"{where}: expected a Crystal, got {type(c).__name__}"
+    n = c.num_atoms
+    assert np.shape(c.frac_coords) == (n, 3), f"{where}: frac_coords shape {np.shape(c.frac_coords)} for {n} atoms"
+    assert np.shape(c.lengths) == (3,) and np.shape(c.angles) == (3,), f"{where}: lengths/angles must have shape (3,)"
+    assert np.all(np.isfinite(c.lengths)) and np.all(np.isfinite(c.angles)), f"{where}: non-finite lattice {c.lengths} {c.angles}"
+    assert np.all(np.isfinite(c.frac_coords)), f"{where}: non-finite fractional coordinates"
+    z = np.asarray(c.atomic_numbers)
+    assert np.all((z >= 1) & (z <= MAX_Z)), f"{where}: atomic numbers outside 1..{MAX_Z}: {sorted(set(z.tolist()))}"
+
+
+def same_crystals(a: Sequence[Crystal], b: Sequence[Crystal], atol: float = 1e-6) -> bool:
+    """Whether two crystal lists are the same (element-wise, to ``atol``)."""
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x.num_atoms != y.num_atoms or not np.array_equal(x.atomic_numbers, y.atomic_numbers):
+            return False
+        for u, v in ((x.frac_coords, y.frac_coords), (x.lengths, y.lengths), (x.angles, y.angles)):
+            if not np.allclose(u, v, atol=atol, rtol=0, equal_nan=True):
+                return False
+    return True
+
+
+def check_sample(model: Model, n: int = N_SAMPLES) -> None:
+    batch = model.sample(n, seed=0, device="cpu")
+    assert isinstance(batch, SampleBatch), f"sample must return a SampleBatch, got {type(batch).__name__}"
+    assert len(batch.crystals) == n, f"sample({n}) returned {len(batch.crystals)} crystals"
+    for i, c in enumerate(batch.crystals):
+        _check_crystal(c, f"sample {i}")
+    again = model.sample(n, seed=0, device="cpu")
+    assert same_crystals(batch.crystals, again.crystals), "sample is not deterministic: the same seed gave different crystals"
+    other = model.sample(n, seed=1, device="cpu")
+    assert not same_crystals(batch.crystals, other.crystals), "sample ignores the seed: seeds 0 and 1 gave the same crystals"
+
+
+def check_checkpoint_files(directory: Path) -> None:
+    """Every file under ``directory`` is readable as data: torch ``weights_only``, ``.npz`` without
+    pickle, or JSON."""
+    files = [p for p in Path(directory).rglob("*") if p.is_file()]
+    assert files, f"save wrote nothing under {directory}"
+    for path in files:
+        _check_data_file(path)
+
+
+def _check_data_file(path: Path) -> None:
+    import torch
+
+    if path.suffix == ".json":
+        json.loads(path.read_text())
+        return
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+        if names and all(n.endswith(".npy") for n in names):  # an .npz archive
+            with np.load(path, allow_pickle=False) as data:
+                for key in data.files:
+                    data[key]  # noqa: B018 - reading each array is the check
+            return
+    if path.suffix == ".npy":
+        np.load(path, allow_pickle=False)
+        return
+    try:
+        torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:
+        raise AssertionError(
+            f"checkpoint file {path.name} cannot be read without pickled code "
+            f"(torch.load(weights_only=True) failed: {type(exc).__name__}: {exc})"
+        ) from None
+
+
+def check_save_load(model: Model, directory: Path, n: int = N_SAMPLES) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.ckpt"
+    model.save(path)
+    check_checkpoint_files(directory)
+    loaded = type(model).load(path)
+    assert isinstance(loaded, type(model)), f"load returned {type(loaded).__name__}, expected {type(model).__name__}"
+    if model.supports(SAMPLE):
+        a = model.sample(n, seed=3, device="cpu").crystals
+        b = loaded.sample(n, seed=3, device="cpu").crystals
+        assert same_crystals(a, b), "the loaded model samples different crystals than the saved one for the same seed"
+
+
+# ---------------------------------------------------------------------- outside pytest
+CHECKS = ("name", "config", "capabilities", "fit", "sample", "save_load")
+
+
+def check_model(
+    model_class: type,
+    tmp_dir: str | Path | None = None,
+    *,
+    preset: str = "smoke",
+    n_train: int = 16,
+    checks: Sequence[str] = CHECKS,
+) -> list[str]:
+    """Run the contract checks on ``model_class``; returns the failures (``"check: message"``).
+
+    ``tmp_dir`` receives the training run and the saved checkpoint (a temporary directory when
+    None). ``checks`` selects a subset of :data:`CHECKS`; ``sample`` and ``save_load`` need ``fit``.
+    """
+    unknown = set(checks) - set(CHECKS)
+    if unknown:
+        raise ValueError(f"unknown checks {sorted(unknown)}; valid: {', '.join(CHECKS)}")
+    if tmp_dir is None:
+        with tempfile.TemporaryDirectory(prefix="model-contract-") as d:
+            return check_model(model_class, d, preset=preset, n_train=n_train, checks=checks)
+    tmp_dir = Path(tmp_dir)
+    failures: list[str] = []
+
+    def run(name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+        except Exception as exc:  # a crash is a failure too, with where it happened
+            tb = traceback.extract_tb(exc.__traceback__)[-1]
+            failures.append(f"{name}: {type(exc).__name__}: {exc} ({Path(tb.filename).name}:{tb.lineno})")
+        return None
+
+    if "name" in checks:
+        run("name", lambda: check_name(model_class))
+    if "config" in checks:
+        run("config", lambda: check_config(model_class))
+    if "capabilities" in checks:
+        run("capabilities", lambda: check_capabilities(model_class))
+    needs_fit = [c for c in ("fit", "sample", "save_load") if c in checks]
+    if not needs_fit:
+        return failures
+    fitted = run("fit", lambda: fit_model(model_class, tmp_dir / "run", preset=preset, n_train=n_train))
+    if fitted is None:
+        failures.extend(f"{c}: not run, fit failed" for c in needs_fit if c != "fit")
+        return failures
+    model, _summary = fitted
+    if "sample" in checks and SAMPLE in model_class.capabilities:
+        run("sample", lambda: check_sample(model))
+    if "save_load" in checks:
+        run("save_load", lambda: check_save_load(model, tmp_dir / "saved"))
+    return failures
+
+
+# ---------------------------------------------------------------------- pytest
+_FITTED: dict[tuple[type, str, int], tuple[Model, dict[str, Any]]] = {}
+
+
+class ModelContract:
+    """Subclass as ``Test<Something>`` and set ``model_class``; see the module doc.
+
+    The model is fitted once per subclass (on ``n_train`` contract crystals with ``preset``) and
+    shared by the tests that need a trained model.
+    """
+
+    model_class: type | None = None
+    preset: str = "smoke"
+    n_train: int = 16
+
+    # ------------------------------------------------------------------ helpers
+    def _model_class(self) -> type:
+        if self.model_class is None:
+            raise AssertionError(f"{type(self).__name__}: set model_class = YourModel")
+        return self.model_class
+
+    def _fitted(self, tmp_path_factory: Any) -> tuple[Model, dict[str, Any]]:
+        cls = self._model_class()
+        key = (cls, self.preset, self.n_train)
+        if key not in _FITTED:
+            run_dir = tmp_path_factory.mktemp(f"contract-{cls.name or cls.__name__}")
+            _FITTED[key] = fit_model(cls, run_dir, preset=self.preset, n_train=self.n_train)
+        return _FITTED[key]
+
+    def _require(self, capability: str) -> None:
+        import pytest
+
+        if capability not in self._model_class().capabilities:
+            pytest.skip(f"{self._model_class().name} does not declare {capability!r}")
+
+    # ------------------------------------------------------------------ tests
+    def test_name(self) -> None:
+        check_name(self._model_class())
+
+    def test_config_presets(self) -> None:
+        check_config(self._model_class())
+
+    def test_capabilities_match_methods(self) -> None:
+        check_capabilities(self._model_class())
+
+    def test_fit_returns_dict(self, tmp_path_factory: Any) -> None:
+        _model, summary = self._fitted(tmp_path_factory)
+        assert isinstance(summary, dict)
+
+    def test_sample_batch(self, tmp_path_factory: Any) -> None:
+        self._require(SAMPLE)
+        model, _ = self._fitted(tmp_path_factory)
+        check_sample(model)
+
+    def test_save_load_round_trip(self, tmp_path_factory: Any, tmp_path: Path) -> None:
+        model, _ = self._fitted(tmp_path_factory)
+        check_save_load(model, tmp_path / "saved")
+
+    def test_checkpoint_has_no_pickled_code(self, tmp_path_factory: Any, tmp_path: Path) -> None:
+        model, _ = self._fitted(tmp_path_factory)
+        model.save(tmp_path / "model.ckpt")
+        check_checkpoint_files(tmp_path)

@@ -1,0 +1,125 @@
+"""The shared Lightning loop: losses fall, checkpoints and CSV logs are written, a second call
+resumes from ``last.ckpt``, and resuming reads checkpoints with ``weights_only=True``."""
+
+from __future__ import annotations
+
+import pickle
+
+import lightning
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from benchmark.training import epoch_losses, last_checkpoint, read_loss_curve, train_module
+
+
+class LinearRegression(lightning.LightningModule):
+    def __init__(self, lr: float = 0.05) -> None:
+        super().__init__()
+        self.save_hyperparameters({"lr": lr, "features": 3})  # plain data only
+        self.linear = torch.nn.Linear(3, 1)
+
+    def _loss(self, batch):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.linear(x), y)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self._loss(batch), on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams["lr"])
+
+
+class NotAllowlisted:
+    """A class torch's weights_only unpickler does not know."""
+
+    def __init__(self) -> None:
+        self.value = 1
+
+
+def loaders(n: int = 64, batch_size: int = 16):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 3, generator=g)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.01 * torch.randn(n, 1, generator=g)
+    data = TensorDataset(x, y)
+    return DataLoader(data, batch_size=batch_size, shuffle=True), DataLoader(data, batch_size=batch_size)
+
+
+def test_train_loss_falls_and_writes_checkpoint_and_log(tmp_path):
+    train, val = loaders()
+    summary = train_module(LinearRegression(), train, val, tmp_path, max_epochs=4, progress=False)
+    assert summary["epochs"] == 4
+    assert summary["global_step"] == 4 * 4
+    assert summary["resumed_from"] is None
+    assert isinstance(summary["train_loss"], float) and isinstance(summary["val_loss"], float)
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert last_checkpoint(tmp_path) == tmp_path / "checkpoints" / "last.ckpt"
+    assert len(list((tmp_path / "checkpoints").glob("epoch=*.ckpt"))) == 1  # best by val_loss
+    assert summary["metrics_csv"].endswith("metrics.csv")
+
+    rows = read_loss_curve(tmp_path)
+    assert rows and all(r["version"] == 0 for r in rows)
+    losses = epoch_losses(tmp_path)
+    assert sorted(losses) == [0, 1, 2, 3]
+    assert losses[3] < losses[0]
+    assert summary["train_loss"] == pytest.approx(losses[3])
+    assert sorted(epoch_losses(tmp_path, "val_loss")) == [0, 1, 2, 3]
+
+
+def test_no_validation_loader(tmp_path):
+    train, _ = loaders()
+    summary = train_module(LinearRegression(), train, None, tmp_path, max_epochs=2, progress=False)
+    assert summary["val_loss"] is None
+    assert summary["epochs"] == 2
+    assert last_checkpoint(tmp_path) is not None
+
+
+def test_second_call_resumes_from_last_checkpoint(tmp_path):
+    train, val = loaders()
+    first = train_module(LinearRegression(), train, val, tmp_path, max_epochs=3, progress=False)
+    module = LinearRegression()
+    second = train_module(module, train, val, tmp_path, max_epochs=6, progress=False)
+    assert second["resumed_from"] == str(tmp_path / "checkpoints" / "last.ckpt")
+    assert (first["epochs"], second["epochs"]) == (3, 6)
+    assert second["global_step"] == first["global_step"] * 2  # continues, not restarted
+    assert second["train_loss"] < first["train_loss"]
+
+    rows = read_loss_curve(tmp_path)
+    by_version: dict[int, set[int]] = {}
+    for r in rows:
+        if "train_loss" in r:
+            by_version.setdefault(r["version"], set()).add(r["epoch"])
+    assert by_version == {0: {0, 1, 2}, 1: {3, 4, 5}}
+
+    # already at max_epochs: nothing more is trained, the summary still reports the losses
+    third = train_module(LinearRegression(), train, val, tmp_path, max_epochs=6, progress=False)
+    assert third["epochs"] == 6 and third["global_step"] == second["global_step"]
+    assert third["train_loss"] == pytest.approx(second["train_loss"])
+
+
+def test_resume_refuses_pickled_objects(tmp_path):
+    """The checkpoint is read with weights_only=True: a non-allowlisted object stops the resume."""
+    train, val = loaders()
+    train_module(LinearRegression(), train, val, tmp_path, max_epochs=1, progress=False)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["hyper_parameters"]["payload"] = NotAllowlisted()
+    torch.save(ckpt, path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        train_module(LinearRegression(), train, val, tmp_path, max_epochs=2, progress=False)
+
+
+def test_unknown_device_is_an_error(tmp_path):
+    train, val = loaders()
+    with pytest.raises(ValueError, match="unknown device"):
+        train_module(LinearRegression(), train, val, tmp_path, max_epochs=1, device="tpu9", progress=False)
+
+
+def test_read_loss_curve_without_logs(tmp_path):
+    assert read_loss_curve(tmp_path) == []
+    assert epoch_losses(tmp_path) == {}
