@@ -140,6 +140,8 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     summary["fit_s"] = time.time() - t
     tmp = mdir / "model.ckpt.tmp"
     model.save(tmp)
+    if not tmp.is_file():
+        raise RunError(f"{opts.model}.save({tmp}) wrote no file at that path (save must write exactly the path it is given)")
     os.replace(tmp, ckpt)
     from benchmark.config import to_jsonable
     from benchmark.store import write_json_atomic
@@ -302,7 +304,6 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         base_record["notes"].append(f"{opts.model} does not declare the {needed!r} capability the {opts.task} task needs")
         base_record["duration_s"] = time.time() - t_start
         store.save(base_record)
-        log(f"{opts.model} / {opts.task} / {opts.dataset}: not supported ({opts.model} cannot {needed.replace('_', ' ')})")
         return base_record
 
     model, ckpt_info = trained_model(opts, res, log)
@@ -347,7 +348,6 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         base_record["status"] = "not_supported"
         base_record["notes"].append(str(exc))
         store.save(base_record)
-        log(f"{opts.model} / {opts.task}: not supported ({exc})")
         return base_record
     base_record["timings"]["model_s"] = time.time() - t
 
