@@ -19,7 +19,7 @@ from benchmark import registry
 from benchmark.hookspecs import PROJECT, hookimpl
 from benchmark.registry import KINDS, Entry, Plugins, Registry, RegistryError
 
-BUILTIN_DATASETS = ("perov_5", "perov_5_dev", "carbon_24", "mp_20", "mp_20_sample", "supercon")
+BUILTIN_DATASETS = ("perov_5", "perov_5_dev", "carbon_24", "mp_20", "mp_20_sample", "supercon", "toy")
 
 
 @pytest.fixture(autouse=True)

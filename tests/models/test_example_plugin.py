@@ -110,3 +110,18 @@ def test_example_fit_resumes(tmp_path):
     assert (first["epochs"], second["epochs"]) == (3, 6)
     assert second["last_epoch_train_loss"] < first["last_epoch_train_loss"]
     assert len(second_model.sample(3, seed=0).crystals) == 3
+
+
+def test_installed_example_runs_through_the_same_commands(example_site, tmp_path):
+    """The third-party model goes through `run` and `leaderboard` like a built-in one."""
+    runs = tmp_path / "runs"
+    env_args = ["--runs-dir", str(runs), "--no-progress"]
+    gen = _run(["-m", "benchmark", "run", "--model", "example_gaussian", "--task", "generation", "--dataset", "toy", "--preset", "smoke",
+                "--set", "task.n_samples=40", "--json", str(tmp_path / "m.json"), *env_args], example_site, tmp_path, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert 0.0 <= metrics["valid"] <= 1.0 and "cov_recall" in metrics
+    rec = _run(["-m", "benchmark", "run", "--model", "example_gaussian", "--task", "reconstruction", "--dataset", "toy", *env_args], example_site, tmp_path)
+    assert rec.returncode == 0 and "not_supported" in rec.stdout
+    board = _run(["-m", "benchmark", "leaderboard", "--task", "generation", "--dataset", "toy", "--runs-dir", str(runs)], example_site, tmp_path)
+    assert board.returncode == 0 and "example_gaussian" in board.stdout
