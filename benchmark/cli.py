@@ -106,7 +106,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.store import ResultsStore
 
     store = ResultsStore(settings.runs_dir(args.runs_dir))
-    tasks = [args.task] if args.task else ["generation", "reconstruction", "property_optimization"]
+    tasks = [args.task] if args.task else ["generation", "reconstruction", "property_optimization", "sampling_speed"]
     chunks = []
     for task in tasks:
         records = store.query(task=task, dataset=args.dataset)
@@ -285,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
-    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization (default: all)")
+    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization | sampling_speed (default: all)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
     p.add_argument("--runs-dir", default=None)

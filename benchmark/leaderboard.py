@@ -342,6 +342,9 @@ def build_table(
                     candidates.append(key)
     all_rows = reported_rows + project_rows
     columns = [c for c in candidates if any(r.values.get(c) is not None for r in all_rows)]
+    if not columns and candidates and all_rows:
+        # only "not supported" rows: still show the task's headline columns, each "-"
+        columns = candidates[: {"generation": 7, "reconstruction": 2, "property_optimization": 3}.get(task, 3)]
     hib = {c: (METRIC_INFO[c].higher_is_better if c in METRIC_INFO else hib_from_records.get(c)) for c in columns}
 
     datasets = sorted({r.dataset for r in all_rows if r.dataset is not None}, key=_dataset_key)
