@@ -82,22 +82,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except EvaluationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    flat = result.flat()
     rec = result.record
-    print(f"{rec['task']} on {rec['dataset']['name']} ({rec['samples']['n']} samples, profile {rec['profile']}, seed {rec['seed']}):")
+    stored = f"run {rec['run_id']} stored in {result.run_dir} (per-structure results: per_structure.csv)" if result.run_dir is not None else None
+    _report(f"{rec['task']} on {rec['dataset']['name']} ({rec['samples']['n']} samples, profile {rec['profile']}, seed {rec['seed']}):",
+            result.flat(), result.notes, stored, args.json)
+    return 0
+
+
+def _report(header: str, flat: dict, notes: list, stored: str | None, json_out: str | None) -> None:
+    """Print a result row (one metric per line, then notes) and write ``--json`` if asked."""
+    print(header)
     width = max((len(k) for k in flat), default=0)
     for k, v in flat.items():
         print(f"  {k.ljust(width)}  {_fmt(v)}")
-    for note in result.notes:
+    for note in notes:
         print(f"  note: {note}")
-    if result.run_dir is not None:
-        print(f"run {rec['run_id']} stored in {result.run_dir} (per-structure results: per_structure.csv)")
-    if args.json:
+    if stored:
+        print(stored)
+    if json_out:
         from benchmark.store import write_json_atomic
 
-        write_json_atomic(args.json, flat)
-        print(f"metrics written to {args.json}")
-    return 0
+        write_json_atomic(json_out, flat)
+        print(f"metrics written to {json_out}")
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -154,19 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    flat = flat_metrics(record)
-    print(f"{record['model']['name']} / {record['task']} / {record['dataset']['name']} (preset {record['model']['preset']}, seed {record['seed']}, {record['device']}): {record['status']}")
-    width = max((len(k) for k in flat), default=0)
-    for k, v in flat.items():
-        print(f"  {k.ljust(width)}  {_fmt(v)}")
-    for note in record.get("notes", []):
-        print(f"  note: {note}")
-    print(f"run {record['run_id']} stored")
-    if args.json:
-        from benchmark.store import write_json_atomic
-
-        write_json_atomic(args.json, flat)
-        print(f"metrics written to {args.json}")
+    header = f"{record['model']['name']} / {record['task']} / {record['dataset']['name']} (preset {record['model']['preset']}, seed {record['seed']}, {record['device']}): {record['status']}"
+    _report(header, flat_metrics(record), record.get("notes", []), f"run {record['run_id']} stored", args.json)
     return 0
 
 

@@ -71,14 +71,14 @@ class EvaluationResult:
 
     def flat(self) -> dict[str, float | None]:
         """Aggregate metrics as {published key: value}, published keys first."""
-        out: dict[str, float | None] = {}
-        for k in PUBLISHED_KEYS:
-            if k in self.metrics:
-                out[k] = self.metrics[k].as_dict()["value"]
-        for k, v in self.metrics.items():
-            if k not in out:
-                out[k] = v.as_dict()["value"]
-        return out
+        return flatten({k: v.as_dict() for k, v in self.metrics.items()})
+
+
+def flatten(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """A record's ``metrics`` as {key: value}, the published evaluation's keys first, in its order."""
+    out = {k: metrics[k]["value"] for k in PUBLISHED_KEYS if k in metrics}
+    out.update({k: v["value"] for k, v in metrics.items() if k not in out})
+    return out
 
 
 def _load_properties(path: str, n: int, name: str | None) -> np.ndarray:

@@ -412,9 +412,6 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
 
 
 def flat_metrics(record: dict[str, Any]) -> dict[str, float | None]:
-    from benchmark.tasks.evaluation import PUBLISHED_KEYS
+    from benchmark.tasks.evaluation import flatten
 
-    m = record.get("metrics", {})
-    out = {k: m[k]["value"] for k in PUBLISHED_KEYS if k in m}
-    out.update({k: v["value"] for k, v in m.items() if k not in out})
-    return out
+    return flatten(record.get("metrics", {}))
