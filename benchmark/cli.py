@@ -204,6 +204,48 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oracle_predict(args: argparse.Namespace) -> int:
+    import json
+    import math
+    import os
+    from pathlib import Path
+
+    from benchmark.samples import SampleFileError, Unreadable, read_samples
+
+    entry = get_plugins(blocked=tuple(args.block_plugin))["oracles"].entry(args.oracle)
+    if args.oracle_dir is not None:
+        try:
+            oracle = entry.factory(oracle_dir=args.oracle_dir)
+        except TypeError:  # a third-party factory without the keyword: pass it through the environment
+            os.environ["BENCHMARK_ORACLE_DIR"] = str(args.oracle_dir)
+            oracle = entry.load()
+    else:
+        oracle = entry.load()
+    try:
+        sample_set = read_samples(args.samples)
+    except SampleFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    entries = sample_set.entries
+    readable = [k for k, e in enumerate(entries) if not isinstance(e, Unreadable)]
+    preds = oracle.predict([entries[k] for k in readable], progress=not args.no_progress)
+    values: list[float | None] = [None] * len(entries)
+    for k, v in zip(readable, preds):
+        values[k] = float(v) if v is not None and math.isfinite(v) else None
+    record = {"oracle": args.oracle, "property": oracle.property, "unit": oracle.unit, "predictions": values}
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"{sum(v is not None for v in values)}/{len(values)} predictions written to {out}")
+    else:
+        got = [v for v in values if v is not None]
+        mean = f"{sum(got) / len(got):.4f}" if got else "-"
+        print(f"{args.oracle}: {oracle.property} ({oracle.unit}) for {len(got)}/{len(values)} crystals; mean {mean}"
+              + (f", min {min(got):.4f}, max {max(got):.4f}" if got else ""))
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model name (see `list models`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `list datasets`)")
@@ -288,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", default=None, help="write to a file instead of standard output")
     _add_common(p)
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("oracle", help="independent property oracles (see `list oracles`)")
+    osub = p.add_subparsers(dest="oracle_command", required=True)
+    q = osub.add_parser("predict", help="predict an oracle's property for every crystal of a sample file")
+    q.add_argument("--oracle", required=True, help="oracle name, e.g. cdvae-perov_5")
+    q.add_argument("--samples", required=True, help="sample file or directory (any format `evaluate` reads)")
+    q.add_argument("--json", metavar="OUT", default=None, help='write {"oracle", "property", "unit", "predictions": [number or null per entry]}')
+    q.add_argument("--oracle-dir", default=None, metavar="DIR", help="directory with the oracle files (else BENCHMARK_ORACLE_DIR)")
+    q.add_argument("--no-progress", action="store_true")
+    _add_common(q)
+    q.set_defaults(func=cmd_oracle_predict)
     return parser
 
 

@@ -27,6 +27,7 @@ BUILTIN_PLUGINS = (
     "benchmark.metrics.plugin",
     "benchmark.tasks.plugin",
     "benchmark.models.plugin",
+    "benchmark.metrics.oracles.plugin",
 )
 
 

@@ -1,0 +1,1 @@
+"""Independent property oracles: published property models that score generated crystals."""

