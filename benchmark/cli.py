@@ -76,6 +76,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         use_cache=not args.no_cache,
         batch_idx=args.batch_idx,
+        oracle=None if args.oracle == "none" else args.oracle,
+        oracle_dir=args.oracle_dir,
     )
     try:
         result = evaluate(opts)
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cov-cutoffs", type=_parse_cutoffs, default=None, metavar="STRUC,COMP", help="override the coverage cutoffs")
     p.add_argument("--metric", action="append", default=[], help="compute only these metrics (repeatable; see `list metrics`)")
     p.add_argument("--model-name", default=None, help="name of the model in the leaderboard (default: the sample file name)")
+    p.add_argument("--oracle", default="auto", help="property oracle for wdist_prop and SR: auto (the dataset's published CDVAE model if its weights are found), a name from `list oracles`, or none")
+    p.add_argument("--oracle-dir", default=None, help="directory with the oracle weights (else BENCHMARK_ORACLE_DIR)")
     p.add_argument("--batch-idx", type=int, default=0, help="CDVAE .pt files: which of the num_evals batches to read (default 0, as published)")
     p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR, then the user cache)")
     p.add_argument("--runs-dir", default=None, help="where run records are stored (else BENCHMARK_RUNS_DIR, then a per-user directory)")

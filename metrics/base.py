@@ -27,10 +27,14 @@ class MetricValue:
     higher_is_better: bool | None = None
     unit: str | None = None
     uncertainty: float | None = None
+    oracle: str | None = None  # the property model behind the number, when there is one
 
     def as_dict(self) -> dict[str, Any]:
         v = None if self.value is None or not np.isfinite(self.value) else float(self.value)
-        return {"value": v, "n": self.n, "higher_is_better": self.higher_is_better, "unit": self.unit, "uncertainty": self.uncertainty}
+        out = {"value": v, "n": self.n, "higher_is_better": self.higher_is_better, "unit": self.unit, "uncertainty": self.uncertainty}
+        if self.oracle:
+            out["oracle"] = self.oracle
+        return out
 
 
 @dataclass

@@ -145,7 +145,7 @@ def property_statistics(ctx: EvalContext) -> dict[str, MetricValue]:
         rp = np.asarray(ctx.reference_properties, dtype=np.float64)
         gp, rp = gp[np.isfinite(gp)], rp[np.isfinite(rp)]
         if len(gp) and len(rp):
-            out["wdist_prop"] = MetricValue(float(wasserstein_distance(gp, rp)), len(gp), False, ctx.options.get("property_unit"))
+            out["wdist_prop"] = MetricValue(float(wasserstein_distance(gp, rp)), len(gp), False, ctx.options.get("property_unit"), oracle=ctx.options.get("oracle"))
     else:
         ctx.notes.append("wdist_prop not computed: no property oracle predictions for samples and reference")
     return out

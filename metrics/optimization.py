@@ -33,8 +33,9 @@ def success_rates(ctx: EvalContext) -> dict[str, MetricValue]:
     best = props.min(axis=0)
     p5, p10, p15 = ctx.profile.sr_percentiles[ctx.family]
     ctx.cache["best_properties"] = best
+    oracle = ctx.options.get("oracle")
     return {
-        "SR5": MetricValue(float((best <= p5).mean()), num_opt, True, "fraction"),
-        "SR10": MetricValue(float((best <= p10).mean()), num_opt, True, "fraction"),
-        "SR15": MetricValue(float((best <= p15).mean()), num_opt, True, "fraction"),
+        "SR5": MetricValue(float((best <= p5).mean()), num_opt, True, "fraction", oracle=oracle),
+        "SR10": MetricValue(float((best <= p10).mean()), num_opt, True, "fraction", oracle=oracle),
+        "SR15": MetricValue(float((best <= p15).mean()), num_opt, True, "fraction", oracle=oracle),
     }

@@ -7,6 +7,7 @@
 # Defaults, each only when the variable is unset:
 #   BENCHMARK_DATA_DIR  ../shared/data next to the checkout (the dataset CSVs)
 #   BENCHMARK_OFFLINE   1 (tests never download)
+#   BENCHMARK_ORACLE_DIR ../shared/oracles next to the checkout (property-model weights)
 #   VENV                .venv in the checkout
 set -euo pipefail
 
@@ -16,6 +17,7 @@ cd "$ROOT"
 VENV="${VENV:-.venv}"
 export BENCHMARK_DATA_DIR="${BENCHMARK_DATA_DIR:-$ROOT/../shared/data}"
 export BENCHMARK_OFFLINE="${BENCHMARK_OFFLINE:-1}"
+export BENCHMARK_ORACLE_DIR="${BENCHMARK_ORACLE_DIR:-$ROOT/../shared/oracles}"
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "error: no virtual environment at $VENV; run: bash scripts/install.sh" >&2

@@ -59,6 +59,8 @@ class EvaluateOptions:
     use_cache: bool = True
     store: bool = True
     batch_idx: int = 0
+    oracle: str | None = "auto"
+    oracle_dir: str | None = None
 
 
 @dataclass
@@ -242,7 +244,14 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
 
     # ---- property values (SR, wdist_prop)
     prop_name = opts.property_name or dataset.target
-    properties = _load_properties(opts.properties, len(entries), prop_name) if opts.properties else _properties_from_entries(entries, prop_name)
+    # values carried by the sample file count only for optimisation (the published SR uses whatever
+    # property model scored the crystals); property statistics compare one oracle on both sides
+    if opts.properties:
+        properties = _load_properties(opts.properties, len(entries), prop_name)
+    elif task.name == "property_optimization":
+        properties = _properties_from_entries(entries, prop_name)
+    else:
+        properties = None
 
     ctx = EvalContext(
         task=task.name,
@@ -266,6 +275,13 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         },
         notes=notes,
     )
+    if properties is None and opts.oracle and task.name in ("generation", "property_optimization") and any(
+        m.name in ("property_statistics", "success_rate") for m in metrics
+    ):
+        t = time.time()
+        _oracle_properties(ctx, opts, dataset, ref_info, notes)
+        timings["oracle_s"] = time.time() - t
+
     values: dict[str, MetricValue] = {}
     t = time.time()
     for metric in metrics:
@@ -288,6 +304,79 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         record["artifacts"] = {"per_structure": "per_structure.csv"}
         store.save(record)
     return EvaluationResult(values, table, record, run_dir, notes)
+
+
+def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None:
+    """The property oracle to use: ``--oracle NAME``, or with ``auto`` the published CDVAE model of
+    the dataset's protocol family when its weights can be found (else a note, not an error)."""
+    from benchmark.registry import RegistryError, get_plugins
+
+    reg = get_plugins()["oracles"]
+    name = opts.oracle
+    auto = name == "auto"
+    if auto:
+        name = f"cdvae-{dataset.protocol_family}" if dataset.protocol_family else None
+        if name is None or name not in reg:
+            notes.append(f"no property oracle for {dataset.name}; wdist_prop and SR need --oracle or --properties")
+            return None
+    try:
+        factory = reg.entry(name).factory
+        kwargs = {"oracle_dir": opts.oracle_dir} if opts.oracle_dir else {}
+        return factory(**kwargs) if kwargs else factory()
+    except RegistryError as exc:
+        raise EvaluationError(str(exc)) from exc
+    except FileNotFoundError as exc:
+        if not auto:
+            raise EvaluationError(str(exc)) from exc
+        notes.append(f"property oracle {name} not available ({str(exc).splitlines()[0]}); wdist_prop and SR not computed")
+        return None
+
+
+def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, ref_info: dict[str, Any], notes: list[str]) -> None:
+    """Fill ctx.properties (and ctx.reference_properties for generation) with oracle predictions:
+    the 1,000 drawn valid samples (generation) or every valid crystal (optimisation), and the
+    reference split, whose predictions are cached by the dataset file's hash and the oracle."""
+    from benchmark import settings
+    from benchmark.crystal import Crystal
+    from benchmark.metrics.generation import property_sample
+
+    oracle = _oracle(opts, dataset, notes)
+    if oracle is None:
+        return
+    if ctx.task == "generation":
+        wanted = [int(k) for k in property_sample(ctx)]
+    else:
+        wanted = [k for k, r in enumerate(ctx.samples) if r.valid]
+    props = np.full(len(ctx.samples), np.nan)
+    crystals = [ctx.sample_crystals[k] for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
+    keys = [k for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
+    for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress)):
+        props[k] = np.nan if p is None else p
+    ctx.properties = props
+    if ctx.task == "generation" and ref_info.get("sha256"):
+        cache = settings.cache_dir() / "oracle" / f"{oracle.name}-{ref_info['sha256'][:24]}.npy"
+        ref = None
+        if opts.use_cache and cache.is_file():
+            ref = np.load(cache, allow_pickle=False)
+            if len(ref) != len(ctx.reference_crystals):
+                ref = None
+        if ref is None:
+            preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress)
+            ref = np.array([np.nan if p is None else p for p in preds], dtype=np.float64)
+            if opts.use_cache:
+                import io
+
+                from benchmark.store import atomic_write_bytes
+
+                buf = io.BytesIO()
+                np.save(buf, ref, allow_pickle=False)
+                atomic_write_bytes(cache, buf.getvalue())
+        ctx.reference_properties = ref
+    ctx.options["oracle"] = oracle.name
+    ctx.options["property_unit"] = oracle.unit
+    ctx.property_name = oracle.property
+    ctx.column("oracle_" + oracle.property, [None if np.isnan(x) else float(x) for x in props])
+    notes.append(f"property oracle: {oracle.name} ({oracle.property}, {oracle.unit})")
 
 
 def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample_set: Any, ref_info: dict[str, Any], values: dict[str, MetricValue],

