@@ -161,9 +161,6 @@ class Dataset:
         crystals = load_csv(path, self.properties, progress=progress, desc=f"{self.name}/{split}")
         return crystals[:limit] if limit is not None else crystals
 
-    def info(self, split: str, data_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-        path = self.file_path(split, data_dir)
-        return {"name": self.name, "split": split, "file": str(path), "sha256": sha256_file(path)}
 
 
 # ------------------------------------------------------------------ CSV parsing with a cache

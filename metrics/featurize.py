@@ -18,7 +18,7 @@ import io
 import os
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -208,6 +208,3 @@ def evaluate_reference(
         save_results(path, results)
     return results, False
 
-
-def iter_valid(results: Iterable[CrystalResult]) -> list[CrystalResult]:
-    return [r for r in results if r.valid]

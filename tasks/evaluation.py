@@ -126,24 +126,15 @@ def _properties_from_entries(entries: Sequence[Any], name: str | None) -> np.nda
     return arr if np.isfinite(arr).any() else None
 
 
+PER_STRUCTURE_FIELDS = ("index", "label", "formula", "n_atoms", "constructed", "comp_valid", "struct_valid", "valid",
+                        "reason", "density", "n_elems", "min_dist", "volume")
+
+
 def per_structure_table(results: list[CrystalResult], extra: dict[str, list[Any]]) -> Any:
+    """One row per sample: its CrystalResult fields, then the columns the metrics added."""
     import pandas as pd
 
-    rows = {
-        "index": [r.index for r in results],
-        "label": [r.label for r in results],
-        "formula": [r.formula for r in results],
-        "n_atoms": [r.n_atoms for r in results],
-        "constructed": [r.constructed for r in results],
-        "comp_valid": [r.comp_valid for r in results],
-        "struct_valid": [r.struct_valid for r in results],
-        "valid": [r.valid for r in results],
-        "reason": [r.reason for r in results],
-        "density": [r.density for r in results],
-        "n_elems": [r.n_elems for r in results],
-        "min_dist": [r.min_dist for r in results],
-        "volume": [r.volume for r in results],
-    }
+    rows: dict[str, list[Any]] = {name: [getattr(r, name) for r in results] for name in PER_STRUCTURE_FIELDS}
     rows.update(extra)
     return pd.DataFrame(rows)
 
