@@ -169,9 +169,11 @@ def test_wheel_metadata(wheel, wheel_names):
 
 
 def test_wheel_ships_every_python_file_of_the_plugin_folders(source_copy, wheel_names):
+    # recursive: a subpackage missing from pyproject's package list would be dropped from the wheel
     for folder in PLUGIN_FOLDERS:
-        for py in sorted((source_copy / folder).glob("*.py")):
-            assert f"benchmark/{folder}/{py.name}" in wheel_names
+        for py in sorted((source_copy / folder).rglob("*.py")):
+            rel = py.relative_to(source_copy / folder).as_posix()
+            assert f"benchmark/{folder}/{rel}" in wheel_names, f"{folder}/{rel} is not in the wheel"
     for py in sorted((source_copy / "benchmark").glob("*.py")):
         assert f"benchmark/{py.name}" in wheel_names
 
