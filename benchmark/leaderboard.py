@@ -385,7 +385,9 @@ def build_table(
     notes: list[str] = []
     if profiles:
         notes.append("Reproduced rows use metric profile " + ", ".join(profiles) + ".")
-    if oracles:
+    if oracles and task == "ground_state":
+        notes.append("Relaxed with " + ", ".join(oracles) + " (reproduced rows); the reported rows were relaxed with DFT (VASP, PBE) at 10 GPa.")
+    elif oracles:
         notes.append("Property oracle: " + ", ".join(oracles) + ".")
     if reported_rows:
         notes.append("Reported rows are the numbers published in the cited papers.")

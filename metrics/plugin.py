@@ -42,6 +42,13 @@ _SPECS = {
     "optimization_validity": ("property_optimization", "generation", "validity",
                               {"comp_valid": (True, FRACTION), "struct_valid": (True, FRACTION), "valid": (True, FRACTION)},
                               "validity of the optimised crystals", True),
+    "ground_state": ("ground_state", "ground_state", "ground_state",
+                     {"gs_match_rate": (True, FRACTION), "gs_mean_rms": (False, "normalised RMS"),
+                      "gs_rms_dvolume_per_atom": (False, "Å^3/atom"), "gs_rms_denergy_per_atom": (False, "eV/atom")},
+                     "relax each sample (CHGNet by default); match rate, <δ_rms>, ΔV_rms, ΔE_rms vs its relaxed crystal (DP-CDVAE Table III)", True),
+    "ground_state_validity": ("ground_state", "generation", "validity",
+                              {"comp_valid": (True, FRACTION), "struct_valid": (True, FRACTION), "valid": (True, FRACTION)},
+                              "validity of the crystals that are relaxed", True),
 }
 
 

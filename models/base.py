@@ -33,6 +33,7 @@ CAPABILITIES = (SAMPLE, RECONSTRUCT, OPTIMIZE, CONDITIONAL_SAMPLE)
 TASK_CAPABILITY = {
     "generation": SAMPLE,
     "sampling_speed": SAMPLE,
+    "ground_state": SAMPLE,
     "reconstruction": RECONSTRUCT,
     "property_optimization": OPTIMIZE,
     "conditional_generation": CONDITIONAL_SAMPLE,

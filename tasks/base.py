@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,31 @@ class SamplingSpeedConfig:
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 100, "batch_size": 50}, "paper": {}}
 
 
+@dataclass(frozen=True)
+class GroundStateConfig:
+    """Ground-state performance (DP-CDVAE Table III): ``n_samples`` generated crystals relaxed by
+    ``relaxer`` with ``optimizer`` to ``fmax`` eV/Å in at most ``steps`` steps (``time_limit_s`` per
+    crystal) at ``pressure_gpa`` (None: the dataset's, 10 GPa for Carbon-24, else 0)."""
+
+    n_samples: int = 100
+    batch_size: int = 100
+    relaxer: str = "chgnet"
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    fmax: float = 0.05
+    steps: int = 500
+    time_limit_s: float = 300.0
+    pressure_gpa: float | None = None
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 10, "batch_size": 10, "steps": 200}, "paper": {}}
+
+
+#: external pressure the dataset's crystals were searched / relaxed at (GPa)
+DATASET_PRESSURE_GPA: dict[str, float] = {"carbon_24": 10.0}
+
+
 TASK_CONFIGS: dict[str, type] = {
     "generation": GenerationConfig,
     "reconstruction": ReconstructionConfig,
     "property_optimization": OptimizationConfig,
     "sampling_speed": SamplingSpeedConfig,
+    "ground_state": GroundStateConfig,
 }

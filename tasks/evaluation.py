@@ -61,6 +61,14 @@ class EvaluateOptions:
     batch_idx: int = 0
     oracle: str | None = "auto"
     oracle_dir: str | None = None
+    # ground_state task: the relaxing oracle and how it relaxes (pressure None: the dataset's)
+    relaxer: str = "chgnet"
+    relax_optimizer: str = "FIRE"
+    relax_fmax: float = 0.05
+    relax_steps: int = 500
+    relax_time_limit_s: float = 300.0
+    pressure_gpa: float | None = None
+    count_unconverged: bool = False
 
 
 @dataclass
@@ -70,10 +78,28 @@ class EvaluationResult:
     record: dict[str, Any]
     run_dir: Path | None
     notes: list[str] = field(default_factory=list)
+    # file name -> writer(path) for figures and files a metric produced (histograms, relaxed crystals)
+    artifact_writers: dict[str, Any] = field(default_factory=dict)
+
+    def write_artifacts(self, run_dir: Path) -> dict[str, str]:
+        """Write the metrics' artifacts into ``run_dir``; returns {name: file name} for the record.
+        A failing writer is reported in the notes, not raised: the numbers are already computed."""
+        return write_artifacts(self.artifact_writers, run_dir, self.notes)
 
     def flat(self) -> dict[str, float | None]:
         """Aggregate metrics as {published key: value}, published keys first."""
         return flatten({k: v.as_dict() for k, v in self.metrics.items()})
+
+
+def write_artifacts(writers: dict[str, Any], run_dir: Path, notes: list[str]) -> dict[str, str]:
+    written: dict[str, str] = {}
+    for name, writer in writers.items():
+        try:
+            writer(Path(run_dir) / name)
+            written[Path(name).stem] = name
+        except Exception as exc:
+            notes.append(f"artifact {name} not written: {type(exc).__name__}: {exc}")
+    return written
 
 
 def flatten(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
@@ -263,6 +289,8 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
             "backend": opts.backend,
             "cov_cutoffs": opts.cov_cutoffs or (None if dataset.protocol_family else dataset.cov_cutoffs),
             "n_property_samples": opts.n_property_samples,
+            "progress": opts.progress,
+            **(_relax_options(opts, dataset.name) if task.name == "ground_state" else {}),
         },
         notes=notes,
     )
@@ -283,6 +311,9 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     timings["metrics_s"] = time.time() - t
     timings["total_s"] = time.time() - t_start
     table = per_structure_table(results, ctx.per_structure)
+    writers: dict[str, Any] = dict(ctx.cache.get("artifact_writers", {}))
+    if ctx.cache.get("relaxed_crystals") is not None:
+        writers["relaxed.extxyz"] = lambda path, cs=ctx.cache["relaxed_crystals"]: _write_relaxed(cs, path)
 
     record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx)
     run_dir = None
@@ -292,9 +323,31 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         store = ResultsStore(settings.runs_dir(opts.runs_dir))
         run_dir = store.run_dir(record["run_id"])
         store.write_per_structure(record["run_id"], table)
-        record["artifacts"] = {"per_structure": "per_structure.csv"}
+        record["artifacts"] = {"per_structure": "per_structure.csv", **write_artifacts(writers, run_dir, record["notes"])}
         store.save(record)
-    return EvaluationResult(values, table, record, run_dir, notes)
+    return EvaluationResult(values, table, record, run_dir, notes, writers)
+
+
+def _write_relaxed(crystals: Sequence[Any], path: Path) -> None:
+    """The relaxed crystals (in sample order; failed relaxations left out, their labels say which)."""
+    from benchmark.samples import write_extxyz
+
+    write_extxyz([c for c in crystals if c is not None], path)
+
+
+def _relax_options(opts: EvaluateOptions, dataset: str) -> dict[str, Any]:
+    """ctx.options of the ground_state metric: the relaxer and its :class:`RelaxSettings`."""
+    from benchmark.metrics.oracles.chgnet import RelaxSettings
+    from benchmark.tasks.base import DATASET_PRESSURE_GPA
+
+    if opts.relax_optimizer not in ("FIRE", "BFGS"):
+        raise EvaluationError(f"relaxation optimizer {opts.relax_optimizer!r}: valid are FIRE, BFGS")
+    if not (opts.relax_fmax > 0 and opts.relax_steps > 0 and opts.relax_time_limit_s > 0):
+        raise EvaluationError("relaxation fmax, steps and time limit must be positive")
+    pressure = opts.pressure_gpa if opts.pressure_gpa is not None else DATASET_PRESSURE_GPA.get(dataset, 0.0)
+    settings = RelaxSettings(optimizer=opts.relax_optimizer, fmax=opts.relax_fmax, steps=opts.relax_steps,  # type: ignore[arg-type]
+                             time_limit_s=opts.relax_time_limit_s, pressure_gpa=float(pressure))
+    return {"relaxer": opts.relaxer, "relax_settings": settings, "count_unconverged": opts.count_unconverged}
 
 
 def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None:
@@ -326,7 +379,8 @@ def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None
 def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, ref_info: dict[str, Any], notes: list[str]) -> None:
     """Fill ctx.properties (and ctx.reference_properties for generation) with oracle predictions:
     the 1,000 drawn valid samples (generation) or every valid crystal (optimisation), and the
-    reference split, whose predictions are cached by the dataset file's hash and the oracle."""
+    reference split, whose predictions are cached by the dataset file's hash and the oracle (and its
+    CrystalNN graphs, which all oracles share, by the hash and split)."""
     from benchmark import settings
     from benchmark.crystal import Crystal
     from benchmark.metrics.generation import property_sample
@@ -341,7 +395,12 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
     props = np.full(len(ctx.samples), np.nan)
     crystals = [ctx.sample_crystals[k] for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
     keys = [k for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
-    for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress)):
+    # workers and a graph cache for oracles that take them (plugin oracles may only take progress)
+    import inspect
+
+    accepted = inspect.signature(oracle.predict).parameters
+    extra = {"n_jobs": 1 if opts.backend == "sequential" else opts.n_jobs} if "n_jobs" in accepted else {}
+    for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress, **extra)):
         props[k] = np.nan if p is None else p
     ctx.properties = props
     if ctx.task == "generation" and ref_info.get("sha256"):
@@ -352,7 +411,9 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
             if len(ref) != len(ctx.reference_crystals):
                 ref = None
         if ref is None:
-            preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress)
+            if opts.use_cache and "cache_key" in accepted:  # the split's graphs, shared by all oracles
+                extra["cache_key"] = f"{ref_info['sha256']}-{ref_info['reference_split']}"
+            preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress, **extra)
             ref = np.array([np.nan if p is None else p for p in preds], dtype=np.float64)
             if opts.use_cache:
                 import io

@@ -331,7 +331,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
             base_record["speed"] = {"device_name": _device_name(opts.device), "batch_size": cfg.batch_size, "warmup_batches": cfg.warmup_batches,
                                     "peak_memory_mb": timing["peak_memory_mb"], "timed_seconds": timing["seconds"]}
             crystals: list[Crystal] = []
-        elif opts.task == "generation":
+        elif opts.task in ("generation", "ground_state"):
             crystals, _ = batched(work, cfg.n_samples, cfg.batch_size, lambda b, bn: _sample(model, bn, derive_seed(opts.seed, b), opts.device), opts.progress, "sampling")
         elif opts.task == "reconstruction":
             test = dataset.load("test", opts.data_dir, limit=cfg.limit, progress=opts.progress)
@@ -393,6 +393,9 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
         num_opt=getattr(cfg, "num_opt", 100),
         model_name=opts.model,
     )
+    if opts.task == "ground_state":
+        eopts.relaxer, eopts.relax_optimizer, eopts.relax_fmax = cfg.relaxer, cfg.optimizer, cfg.fmax
+        eopts.relax_steps, eopts.relax_time_limit_s, eopts.pressure_gpa = cfg.steps, cfg.time_limit_s, cfg.pressure_gpa
     try:
         result = evaluate(eopts)
     except EvaluationError as exc:
@@ -407,7 +410,8 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
     out["notes"] = record["notes"] + ev["notes"]
     store = ResultsStore(settings.runs_dir(opts.runs_dir))
     store.write_per_structure(record["run_id"], result.per_structure)
-    out["artifacts"] = {**record.get("artifacts", {}), "per_structure": "per_structure.csv"}
+    written = result.write_artifacts(store.run_dir(record["run_id"]))
+    out["artifacts"] = {**record.get("artifacts", {}), "per_structure": "per_structure.csv", **written}
     return out
 
 

@@ -1,4 +1,4 @@
-"""Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data).
+"""Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data) and CHGNet.
 
 Listing these entries imports neither torch nor the weights; ``entry.load()`` builds the oracle
 (and raises :class:`~benchmark.metrics.oracles.cdvae.OracleWeightsNotFound` without the files).
@@ -25,9 +25,17 @@ def _make(name: str, oracle_dir: str | None = None) -> object:
     return CDVAEPropertyOracle(name, oracle_dir=oracle_dir)
 
 
+def _make_chgnet(oracle_dir: str | None = None) -> object:  # oracle_dir: weights ship in the chgnet package
+    from benchmark.metrics.oracles.chgnet import CHGNetOracle
+
+    return CHGNetOracle()
+
+
 @hookimpl
 def benchmark_oracles() -> list[Entry]:
-    return [
+    entries = [
         Entry(name, f"published CDVAE DimeNet++ property model: {prop} (eV/atom) of {ds} crystals", partial(_make, name))
         for name, (ds, prop) in _ORACLES.items()
     ]
+    entries.append(Entry("chgnet", "CHGNet universal potential: energy per atom (eV/atom) and relaxations (FIRE/BFGS)", _make_chgnet))
+    return entries

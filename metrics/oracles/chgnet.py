@@ -1,0 +1,295 @@
+"""CHGNet as an oracle: energies per atom and relaxations (cell and positions).
+
+CHGNet (Deng et al., Nature Machine Intelligence 5, 1031 (2023)) is a universal machine-learned
+potential trained on the Materials Project trajectories; its weights ship inside the ``chgnet``
+PyPI package, so this oracle works on any machine without a download.
+
+Energies are batched through ``CHGNet.predict_structure``. Relaxations run one crystal at a time
+with ASE: the CHGNet calculator, ASE's ``FrechetCellFilter`` (cell and positions; an external
+hydrostatic pressure through its ``scalar_pressure``) and the FIRE or BFGS optimiser, stopped at a
+force tolerance ``fmax`` (eV/Å, stress included through the filter), a step cap, or a per-crystal
+wall-time limit. Every crystal gets a :class:`Relaxation`, failed or not, with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal
+
+__all__ = ["CHGNetOracle", "Relaxation", "RelaxSettings", "input_problem"]
+
+#: eV/Å^3 per GPa (1 GPa = 1e9 J/m^3; 1 eV = 1.602176634e-19 J; 1 Å^3 = 1e-30 m^3)
+EV_PER_A3_PER_GPA = 1.0 / 160.21766208
+
+
+@dataclass(frozen=True)
+class RelaxSettings:
+    """How a relaxation is run.
+
+    Attributes:
+        optimizer: ``FIRE`` or ``BFGS`` (ASE).
+        fmax: force tolerance in eV/Å (for the cell, the filter's stress-derived generalised force).
+        steps: step cap; a relaxation that reaches it is recorded as not converged.
+        time_limit_s: wall-time limit per crystal; reaching it is a failure with that reason.
+        pressure_gpa: external hydrostatic pressure in GPa (Carbon-24 was searched at 10 GPa).
+        relax_cell: relax the cell as well as the positions.
+    """
+
+    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
+    fmax: float = 0.05
+    steps: int = 500
+    time_limit_s: float = 300.0
+    pressure_gpa: float = 0.0
+    relax_cell: bool = True
+
+
+@dataclass
+class Relaxation:
+    """The outcome of relaxing one crystal.
+
+    ``relaxed`` is None when the relaxation failed (``reason`` says why); a relaxation that hit the
+    step cap keeps its last structure with ``converged=False`` and a reason.
+    Energies are CHGNet energies per atom (eV/atom); volumes per atom in Å^3/atom.
+    """
+
+    relaxed: Crystal | None
+    converged: bool
+    reason: str
+    steps: int = 0
+    seconds: float = 0.0
+    energy_initial: float | None = None
+    energy_final: float | None = None
+    volume_initial: float | None = None
+    volume_final: float | None = None
+    fmax_final: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.relaxed is not None and self.converged
+
+
+def input_problem(crystal: Any, min_dist: float = 0.5) -> str | None:
+    """Why a crystal cannot be given to the potential (None if it can): unreadable entries,
+    non-finite or degenerate cells, and atoms closer than ``min_dist`` Å."""
+    if not isinstance(crystal, Crystal):
+        return f"unreadable: {getattr(crystal, 'reason', 'not a crystal')}"
+    if crystal.num_atoms == 0:
+        return "no atoms"
+    if not (np.all(np.isfinite(crystal.frac_coords)) and np.all(np.isfinite(crystal.lengths)) and np.all(np.isfinite(crystal.angles))):
+        return "non-finite coordinates or lattice"
+    lattice = crystal.lattice_matrix
+    volume = abs(float(np.linalg.det(lattice)))
+    if not volume > 1e-3:
+        return "degenerate cell (zero volume)"
+    if crystal.num_atoms > 1:
+        from pymatgen.core import Lattice
+
+        d = Lattice(lattice).get_all_distances(crystal.frac_coords, crystal.frac_coords)
+        np.fill_diagonal(d, np.inf)
+        if float(d.min()) < min_dist:
+            return f"overlapping atoms (closest pair {float(d.min()):.3f} Å < {min_dist} Å)"
+    return None
+
+
+class CHGNetOracle:
+    """CHGNet energies per atom and relaxations.
+
+    Attributes:
+        name: ``"chgnet"``. property: ``"energy_per_atom"``. unit: ``"eV/atom"``.
+        dataset: None (a universal potential). version: the CHGNet weights' version.
+    """
+
+    name = "chgnet"
+    unit = "eV/atom"
+    dataset = None
+    can_relax = True
+
+    def __init__(self, device: str = "cpu", model_version: str | None = None) -> None:
+        self.property = "energy_per_atom"  # an instance attribute: as a class attribute it would shadow `property`
+        self.device = device
+        self.model_version = model_version
+        self._model: Any = None
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            import contextlib
+            import io
+
+            from chgnet.model import CHGNet
+
+            with contextlib.redirect_stdout(io.StringIO()):  # CHGNet prints its banner
+                self._model = CHGNet.load(model_name=self.model_version or "0.3.0", use_device=self.device, verbose=False)
+            self._model.eval()
+        return self._model
+
+    @property
+    def version(self) -> str:
+        return str(getattr(self.model, "version", None) or self.model_version or "0.3.0")
+
+    def describe(self) -> str:
+        return f"CHGNet {self.version}"
+
+    # ------------------------------------------------------------------ energies
+    def predict(self, crystals: Sequence[Any], batch_size: int = 32, progress: bool = True) -> list[float | None]:
+        """CHGNet energy per atom (eV/atom) per crystal, in input order; None where the crystal
+        cannot be given to the potential or the prediction is not finite."""
+        out: list[float | None] = [None] * len(crystals)
+        ok = [k for k, c in enumerate(crystals) if input_problem(c) is None]
+        bar = _bar(len(ok), "chgnet energies", progress)
+        for start in range(0, len(ok), batch_size):
+            idx = ok[start:start + batch_size]
+            structs = [crystals[k].to_structure() for k in idx]
+            try:
+                preds = self._predict_structures(structs, batch_size)
+            except Exception:  # one bad crystal must not lose the batch: retry one by one
+                preds = []
+                for s in structs:
+                    try:
+                        preds.extend(self._predict_structures([s], 1))
+                    except Exception:
+                        preds.append(None)
+            for k, e in zip(idx, preds):
+                out[k] = e if e is not None and math.isfinite(e) else None
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+    def _predict_structures(self, structs: list[Any], batch_size: int) -> list[float | None]:
+        import torch
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            preds = self.model.predict_structure(structs, task="e", batch_size=batch_size)
+        if isinstance(preds, dict):
+            preds = [preds]
+        return [float(np.asarray(p["e"]).reshape(-1)[0]) for p in preds]
+
+    # ------------------------------------------------------------------ relaxations
+    def relax(self, crystals: Sequence[Any], settings: RelaxSettings | None = None, progress: bool = True, n_jobs: int | None = 1) -> list[Relaxation]:
+        """Relax every crystal (see module doc); one :class:`Relaxation` per input, in order.
+
+        ``n_jobs`` > 1 relaxes in that many worker processes, each with one torch thread and its own
+        copy of the model: CHGNet's small graphs use intra-op threads poorly (on 2 cores, one
+        process with 2 threads was slower than one with 1 thread), so processes scale better.
+        None: one process per core.
+        """
+        settings = settings or RelaxSettings()
+        bar = _bar(len(crystals), f"chgnet relax ({settings.optimizer}, fmax {settings.fmax:g})", progress)
+        n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(crystals)))
+        out: list[Relaxation | None] = [None] * len(crystals)
+        if n_jobs == 1:
+            for k, c in enumerate(crystals):
+                out[k] = self.relax_one(c, settings)
+                bar.update(1)
+        else:
+            from joblib import Parallel, delayed
+
+            # biggest first, so a large crystal does not start last and leave a core idle
+            order = sorted(range(len(crystals)), key=lambda k: -getattr(crystals[k], "num_atoms", 0))
+            jobs = (delayed(_relax_in_worker)(k, crystals[k], settings, self.device, self.model_version) for k in order)
+            for k, r in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(jobs):
+                out[k] = r
+                bar.update(1)
+        bar.close()
+        return out  # type: ignore[return-value]
+
+    def relax_one(self, crystal: Any, settings: RelaxSettings) -> Relaxation:
+        problem = input_problem(crystal)
+        if problem is not None:
+            return Relaxation(None, False, problem)
+        t0 = time.perf_counter()
+        try:
+            return self._relax(crystal, settings, t0)
+        except Exception as exc:  # the potential or the optimiser failed on this crystal
+            return Relaxation(None, False, f"relaxation failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                              seconds=time.perf_counter() - t0)
+
+    def _relax(self, crystal: Crystal, s: RelaxSettings, t0: float) -> Relaxation:
+        import contextlib
+        import io
+
+        from ase.filters import FrechetCellFilter
+        from ase.optimize import BFGS, FIRE
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        n = crystal.num_atoms
+        atoms = crystal.to_atoms()
+        with contextlib.redirect_stdout(io.StringIO()):  # "CHGNet will run on cpu" per calculator
+            atoms.calc = CHGNetCalculator(model=self.model, use_device=self.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            e0 = float(atoms.get_potential_energy()) / n
+        v0 = float(atoms.get_volume()) / n
+        target: Any = atoms
+        if s.relax_cell:
+            target = FrechetCellFilter(atoms, scalar_pressure=s.pressure_gpa * EV_PER_A3_PER_GPA)
+        opt_cls = {"FIRE": FIRE, "BFGS": BFGS}[s.optimizer]
+        opt = opt_cls(target, logfile=None)
+        steps, converged, reason = 0, False, ""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for conv in opt.irun(fmax=s.fmax, steps=s.steps):
+                if conv:
+                    converged = True
+                    break
+                if time.perf_counter() - t0 > s.time_limit_s:
+                    return Relaxation(None, False, f"time limit {s.time_limit_s:g} s reached after {opt.nsteps} steps",
+                                      steps=opt.nsteps, seconds=time.perf_counter() - t0, energy_initial=e0, volume_initial=v0)
+            steps = opt.nsteps
+            forces = target.get_forces()
+            fmax_final = float(np.sqrt((forces ** 2).sum(axis=1)).max()) if len(forces) else 0.0
+            e1 = float(atoms.get_potential_energy()) / n
+        if not converged:
+            reason = f"not converged in {s.steps} steps (max force {fmax_final:.3g} eV/Å)"
+        if not (math.isfinite(e1) and np.all(np.isfinite(atoms.get_positions())) and np.all(np.isfinite(atoms.cell.array))):
+            return Relaxation(None, False, "relaxation diverged (non-finite energy or geometry)", steps=steps,
+                              seconds=time.perf_counter() - t0, energy_initial=e0, volume_initial=v0)
+        relaxed = Crystal.from_atoms(atoms, label=crystal.label)
+        return Relaxation(relaxed, converged, reason, steps=steps, seconds=time.perf_counter() - t0, energy_initial=e0,
+                          energy_final=e1, volume_initial=v0, volume_final=float(atoms.get_volume()) / n, fmax_final=fmax_final)
+
+    def __repr__(self) -> str:
+        return f"CHGNetOracle(device={self.device!r})"
+
+
+_WORKER_ORACLE: CHGNetOracle | None = None
+
+
+def _relax_in_worker(k: int, crystal: Any, settings: RelaxSettings, device: str, model_version: str | None) -> tuple[int, Relaxation]:
+    """One relaxation in a worker process (model loaded once per process, one torch thread)."""
+    global _WORKER_ORACLE
+    if _WORKER_ORACLE is None:
+        import torch
+
+        torch.set_num_threads(1)
+        _WORKER_ORACLE = CHGNetOracle(device=device, model_version=model_version)
+    return k, _WORKER_ORACLE.relax_one(crystal, settings)
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    if not progress:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, leave=False)
+    except ImportError:  # pragma: no cover
+        return _NoBar()
