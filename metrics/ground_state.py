@@ -82,25 +82,41 @@ def _matcher_rms(pairs: list[tuple[int, Crystal, Crystal]]) -> list[tuple[int, f
     return out
 
 
+def histogram_bin_width(values: np.ndarray, bin_mev: float = HIST_BIN_MEV, min_bins: int = 8) -> float:
+    """Fig. S2's 64 meV/atom bins when the values span at least ``min_bins`` of them; otherwise a
+    finer width (64 / 2^k) so that a narrow distribution is not drawn as a single bar."""
+    span = float(np.ptp(values)) if len(values) else 0.0
+    width = bin_mev
+    while width > bin_mev / 64 and span < min_bins * width:
+        width /= 2.0
+    return width
+
+
 def histogram_png(delta_e_mev: np.ndarray, path: Path, title: str, bin_mev: float = HIST_BIN_MEV) -> Path:
-    """Histogram of ΔE = E_generated - E_relaxed (meV/atom), bins of ``bin_mev`` as Fig. S2."""
+    """Histogram of ΔE = E_generated - E_relaxed (meV/atom), bins of ``bin_mev`` as Fig. S2 (finer
+    when the values are too narrow for them; the width is printed on the axis)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
     values = np.asarray(delta_e_mev, dtype=np.float64)
+    width = histogram_bin_width(values, bin_mev)
     if len(values):
-        hi = max(bin_mev, math.ceil(max(values.max(), 0.0) / bin_mev) * bin_mev)
-        lo = min(0.0, math.floor(values.min() / bin_mev) * bin_mev)
-        ax.hist(values, bins=np.arange(lo, hi + bin_mev, bin_mev), color="#4472c4", edgecolor="white")
+        lo = math.floor(min(values.min(), 0.0) / width) * width
+        hi = math.ceil(max(values.max(), width) / width) * width
+        ax.hist(values, bins=np.arange(lo, hi + width / 2, width), color="#4472c4", edgecolor="white")
         rms = float(np.sqrt(np.mean(values ** 2)))
-        ax.axvline(rms, color="#c00000", ls="--", lw=1, label=f"ΔE_rms = {rms:.1f} meV/atom")
-        ax.legend(frameon=False)
-    ax.set_xlabel("ΔE = E(generated) − E(relaxed)  (meV/atom)")
+        ax.axvline(rms, color="#c00000", ls="--", lw=1, label=f"ΔE_rms = {rms:.1f} meV/atom (n = {len(values)})")
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_xlabel(f"ΔE = E(generated) − E(relaxed)  (meV/atom; bins of {width:g})")
     ax.set_ylabel("crystals")
-    ax.set_title(title, fontsize=9)
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

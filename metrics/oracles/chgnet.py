@@ -197,9 +197,11 @@ class CHGNetOracle:
             # biggest first, so a large crystal does not start last and leave a core idle
             order = sorted(range(len(crystals)), key=lambda k: -getattr(crystals[k], "num_atoms", 0))
             jobs = (delayed(_relax_in_worker)(k, crystals[k], settings, self.device, self.model_version) for k in order)
-            for k, r in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(jobs):
-                out[k] = r
-                bar.update(1)
+            with warnings.catch_warnings():  # loky's notice that idle workers timed out and were restarted
+                warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
+                for k, r in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(jobs):
+                    out[k] = r
+                    bar.update(1)
         bar.close()
         return out  # type: ignore[return-value]
 

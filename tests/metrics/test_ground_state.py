@@ -178,3 +178,11 @@ def test_parallel_relaxation_gives_the_serial_results_in_input_order(oracle):
         if a.relaxed is not None:
             assert a.steps == b.steps
             assert b.energy_final == pytest.approx(a.energy_final, abs=1e-4)
+
+
+def test_histogram_bins_are_fig_s2s_unless_too_coarse():
+    from benchmark.metrics.ground_state import histogram_bin_width
+
+    assert histogram_bin_width(np.array([0.0, 900.0])) == 64.0  # wide: the paper's 64 meV/atom
+    assert histogram_bin_width(np.array([10.0, 42.0])) == 4.0  # 32 meV span: 8 bins of 4
+    assert histogram_bin_width(np.array([5.0])) == 1.0  # a single value: the finest width
