@@ -1,0 +1,815 @@
+"""CDVAE, the Crystal Diffusion Variational Autoencoder, as a plain ``torch.nn.Module``.
+
+Xie, Fu, Ganea, Barzilay, Jaakkola, "Crystal Diffusion Variational Autoencoder for Periodic
+Material Generation", ICLR 2022 (equation numbers below are that paper's; Eq. 2 and Algorithm 1
+also appear in the workshop version). A crystal is M = (A, X, L): atom types A (N,), coordinates
+X (N, 3) and a lattice L (3, 3). The model has three parts, trained together (section 4):
+
+* ``PGNN_ENC(M)`` -> ``z``: a periodic DimeNet++ on the CrystalNN multi-graph (appendix B.2/B.3)
+  with ``latent_dim`` outputs, mean-pooled over atoms, followed by ``fc_mu`` and ``fc_var``
+  (Linear(latent, latent) each); ``z = mu + exp(log_var / 2) * eps`` (VAE reparameterisation).
+  The encoder is :class:`benchmark.metrics.oracles.dimenet.PeriodicDimeNetPlusPlus`, the same
+  implementation the property oracles use.
+* ``MLP_AGG(z)``: three MLP heads for the aggregated properties (section 4) — number of atoms N
+  (classification over 0..max_atoms), lattice (6 parameters ``[lengths / N^(1/3), angles]``
+  standardised with ``lattice_mean``/``lattice_std``, appendix B.1) and composition c (one
+  distribution over elements per crystal; it is broadcast to the atoms of the crystal when a
+  per-atom quantity is needed) — and, for property optimisation (section 5.3), a property head F(z).
+* ``PGNN_DEC(M~ | z)``: GemNet-T with direct forces (:class:`benchmark.models.gemnet.GemNetTDecoder`)
+  on a periodic graph rebuilt at every call with
+  :func:`benchmark.models.periodic.radius_graph_pbc` (the 20 nearest neighbours within the
+  cutoff, appendix B.2). It returns ``pred`` (N, 3), the noise-free part of the score
+  ``s_X(M~ | z)``, and type logits (N, max_atomic_num) of ``p_A(M~ | z)``. The noise-conditional
+  score is ``s_X(M~ | z; sigma_X) = pred / sigma_X`` (section 4, "noise scaling").
+
+Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric:
+``sigma_X,j = sigma_begin * (sigma_end / sigma_begin)^((j-1)/(L-1))``, 10 -> 0.01 Å, and
+``sigma_A,j`` 5 -> 0.01 the same way. During training every crystal draws one level index j
+uniformly; its atoms get
+
+* type noise: ``A~ ~ Categorical(p_A / (1 + sigma_A) + sigma_A / (1 + sigma_A) p_c)``, a linear mix
+  of the true one-hot ``p_A`` (N, 100) and the predicted composition ``p_c = softmax(MLP_AGG(z))``
+  of the crystal, sampled to one type per atom;
+* coordinate noise: ``x~ = x + sigma_X eps`` in Cartesian space (eps ~ N(0, I)), converted back to
+  fractional coordinates and wrapped into [0, 1).
+
+Losses (Eq. 2 and Eq. 9), each averaged over the atoms of a crystal and then over the crystals:
+
+* ``coord``: ``1/2 || pred - d_min(X, X~) / sigma_X ||^2`` per atom, with
+  ``d_min(X, X~) = min_k (x - x~ + k L)`` (:func:`benchmark.models.periodic.min_image_displacement`,
+  the vector from the noisy atom to the nearest image of the true one). Why this form: NCSN
+  (Song & Ermon 2019; Shi et al. 2021) trains ``s(x~, sigma)`` on the denoising score target
+  ``-(x~ - x) / sigma^2`` with the weight ``lambda(sigma) = sigma^2``; with the noise-scaled
+  parameterisation ``s(x~, sigma) = pred / sigma`` that weighted loss is
+  ``1/2 sigma^2 || pred / sigma - d_min / sigma^2 ||^2 = 1/2 || pred - d_min / sigma ||^2``,
+  which is Eq. 2's first term (the paper "factors the coefficients of Song & Ermon into Eq. 2").
+  ``pred`` is therefore trained towards a unit-variance target at every level.
+* ``type``: cross entropy of ``p_A(M~ | z)`` against the true types, divided by ``sigma_A``
+  (Eq. 2's second term). Eq. 2 puts a global 1/2 in front of both terms; here it is applied to
+  the coordinate term only and absorbed into ``lambda_A = cost_type`` for the type term, the scale
+  with which the coefficients of appendix D.4 were set in the released implementation.
+* ``composition``: cross entropy ``-sum_k p_k log c_k`` of the crystal's true element fractions p
+  against the predicted composition c (= the per-atom cross entropy of c against the true types,
+  averaged per crystal).
+* ``lattice``: MSE between the predicted and the true standardised ``[lengths / N^(1/3), angles]``.
+* ``natom``: cross entropy of the predicted number of atoms.
+* ``kld``: ``KL(N(mu, diag exp(log_var)) || N(0, I))``, summed over latent dimensions.
+* ``property`` (only with ``predict_property``): MSE of F(z) against the standardised ``y``.
+* ``loss`` (Eq. 9): ``cost_natom natom + cost_lattice lattice + cost_composition composition +
+  cost_coord coord + cost_type type + beta kld (+ cost_property property)``.
+
+Teacher forcing (``losses(..., teacher_forcing=True)``): the noisy decoder input and its target
+are built on the true lattice; otherwise on the predicted one (lengths unscaled with the *true* N),
+detached — the lattice head is trained by its own loss only. The Lightning wrapper decides per
+epoch (CDVAE teacher-forces the lattice for the first epochs).
+
+Generation (Algorithm 1, annealed Langevin dynamics): predict N (argmax of the logits, at least 1),
+the lattice (de-standardised, lengths times N^(1/3)) and the composition from z; draw the initial
+types from the composition and the initial fractional coordinates uniformly in the cell; then for
+every level j (largest sigma first) run T = ``n_step_each`` steps of
+``x <- x + alpha_j s_X + sqrt(2 alpha_j) eps`` (Cartesian, eps ~ N(0, I)),
+``alpha_j = step_lr * sigma_X,j^2 / sigma_X,L^2``, wrap into the cell, and set the types to the
+argmax of ``p_A``. Crystals of different sizes run together in one batch.
+
+Choices where the paper is silent (and why):
+
+* Initial types: counts ``floor(n c_k)`` of every element, and the remaining atoms drawn from the
+  leftover mass ``n c_k - floor(n c_k)`` (so the expected count of element k is exactly ``n c_k``).
+  CDVAE's released sampler rounds the counts and tops up by sampling; this is the same idea
+  without a Python loop over crystals. Atoms come out grouped by element within a crystal, which
+  does not matter: their initial positions are independent and uniform.
+* Predicted lattices that cannot host a graph are sanitised before decoding: lengths are clamped
+  to at least ``MIN_LENGTH`` Å, angles into ``ANGLE_RANGE``, and a cell whose three angles still give a
+  (near-)zero volume gets 90 degree angles. A trained model on the published data never triggers
+  this (the training cells are Niggli reduced); it keeps an untrained or badly trained model from
+  failing. The returned lengths and angles are the ones the coordinates were generated in.
+* The type noise draws from ``p_c`` of the sampled ``z``; sampling is not differentiable, so the
+  composition head gets gradients only from its own loss.
+* Decoder graph: ``radius_graph_pbc(cutoff=decoder_cutoff, max_neighbors=decoder_max_neighbors)``
+  at every call, in training and at every Langevin step (no Python loop over crystals).
+* Property optimisation (section 5.3): Adam on z starting from ``mu`` of the given crystals,
+  minimising ``sum_b F(z_b)`` (each crystal's z moves on its own; Adam is invariant to the
+  mean-vs-sum scale), decoding ``n_decode`` evenly spaced points of the trajectory (every
+  ``steps / n_decode`` steps, the last one the final z: "10 materials decoded every 500 steps"
+  for 5000 steps).
+* Random numbers: every draw takes the explicit ``generator`` (on its own device; results are moved
+  to the model's device), so the same seed gives the same crystals.
+* The encoder's element embedding (torch_geometric's DimeNet++) covers Z <= 94, as in CDVAE.
+
+Parameter counts at the published size (``python -m benchmark.models.cdvae``): encoder 2,213,510
+(paper: 2.2 million) and decoder 2,347,852 (paper: 2.3 million).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from benchmark.metrics.oracles.dimenet import GraphBatch, PeriodicDimeNetPlusPlus
+from benchmark.models.gemnet import GemNetTDecoder
+from benchmark.models.periodic import (
+    cart_to_frac,
+    frac_to_cart,
+    lattice_from_params,
+    min_image_displacement,
+    params_from_lattice,
+    radius_graph_pbc,
+    scale_lengths,
+    unscale_lengths,
+    wrap_frac,
+)
+
+__all__ = ["CDVAE", "CDVAEHParams", "CrystalBatch", "geometric_sigmas", "parameter_counts"]
+
+#: smallest lattice length (Å) a predicted lattice is decoded with (see the module docstring)
+MIN_LENGTH = 1.0
+#: range (degrees) predicted lattice angles are clamped into before decoding
+ANGLE_RANGE = (30.0, 150.0)
+#: a cell with V / (a b c) below this is treated as degenerate and decoded with 90 degree angles
+MIN_VOLUME_FRACTION = 0.1
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class CrystalBatch:
+    """A batch of crystals with their encoder graphs (all tensors on one device).
+
+    Attributes:
+        atom_types: (N,) long atomic numbers in 1..max_atomic_num.
+        frac_coords: (N, 3) float fractional coordinates.
+        lengths: (B, 3) lattice lengths in Å.
+        angles: (B, 3) lattice angles in degrees.
+        num_atoms: (B,) long atoms per crystal, summing to N.
+        batch: (N,) long crystal index of each atom.
+        edge_index: (2, E) long encoder (CrystalNN) graph, global atom indices; row 0 the source j,
+            row 1 the target i.
+        images: (E, 3) float integer lattice translations of the source.
+        y: (B,) standardised property, or None.
+    """
+
+    atom_types: Tensor
+    frac_coords: Tensor
+    lengths: Tensor
+    angles: Tensor
+    num_atoms: Tensor
+    batch: Tensor
+    edge_index: Tensor
+    images: Tensor
+    y: Tensor | None = None
+
+    @property
+    def num_graphs(self) -> int:
+        """Number of crystals B."""
+        return int(self.num_atoms.shape[0])
+
+    def to(self, device: torch.device | str) -> "CrystalBatch":
+        """A copy with every tensor on ``device``."""
+        moved = {f.name: getattr(self, f.name) for f in fields(self)}
+        return CrystalBatch(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()})
+
+    @classmethod
+    def from_graphs(cls, graphs: Sequence[dict], y: Sequence[float] | Tensor | None = None,
+                    dtype: torch.dtype = torch.float32) -> "CrystalBatch":
+        """Collate per-crystal graphs as returned by :func:`benchmark.metrics.oracles.cdvae.build_graph`.
+
+        Each graph holds ``atom_types`` (n,), ``frac_coords`` (n, 3), ``lattice`` (3, 3, rows),
+        ``edge_index`` (2, e, local indices) and ``images`` (e, 3). Lengths and angles are read
+        off the lattice matrices (the model is invariant to the lattice's orientation).
+        """
+        types, frac, lattices, edges, images, counts = [], [], [], [], [], []
+        shift = 0
+        for g in graphs:
+            n = len(g["atom_types"])
+            types.append(torch.as_tensor(g["atom_types"], dtype=torch.long).reshape(n))
+            frac.append(torch.as_tensor(g["frac_coords"], dtype=torch.float64).reshape(n, 3))
+            lattices.append(torch.as_tensor(g["lattice"], dtype=torch.float64).reshape(3, 3))
+            edges.append(torch.as_tensor(g["edge_index"], dtype=torch.long).reshape(2, -1) + shift)
+            images.append(torch.as_tensor(g["images"], dtype=torch.float64).reshape(-1, 3))
+            counts.append(n)
+            shift += n
+        num_atoms = torch.tensor(counts, dtype=torch.long)
+        lengths, angles = params_from_lattice(torch.stack(lattices))  # (B, 3), (B, 3)
+        return cls(
+            atom_types=torch.cat(types),
+            frac_coords=torch.cat(frac).to(dtype),
+            lengths=lengths.to(dtype),
+            angles=angles.to(dtype),
+            num_atoms=num_atoms,
+            batch=torch.repeat_interleave(torch.arange(len(counts)), num_atoms),
+            edge_index=torch.cat(edges, dim=1),
+            images=torch.cat(images).to(dtype),
+            y=None if y is None else torch.as_tensor(y, dtype=dtype).reshape(len(counts)),
+        )
+
+
+# ----------------------------------------------------------------------------- hyper-parameters
+
+
+@dataclass(frozen=True)
+class CDVAEHParams:
+    """Every hyper-parameter of :class:`CDVAE`; the defaults are the published ones (appendix D.4,
+    B.3 and the CDVAE configuration for Perov-5/MP-20).
+
+    Model sizes: ``latent_dim`` (z), ``hidden_dim`` and ``fc_num_layers`` (the MLP_AGG and property
+    heads), ``max_atoms`` (N is classified over 0..max_atoms), ``max_atomic_num`` (element classes,
+    types 1..max_atomic_num).
+
+    Noise (D.4): ``num_noise_level`` geometric levels, coordinates ``sigma_begin`` -> ``sigma_end``
+    (Å), types ``type_sigma_begin`` -> ``type_sigma_end``.
+
+    Loss weights (Eq. 9, D.4): ``cost_*`` and ``beta`` (KL; 0.01 for Perov-5 and MP-20, 0.03 for
+    Carbon-24).
+
+    ``predict_property`` adds the property head F(z) and its loss; ``teacher_forcing_lattice`` is
+    read by the training wrapper (whether to teacher-force the lattice in early epochs).
+
+    ``encoder_*``: the periodic DimeNet++ (B.3; 2.2 M parameters at these values).
+    ``decoder_*``: GemNet-T (:class:`benchmark.models.gemnet.GemNetTDecoder`, 2.3 M parameters),
+    its graph cutoff (Å) and neighbour cap (K = 20, B.2).
+
+    ``lattice_mean`` / ``lattice_std``: per-column standardisation of
+    ``[a, b, c] / N^(1/3) + [alpha, beta, gamma]`` (fitted on the training set by the caller).
+    """
+
+    latent_dim: int = 256
+    hidden_dim: int = 256
+    fc_num_layers: int = 1
+    max_atoms: int = 20
+    max_atomic_num: int = 100
+    sigma_begin: float = 10.0
+    sigma_end: float = 0.01
+    type_sigma_begin: float = 5.0
+    type_sigma_end: float = 0.01
+    num_noise_level: int = 50
+    cost_natom: float = 1.0
+    cost_lattice: float = 10.0
+    cost_composition: float = 1.0
+    cost_coord: float = 10.0
+    cost_type: float = 1.0
+    cost_property: float = 1.0
+    beta: float = 0.01
+    predict_property: bool = False
+    teacher_forcing_lattice: bool = True
+    # encoder: periodic DimeNet++
+    encoder_hidden_dim: int = 128
+    encoder_num_blocks: int = 4
+    encoder_int_emb_size: int = 64
+    encoder_basis_emb_size: int = 8
+    encoder_out_emb_size: int = 256
+    encoder_num_spherical: int = 7
+    encoder_num_radial: int = 6
+    encoder_cutoff: float = 7.0
+    encoder_envelope_exponent: int = 5
+    # decoder: GemNet-T
+    decoder_hidden_dim: int = 128
+    decoder_num_blocks: int = 3
+    decoder_cutoff: float = 7.0
+    decoder_max_neighbors: int = 20
+    decoder_emb_size_trip: int = 64
+    decoder_emb_size_rbf: int = 16
+    decoder_emb_size_cbf: int = 16
+    decoder_emb_size_bil_trip: int = 64
+    decoder_num_spherical: int = 7
+    decoder_num_radial: int = 6
+    decoder_num_before_skip: int = 1
+    decoder_num_after_skip: int = 2
+    decoder_num_concat: int = 1
+    decoder_num_atom: int = 3
+    decoder_envelope_exponent: int = 5
+    decoder_radial_basis: Literal["bessel", "gaussian"] = "bessel"
+    decoder_type_head: Literal["output_blocks", "last_hidden"] = "output_blocks"
+    decoder_periodic_triplets: bool = True
+    # lattice standardisation of [lengths / N^(1/3), angles]
+    lattice_mean: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    lattice_std: tuple[float, float, float, float, float, float] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.lattice_mean) != 6 or len(self.lattice_std) != 6:
+            raise ValueError("lattice_mean and lattice_std need 6 values: a, b, c (scaled), alpha, beta, gamma")
+        if any(s <= 0 for s in self.lattice_std):
+            raise ValueError(f"lattice_std must be positive, got {self.lattice_std}")
+        if self.num_noise_level < 1:
+            raise ValueError("num_noise_level must be at least 1")
+        for lo, hi, what in ((self.sigma_end, self.sigma_begin, "sigma"),
+                             (self.type_sigma_end, self.type_sigma_begin, "type_sigma")):
+            if not 0 < lo <= hi:
+                raise ValueError(f"need 0 < {what}_end <= {what}_begin, got {lo} and {hi}")
+        if self.max_atoms < 1 or self.max_atomic_num < 1:
+            raise ValueError("max_atoms and max_atomic_num must be positive")
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def geometric_sigmas(begin: float, end: float, num: int) -> Tensor:
+    """(num,) geometric sequence from ``begin`` to ``end``: constant ratio ``sigma_j / sigma_{j+1}``
+    (section 3.3), largest first."""
+    return torch.exp(torch.linspace(math.log(begin), math.log(end), num, dtype=torch.float64)).float()
+
+
+def _mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Sequential:
+    """``num_layers`` hidden Linear+ReLU layers of width ``hidden_dim``, then a linear output."""
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.ReLU()]
+    for _ in range(num_layers - 1):
+        layers += [nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
+    layers.append(nn.Linear(hidden_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+def _gen_device(generator: torch.Generator | None, like: Tensor) -> torch.device:
+    return generator.device if generator is not None else like.device
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Standard normal draws on the generator's device, returned on ``like``'s device and dtype."""
+    out = torch.randn(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
+    return out.to(like.device)
+
+
+def _rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Uniform [0, 1) draws, as :func:`_randn`."""
+    out = torch.rand(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
+    return out.to(like.device)
+
+
+def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Uniform integers in [0, high), long, on ``like``'s device."""
+    out = torch.randint(high, shape, generator=generator, device=_gen_device(generator, like))
+    return out.to(like.device)
+
+
+def _multinomial(probs: Tensor, num_samples: int, generator: torch.Generator | None,
+                 replacement: bool = True) -> Tensor:
+    """``torch.multinomial`` of the rows of ``probs`` with the generator, on ``probs``' device."""
+    dev = _gen_device(generator, probs)
+    return torch.multinomial(probs.to(dev), num_samples, replacement=replacement, generator=generator).to(probs.device)
+
+
+def _mean_per_crystal(values: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """(N,) per-atom values -> (B,) mean over each crystal's atoms."""
+    sums = values.new_zeros(num_graphs).index_add_(0, batch, values)  # (B,)
+    counts = torch.bincount(batch, minlength=num_graphs).clamp_min(1).to(values.dtype)  # (B,)
+    return sums / counts
+
+
+def sanitize_lattice(lengths: Tensor, angles: Tensor) -> tuple[Tensor, Tensor]:
+    """Make predicted lattice parameters decodable (see the module docstring).
+
+    Args:
+        lengths: (B, 3) Å.
+        angles: (B, 3) degrees.
+
+    Returns:
+        ``(lengths, angles)``: lengths >= ``MIN_LENGTH``, angles in ``ANGLE_RANGE``, and 90 degree
+        angles where ``V / (a b c) < MIN_VOLUME_FRACTION``.
+    """
+    lengths = lengths.clamp_min(MIN_LENGTH)
+    angles = angles.clamp(*ANGLE_RANGE)
+    c = torch.cos(torch.deg2rad(angles))  # (B, 3)
+    ca, cb, cg = c.unbind(-1)
+    vol2 = 1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg  # (B,) (V / abc)^2
+    flat = vol2 < MIN_VOLUME_FRACTION**2
+    angles = torch.where(flat.unsqueeze(-1), torch.full_like(angles, 90.0), angles)
+    return lengths, angles
+
+
+def sample_composition(probs: Tensor, num_atoms: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Initial atom types of Algorithm 1 (line 4) from per-crystal compositions, batched.
+
+    Element k gets ``floor(n c_k)`` atoms; the ``n - sum_k floor(n c_k)`` remaining atoms are drawn
+    (with replacement) in proportion to the leftover ``n c_k - floor(n c_k)``.
+
+    Args:
+        probs: (B, A) composition (non-negative rows; normalised here).
+        num_atoms: (B,) long, at least 1.
+        generator: random source.
+
+    Returns:
+        (N,) long atomic numbers in 1..A, crystal by crystal (grouped by element within a crystal).
+    """
+    num_graphs, num_types = probs.shape
+    probs = probs.clamp_min(0)
+    probs = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)  # (B, A)
+    expected = probs * num_atoms.to(probs.dtype).unsqueeze(-1)  # (B, A)
+    counts = torch.floor(expected).long()  # (B, A)
+    left = num_atoms - counts.sum(-1)  # (B,) atoms still to place, >= 0
+    most = int(left.max()) if num_graphs else 0
+    if most > 0:
+        rest = (expected - counts.to(expected.dtype)).clamp_min(0)  # (B, A)
+        usable = rest.sum(-1, keepdim=True) > 1e-9
+        weights = torch.where(usable, rest, probs)  # rows with no leftover mass (rounding): use c itself
+        draws = _multinomial(weights, most, generator)  # (B, R)
+        valid = (torch.arange(most, device=probs.device).unsqueeze(0) < left.unsqueeze(-1)).long()  # (B, R)
+        counts = counts.scatter_add(1, draws, valid)
+    elements = torch.arange(1, num_types + 1, device=probs.device).repeat(num_graphs)  # (B * A,)
+    return torch.repeat_interleave(elements, counts.reshape(-1), output_size=int(num_atoms.sum()))
+
+
+# ------------------------------------------------------------------------------------- model
+
+
+class CDVAE(nn.Module):
+    """The CDVAE network: encoder, aggregate heads, score decoder, losses, Langevin sampling.
+
+    Args:
+        hp: the hyper-parameters (:class:`CDVAEHParams`).
+    """
+
+    def __init__(self, hp: CDVAEHParams) -> None:
+        super().__init__()
+        self.hp = hp
+        latent = hp.latent_dim
+        self.encoder = PeriodicDimeNetPlusPlus(
+            num_targets=latent,
+            hidden_channels=hp.encoder_hidden_dim,
+            num_blocks=hp.encoder_num_blocks,
+            int_emb_size=hp.encoder_int_emb_size,
+            basis_emb_size=hp.encoder_basis_emb_size,
+            out_emb_channels=hp.encoder_out_emb_size,
+            num_spherical=hp.encoder_num_spherical,
+            num_radial=hp.encoder_num_radial,
+            cutoff=hp.encoder_cutoff,
+            envelope_exponent=hp.encoder_envelope_exponent,
+            readout="mean",
+        )
+        self.fc_mu = nn.Linear(latent, latent)
+        self.fc_var = nn.Linear(latent, latent)
+        self.fc_num_atoms = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atoms + 1)
+        self.fc_lattice = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 6)
+        self.fc_composition = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atomic_num)
+        self.fc_property = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 1) if hp.predict_property else None
+        self.decoder = GemNetTDecoder(
+            hidden_dim=hp.decoder_hidden_dim,
+            latent_dim=latent,
+            max_atomic_num=hp.max_atomic_num,
+            cutoff=hp.decoder_cutoff,
+            max_neighbors=hp.decoder_max_neighbors,
+            num_blocks=hp.decoder_num_blocks,
+            emb_size_trip=hp.decoder_emb_size_trip,
+            emb_size_rbf=hp.decoder_emb_size_rbf,
+            emb_size_cbf=hp.decoder_emb_size_cbf,
+            emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
+            num_spherical=hp.decoder_num_spherical,
+            num_radial=hp.decoder_num_radial,
+            num_before_skip=hp.decoder_num_before_skip,
+            num_after_skip=hp.decoder_num_after_skip,
+            num_concat=hp.decoder_num_concat,
+            num_atom=hp.decoder_num_atom,
+            envelope_exponent=hp.decoder_envelope_exponent,
+            radial_basis=hp.decoder_radial_basis,
+            type_head=hp.decoder_type_head,
+            periodic_triplets=hp.decoder_periodic_triplets,
+        )
+        # derived from hp, so not part of the state dict
+        sigmas = geometric_sigmas(hp.sigma_begin, hp.sigma_end, hp.num_noise_level)  # (L,) sigma_X,j
+        type_sigmas = geometric_sigmas(hp.type_sigma_begin, hp.type_sigma_end, hp.num_noise_level)  # (L,) sigma_A,j
+        self.register_buffer("sigmas", sigmas, persistent=False)
+        self.register_buffer("type_sigmas", type_sigmas, persistent=False)
+        self.register_buffer("lattice_mean", torch.tensor(hp.lattice_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("lattice_std", torch.tensor(hp.lattice_std, dtype=torch.float32), persistent=False)
+
+    # ------------------------------------------------------------------------------ encoder
+
+    def _encode_stats(self, b: CrystalBatch) -> tuple[Tensor, Tensor]:
+        """``(mu, log_var)``, each (B, latent), of ``PGNN_ENC(M)`` on the CrystalNN graph."""
+        lattice = lattice_from_params(b.lengths, b.angles)  # (B, 3, 3)
+        pos = frac_to_cart(b.frac_coords, lattice, b.num_atoms)  # (N, 3)
+        edge_lattice = lattice[b.batch[b.edge_index[0]]]  # (E, 3, 3)
+        offsets = torch.einsum("ei,eij->ej", b.images.to(pos.dtype), edge_lattice)  # (E, 3)
+        graph = GraphBatch(b.atom_types, pos, b.edge_index, offsets, b.batch, b.num_graphs)
+        hidden = self.encoder(graph)  # (B, latent)
+        return self.fc_mu(hidden), self.fc_var(hidden)
+
+    def encode(self, b: CrystalBatch, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Encode crystals (section 4, "Periodic material encoder").
+
+        Returns:
+            ``(mu, log_var, z)``, each (B, latent_dim), ``z = mu + exp(log_var / 2) eps``.
+        """
+        mu, log_var = self._encode_stats(b)
+        z = mu + torch.exp(0.5 * log_var) * _randn(tuple(mu.shape), generator, mu)  # (B, latent)
+        return mu, log_var, z
+
+    # ------------------------------------------------------------------------------ aggregates
+
+    def predict_aggregates(self, z: Tensor, gt_num_atoms: Tensor | None = None, gt_lengths: Tensor | None = None,
+                           gt_angles: Tensor | None = None, teacher_forcing: bool = False) -> dict[str, Tensor]:
+        """``MLP_AGG(z)``: number of atoms, lattice, composition (and property) of each crystal.
+
+        The lengths are unscaled with ``gt_num_atoms`` when given, else with the predicted N (argmax,
+        at least 1). With ``teacher_forcing`` the returned ``lengths``/``angles`` are the given true
+        ones (the raw prediction stays in ``lattice_scaled`` for the loss).
+
+        Args:
+            z: (B, latent_dim).
+            gt_num_atoms: (B,) long or None.
+            gt_lengths, gt_angles: (B, 3) or None; needed with ``teacher_forcing``.
+            teacher_forcing: return the true lattice instead of the predicted one.
+
+        Returns:
+            dict with ``num_atoms_logits`` (B, max_atoms + 1), ``num_atoms`` (B,) long (given or
+            predicted), ``lattice_scaled`` (B, 6) standardised prediction, ``lengths`` (B, 3) Å,
+            ``angles`` (B, 3) degrees, ``composition_logits`` (B, max_atomic_num) and, with
+            ``predict_property``, ``property`` (B,).
+        """
+        num_atoms_logits = self.fc_num_atoms(z)  # (B, max_atoms + 1)
+        if gt_num_atoms is not None:
+            num_atoms = gt_num_atoms
+        else:
+            num_atoms = num_atoms_logits.argmax(dim=-1).clamp_min(1)  # (B,)
+        lattice_scaled = self.fc_lattice(z)  # (B, 6)
+        raw = lattice_scaled * self.lattice_std + self.lattice_mean  # (B, 6) [a, b, c] / N^(1/3), angles
+        lengths = unscale_lengths(raw[:, :3], num_atoms)  # (B, 3)
+        angles = raw[:, 3:]  # (B, 3)
+        if teacher_forcing:
+            if gt_lengths is None or gt_angles is None:
+                raise ValueError("teacher forcing needs the true lengths and angles")
+            lengths, angles = gt_lengths, gt_angles
+        out = {
+            "num_atoms_logits": num_atoms_logits,
+            "num_atoms": num_atoms,
+            "lattice_scaled": lattice_scaled,
+            "lengths": lengths,
+            "angles": angles,
+            "composition_logits": self.fc_composition(z),  # (B, max_atomic_num)
+        }
+        if self.fc_property is not None:
+            out["property"] = self.fc_property(z).squeeze(-1)  # (B,)
+        return out
+
+    def standardized_lattice(self, lengths: Tensor, angles: Tensor, num_atoms: Tensor) -> Tensor:
+        """(B, 6) ``([lengths / N^(1/3), angles] - lattice_mean) / lattice_std``, the lattice target."""
+        raw = torch.cat([scale_lengths(lengths, num_atoms), angles], dim=-1)  # (B, 6)
+        return (raw - self.lattice_mean) / self.lattice_std
+
+    # ------------------------------------------------------------------------------ decoder
+
+    def decode(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
+               batch: Tensor) -> tuple[Tensor, Tensor]:
+        """``PGNN_DEC(M~ | z)`` on a freshly built periodic graph.
+
+        Args:
+            z: (B, latent_dim).
+            frac: (N, 3) (noisy) fractional coordinates.
+            atom_types: (N,) long (noisy) atomic numbers.
+            lattice: (B, 3, 3) rows.
+            num_atoms: (B,) long.
+            batch: (N,) long.
+
+        Returns:
+            ``(pred, type_logits)``: (N, 3) noise-free score ``s_X(M~ | z)`` (Cartesian, in the
+            units of its target ``d_min / sigma_X``) and (N, max_atomic_num) logits of ``p_A(M~ | z)``.
+        """
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
+        return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images)
+
+    def _noisy_structure(self, b: CrystalBatch, composition_logits: Tensor, lattice: Tensor,
+                         generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Noisy decoder input M~ (section 4): one level per crystal, type and coordinate noise.
+
+        Returns:
+            dict with ``level`` (B,), ``sigma_x`` (N,), ``sigma_a`` (N,), ``atom_types`` (N,) noisy
+            types and ``frac`` (N, 3) noisy wrapped fractional coordinates.
+        """
+        n = b.frac_coords.shape[0]
+        level = _randint(self.hp.num_noise_level, (b.num_graphs,), generator, b.num_atoms)  # (B,)
+        sigma_x = self.sigmas[level][b.batch]  # (N,)
+        sigma_a = self.type_sigmas[level][b.batch]  # (N,)
+        # types: A~ ~ p_A / (1 + sigma_A) + sigma_A / (1 + sigma_A) p_c
+        p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A)
+        p_a = F.one_hot(b.atom_types - 1, self.hp.max_atomic_num).to(p_c.dtype)  # (N, A)
+        mix = (p_a + sigma_a.unsqueeze(-1) * p_c) / (1.0 + sigma_a.unsqueeze(-1))  # (N, A)
+        noisy_types = _multinomial(mix, 1, generator).squeeze(-1) + 1  # (N,)
+        # coordinates: x~ = x + sigma_X eps in Cartesian, back to fractional, wrapped
+        cart = frac_to_cart(b.frac_coords, lattice, b.num_atoms)  # (N, 3)
+        cart = cart + sigma_x.unsqueeze(-1) * _randn((n, 3), generator, cart)  # (N, 3)
+        noisy_frac = wrap_frac(cart_to_frac(cart, lattice, b.num_atoms))  # (N, 3)
+        return {"level": level, "sigma_x": sigma_x, "sigma_a": sigma_a, "atom_types": noisy_types, "frac": noisy_frac}
+
+    def _decoder_lattice(self, b: CrystalBatch, agg: dict[str, Tensor], teacher_forcing: bool) -> Tensor:
+        """(B, 3, 3) lattice the noisy decoder input is built on: the truth, or the detached,
+        sanitised prediction."""
+        if teacher_forcing:
+            return lattice_from_params(b.lengths, b.angles)
+        lengths, angles = sanitize_lattice(agg["lengths"].detach(), agg["angles"].detach())
+        return lattice_from_params(lengths, angles)
+
+    # ------------------------------------------------------------------------------ training
+
+    def losses(self, b: CrystalBatch, teacher_forcing: bool,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """All loss terms and their Eq. 9 total for one batch (see the module docstring).
+
+        Args:
+            b: the batch (``y`` needed with ``predict_property``).
+            teacher_forcing: build the noisy decoder input on the true lattice.
+            generator: random source for z, noise levels, type and coordinate noise.
+
+        Returns:
+            dict of scalars: ``natom``, ``lattice``, ``composition``, ``coord``, ``type``, ``kld``,
+            ``property`` (with ``predict_property``) and ``loss``.
+        """
+        hp = self.hp
+        if int(b.num_atoms.max()) > hp.max_atoms:
+            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={hp.max_atoms}")
+        num_graphs = b.num_graphs
+        mu, log_var, z = self.encode(b, generator)  # (B, latent) each
+        agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
+
+        lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
+        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
+        pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch)
+
+        # Eq. 2, coordinates: 1/2 || pred - d_min(X, X~) / sigma_X ||^2 (lambda(sigma) = sigma^2)
+        target = min_image_displacement(b.frac_coords, noisy["frac"], lattice, b.num_atoms)  # (N, 3)
+        sigma_x = noisy["sigma_x"].unsqueeze(-1)  # (N, 1)
+        coord = 0.5 * (pred - target / sigma_x).pow(2).sum(-1)  # (N,)
+        # Eq. 2, types: cross entropy / sigma_A
+        type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none") / noisy["sigma_a"]  # (N,)
+        # composition: -sum_k p_k log c_k per crystal
+        log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
+        comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
+
+        out = {
+            "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
+            "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
+            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
+            "type": _mean_per_crystal(type_ce, b.batch, num_graphs).mean(),
+            "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
+        }
+        total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
+                 + hp.cost_composition * out["composition"] + hp.cost_coord * out["coord"]
+                 + hp.cost_type * out["type"] + hp.beta * out["kld"])
+        if self.fc_property is not None:
+            if b.y is None:
+                raise ValueError("predict_property is on but the batch has no y")
+            out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
+            total = total + hp.cost_property * out["property"]
+        out["loss"] = total
+        return out
+
+    @torch.no_grad()
+    def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
+        """Fit the decoder's GemNet scale factors on one representative noisy batch (call once
+        before training; see :meth:`benchmark.models.gemnet.GemNetTDecoder.fit_scale_factors`).
+
+        The input is built as in training with teacher forcing, decoding ``mu``.
+        """
+        mu, _ = self._encode_stats(b)
+        agg = self.predict_aggregates(mu, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
+        lattice = lattice_from_params(b.lengths, b.angles)
+        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
+                                 self.hp.decoder_max_neighbors)
+        return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
+                                              graph.images)
+
+    # ------------------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def langevin(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
+                 angles: Tensor | None = None, n_step_each: int = 100, step_lr: float = 1e-4,
+                 min_sigma: float = 0.0, generator: torch.Generator | None = None,
+                 composition_from: Tensor | None = None) -> dict[str, Tensor | int]:
+        """Annealed Langevin dynamics, Algorithm 1, for a batch of latents.
+
+        Args:
+            z: (B, latent_dim).
+            num_atoms: (B,) long to impose N; None predicts it (argmax, at least 1).
+            lengths, angles: (B, 3) to impose the lattice (used as given); None predicts them
+                (de-standardised, lengths times N^(1/3), then :func:`sanitize_lattice`).
+            n_step_each: T, steps per noise level.
+            step_lr: epsilon of ``alpha_j = epsilon sigma_j^2 / sigma_L^2``.
+            min_sigma: skip the levels with ``sigma_X,j < min_sigma`` (0 runs all).
+            generator: random source (initial types and coordinates, Langevin noise).
+            composition_from: (B, max_atomic_num) composition to draw the initial types from;
+                None uses the predicted one, ``softmax(MLP_AGG(z))``.
+
+        Returns:
+            dict with ``frac_coords`` (N, 3) in [0, 1), ``atom_types`` (N,) long,
+            ``num_atoms`` (B,) long, ``lengths`` (B, 3), ``angles`` (B, 3) and
+            ``model_evaluations`` (int, decoder calls = levels run * n_step_each).
+        """
+        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
+        n_atoms = agg["num_atoms"].long()  # (B,)
+        if lengths is None or angles is None:
+            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
+            lengths = pred_lengths if lengths is None else lengths
+            angles = pred_angles if angles is None else angles
+        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
+        lattice = lattice_from_params(lengths, angles)  # (B, 3, 3)
+        num_graphs = z.shape[0]
+        total = int(n_atoms.sum())
+        batch = torch.repeat_interleave(torch.arange(num_graphs, device=z.device), n_atoms, output_size=total)  # (N,)
+
+        probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
+        atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,) A_0
+        frac = _rand((total, 3), generator, z)  # (N, 3) X_0 uniform in the cell
+
+        sigmas = self.sigmas.tolist()
+        sigma_last = sigmas[-1]
+        evaluations = 0
+        for sigma in sigmas:
+            if sigma < min_sigma:
+                break
+            alpha = step_lr * (sigma / sigma_last) ** 2  # alpha_j
+            for _ in range(n_step_each):
+                pred, type_logits = self.decode(z, frac, atom_types, lattice, n_atoms, batch)  # (N, 3), (N, A)
+                score = pred / sigma  # s_X(M~ | z; sigma_j)
+                noise = _randn((total, 3), generator, frac)  # (N, 3)
+                cart = frac_to_cart(frac, lattice, n_atoms) + alpha * score + math.sqrt(2.0 * alpha) * noise
+                frac = wrap_frac(cart_to_frac(cart, lattice, n_atoms))  # back to the cell
+                atom_types = type_logits.argmax(dim=-1) + 1  # (N,)
+                evaluations += 1
+        return {
+            "frac_coords": frac,
+            "atom_types": atom_types,
+            "num_atoms": n_atoms,
+            "lengths": lengths,
+            "angles": angles,
+            "model_evaluations": evaluations,
+        }
+
+    def _device_dtype_like(self) -> Tensor:
+        return self.fc_mu.weight
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None, n_step_each: int = 100,
+               step_lr: float = 1e-4) -> dict[str, Tensor | int]:
+        """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`langevin` (section 5.2)."""
+        z = _randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        return self.langevin(z, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None, n_step_each: int = 100,
+                    step_lr: float = 1e-4) -> dict[str, Tensor | int]:
+        """Reconstruct crystals (section 5.1): decode the encoder mean ``mu``; N, lattice and
+        composition are predicted from ``mu`` (not teacher-forced)."""
+        mu, _ = self._encode_stats(b)  # (B, latent)
+        return self.langevin(mu, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
+
+    def optimize(self, b: CrystalBatch, steps: int, lr: float, n_decode: int, generator: torch.Generator | None,
+                 n_step_each: int = 100, step_lr: float = 1e-4) -> list[dict[str, Tensor | int]]:
+        """Property optimisation in latent space (section 5.3; the published protocol is
+        ``steps=5000, lr=1e-3, n_decode=10``).
+
+        Starts from ``mu`` of the given crystals, runs Adam on z minimising the property head
+        ``sum_b F(z_b)`` (model parameters untouched), and decodes ``n_decode`` evenly spaced points
+        of the trajectory: after steps ``k * steps // n_decode``, k = 1..n_decode.
+
+        Returns:
+            ``n_decode`` dicts, each the :meth:`langevin` output plus ``step`` (int), ``z``
+            (B, latent_dim) and ``property`` (B,), the predicted (standardised) F(z).
+        """
+        if self.fc_property is None:
+            raise RuntimeError("optimize needs a model built with predict_property=True")
+        if n_decode < 1 or steps < 0:
+            raise ValueError("need n_decode >= 1 and steps >= 0")
+        with torch.no_grad():
+            mu, _ = self._encode_stats(b)
+        z = mu.detach().clone().requires_grad_(True)  # (B, latent)
+        opt = torch.optim.Adam([z], lr=lr)
+        checkpoints = [k * steps // n_decode for k in range(1, n_decode + 1)]
+        results: list[dict[str, Tensor | int]] = []
+        done = 0
+        for stop in checkpoints:
+            while done < stop:
+                with torch.enable_grad():
+                    value = self.fc_property(z).sum()
+                    (grad,) = torch.autograd.grad(value, z)
+                z.grad = grad
+                opt.step()
+                done += 1
+            current = z.detach().clone()
+            with torch.no_grad():
+                prop = self.fc_property(current).squeeze(-1)  # (B,)
+            out = self.langevin(current, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
+            results.append({**out, "step": done, "z": current, "property": prop})
+        return results
+
+
+def parameter_counts(model: CDVAE) -> dict[str, int]:
+    """Trainable parameters of the encoder (with fc_mu/fc_var), the MLP heads, the decoder and all."""
+    def count(*mods: nn.Module | None) -> int:
+        return sum(p.numel() for m in mods if m is not None for p in m.parameters() if p.requires_grad)
+
+    return {
+        "encoder": count(model.encoder),
+        "encoder+fc_mu/var": count(model.encoder, model.fc_mu, model.fc_var),
+        "heads": count(model.fc_num_atoms, model.fc_lattice, model.fc_composition, model.fc_property),
+        "decoder": count(model.decoder),
+        "total": count(model),
+    }
+
+
+if __name__ == "__main__":  # parameter counts at the published size
+    for name, value in parameter_counts(CDVAE(CDVAEHParams(predict_property=True))).items():
+        print(f"{name:>20}: {value:,}")
