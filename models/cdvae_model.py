@@ -1,0 +1,378 @@
+"""The ``cdvae`` model plugin: the network of :mod:`benchmark.models.cdvae`, trained and run.
+
+Training (CDVAE, Appendix D.4): Adam, learning rate 1e-3, reduced by 0.6 when the validation loss
+has not improved for 30 epochs, down to 1e-4; the loss of Equation 9. The encoder reads the
+published CrystalNN graph of each crystal (built once per training split and cached, like the
+property oracles' graphs); the decoder builds its radius graph on the fly at every call.
+
+Before training, the lattice standardisation ([lengths / N^(1/3), angles] mean and std over the
+training split) and the property standardisation are computed and stored with the weights. The
+checkpoint (``save``) is a ``torch.save`` of tensors and plain values, read back with
+``weights_only=True``.
+
+Presets: ``paper`` is the published model (hidden 128 / latent 256, 50 noise levels, 100 Langevin
+steps per level, per-dataset beta, maximum atoms and epochs); ``smoke`` is a small network with 10
+noise levels and 10 steps per level that trains and samples on a 2-core CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal, crystals_from_arrays
+from benchmark.models.base import OPTIMIZE, RECONSTRUCT, SAMPLE, Model, ModelConfig, SampleBatch
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CDVAEConfig(ModelConfig):
+    """Hyper-parameters of ``cdvae`` (defaults: the published model; see the presets).
+
+    Network fields are passed to :class:`~benchmark.models.cdvae.CDVAEHParams`; ``property`` names
+    the crystal property the property head F(z) learns (for property optimisation; None: no head).
+    """
+
+    latent_dim: int = 256
+    hidden_dim: int = 256
+    fc_num_layers: int = 1
+    max_atoms: int = 20
+    encoder_hidden: int = 128
+    encoder_blocks: int = 4
+    decoder_hidden: int = 128
+    decoder_blocks: int = 3
+    decoder_cutoff: float = 7.0
+    decoder_max_neighbors: int = 20
+    num_noise_level: int = 50
+    sigma_begin: float = 10.0
+    sigma_end: float = 0.01
+    type_sigma_begin: float = 5.0
+    type_sigma_end: float = 0.01
+    beta: float = 0.01
+    cost_natom: float = 1.0
+    cost_lattice: float = 10.0
+    cost_composition: float = 1.0
+    cost_coord: float = 10.0
+    cost_type: float = 1.0
+    cost_property: float = 1.0
+    property: str | None = None
+    # training
+    max_epochs: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    lr_factor: float = 0.6
+    lr_patience: int = 30
+    min_lr: float = 1e-4
+    teacher_forcing_max_epoch: int = 500
+    gradient_clip_val: float | None = None
+    # sampling (Algorithm 1)
+    n_step_each: int = 100
+    step_lr: float = 1e-4
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {},
+        "smoke": {
+            "latent_dim": 32, "hidden_dim": 64, "encoder_hidden": 32, "encoder_blocks": 2, "decoder_hidden": 32,
+            "decoder_blocks": 2, "decoder_max_neighbors": 12, "num_noise_level": 10, "n_step_each": 10,
+            "max_epochs": 15, "batch_size": 64, "lr_patience": 5, "teacher_forcing_max_epoch": 10,
+        },
+    }
+    # CDVAE's per-dataset settings: beta (D.4), the largest cell, the property head's target, epochs
+    dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        "paper": {
+            "perov_5": {"max_atoms": 20, "property": "heat_ref", "max_epochs": 3000},
+            "perov_5_dev": {"max_atoms": 20, "property": "heat_ref", "max_epochs": 3000},
+            "carbon_24": {"max_atoms": 24, "beta": 0.03, "property": "energy_per_atom", "max_epochs": 4000},
+            "mp_20": {"max_atoms": 20, "property": "formation_energy_per_atom", "max_epochs": 1000},
+            "mp_20_sample": {"max_atoms": 20, "property": "formation_energy_per_atom"},
+        },
+        "smoke": {
+            "perov_5": {"max_atoms": 20, "property": "heat_ref"},
+            "perov_5_dev": {"max_atoms": 20, "property": "heat_ref"},
+            "carbon_24": {"max_atoms": 24, "beta": 0.03, "property": "energy_per_atom"},
+            "mp_20": {"max_atoms": 20, "property": "formation_energy_per_atom"},
+            "mp_20_sample": {"max_atoms": 20, "property": "formation_energy_per_atom"},
+        },
+    }
+
+
+def hparams_from_config(cfg: CDVAEConfig, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
+    """The network's :class:`CDVAEHParams` for a config and the training split's lattice statistics."""
+    from benchmark.models.cdvae import CDVAEHParams
+
+    fields = {f.name for f in dataclasses.fields(CDVAEHParams)}
+    values = {
+        "latent_dim": cfg.latent_dim, "hidden_dim": cfg.hidden_dim, "fc_num_layers": cfg.fc_num_layers, "max_atoms": cfg.max_atoms,
+        "sigma_begin": cfg.sigma_begin, "sigma_end": cfg.sigma_end, "type_sigma_begin": cfg.type_sigma_begin,
+        "type_sigma_end": cfg.type_sigma_end, "num_noise_level": cfg.num_noise_level, "beta": cfg.beta,
+        "cost_natom": cfg.cost_natom, "cost_lattice": cfg.cost_lattice, "cost_composition": cfg.cost_composition,
+        "cost_coord": cfg.cost_coord, "cost_type": cfg.cost_type, "cost_property": cfg.cost_property,
+        "predict_property": cfg.property is not None,
+        "encoder_hidden_dim": cfg.encoder_hidden, "encoder_num_blocks": cfg.encoder_blocks,
+        "decoder_hidden_dim": cfg.decoder_hidden, "decoder_num_blocks": cfg.decoder_blocks,
+        "decoder_cutoff": cfg.decoder_cutoff, "decoder_max_neighbors": cfg.decoder_max_neighbors,
+        "lattice_mean": tuple(float(x) for x in lattice_mean), "lattice_std": tuple(float(x) for x in lattice_std),
+    }
+    unknown = set(values) - fields
+    if unknown:  # a renamed field in the network must not be silently ignored
+        raise TypeError(f"CDVAEHParams has no fields {sorted(unknown)}")
+    return CDVAEHParams(**values)
+
+
+# ---------------------------------------------------------------------------------- data
+def lattice_statistics(crystals: Sequence[Crystal]) -> tuple[list[float], list[float]]:
+    """Mean and std of [lengths / N^(1/3), angles] over crystals (the lattice standardisation)."""
+    rows = np.array([np.concatenate([np.asarray(c.lengths) / max(c.num_atoms, 1) ** (1 / 3), np.asarray(c.angles)]) for c in crystals])
+    std = rows.std(axis=0)
+    return rows.mean(axis=0).tolist(), np.where(std > 1e-6, std, 1.0).tolist()
+
+
+class GraphDataset:
+    """Crystals with their encoder graphs (CrystalNN) and standardised property, for a DataLoader."""
+
+    def __init__(self, crystals: Sequence[Crystal], prop: str | None, prop_scale: tuple[float, float], progress: bool = True) -> None:
+        from benchmark.metrics.oracles.cdvae import _crystals_digest, build_graphs
+
+        crystals = list(crystals)
+        graphs = build_graphs(crystals, cache_key=f"encoder-{_crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
+        keep = [k for k, g in enumerate(graphs) if g is not None]
+        self.dropped = len(crystals) - len(keep)
+        self.items: list[dict[str, Any]] = []
+        mean, std = prop_scale
+        for k in keep:
+            c, g = crystals[k], graphs[k]
+            y = c.properties.get(prop) if prop else None
+            y = float("nan") if y is None else (float(y) - mean) / std
+            self.items.append({"crystal": c, "graph": g, "y": y})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        return self.items[k]
+
+
+def collate(items: Sequence[dict[str, Any]]) -> Any:
+    """A :class:`~benchmark.models.cdvae.CrystalBatch` of dataset items (their graphs' cells), with
+    the standardised property when every item has one (None otherwise)."""
+    from benchmark.models.cdvae import CrystalBatch
+
+    ys = [float(it.get("y", float("nan"))) for it in items]
+    y = None if any(np.isnan(ys)) else ys
+    return CrystalBatch.from_graphs([it["graph"] for it in items], y=y)
+
+
+def _graph_items(crystals: Sequence[Crystal]) -> list[dict[str, Any]]:
+    """Dataset items for inference (reconstruction / optimisation): graphs built here, in order.
+    A crystal without a CrystalNN graph cannot be encoded: None in its place."""
+    from benchmark.metrics.oracles.cdvae import build_graphs
+
+    graphs = build_graphs(list(crystals), n_jobs=1, progress=False)
+    return [None if g is None else {"crystal": c, "graph": g, "y": float("nan")} for c, g in zip(crystals, graphs)]
+
+
+def to_crystals(out: dict[str, Any]) -> list[Crystal]:
+    """Crystals from the network's output dict (frac_coords, atom_types, num_atoms, lengths, angles)."""
+    return crystals_from_arrays(out["frac_coords"], out["atom_types"], out["lengths"], out["angles"], out["num_atoms"])
+
+
+# ---------------------------------------------------------------------------------- Lightning
+def _lightning_module(net: Any, cfg: CDVAEConfig, hparams: dict[str, Any]) -> Any:
+    import lightning
+    import torch
+
+    class CDVAEModule(lightning.LightningModule):
+        """Training of the CDVAE network: Equation 9, Adam with reduce-on-plateau (D.4)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.save_hyperparameters(hparams)  # plain values only (weights_only checkpoints)
+            self.net = net
+
+        def _step(self, batch: Any, stage: str) -> Any:
+            teacher = self.current_epoch < cfg.teacher_forcing_max_epoch
+            parts = self.net.losses(batch, teacher_forcing=teacher)
+            bs = batch.num_graphs
+            for k, v in parts.items():
+                self.log(f"{stage}_{k}" if k != "loss" else f"{stage}_loss", v, on_step=False, on_epoch=True, batch_size=bs,
+                         prog_bar=k == "loss")
+            return parts["loss"]
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            return self._step(batch, "train")
+
+        def validation_step(self, batch: Any, batch_idx: int) -> None:
+            self._step(batch, "val")
+
+        def configure_optimizers(self) -> Any:
+            opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hparams["monitor"], "interval": "epoch"}}
+
+    return CDVAEModule()
+
+
+# ---------------------------------------------------------------------------------- the plugin
+class CDVAEModel(Model):
+    """Crystal Diffusion Variational Autoencoder (Xie et al., ICLR 2022) as a plugin."""
+
+    name = "cdvae"
+    description = "CDVAE: DimeNet++ encoder, GemNet-T score decoder, annealed Langevin dynamics (Xie et al. 2022)"
+    version = "0.1"
+    capabilities = frozenset({SAMPLE, RECONSTRUCT, OPTIMIZE})
+    Config = CDVAEConfig
+
+    def __init__(self, config: CDVAEConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: Any = None
+        self.prop_scale: tuple[float, float] = (0.0, 1.0)
+
+    # ------------------------------------------------------------------ training
+    def _build(self, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
+        from benchmark.models.cdvae import CDVAE
+
+        self.net = CDVAE(hparams_from_config(self.config, lattice_mean, lattice_std))
+        return self.net
+
+    def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
+        import torch
+        from torch.utils.data import DataLoader
+
+        from benchmark.training import epoch_losses, train_module
+
+        cfg = self.config
+        train = [c for c in train if 0 < c.num_atoms <= cfg.max_atoms]
+        if not train:
+            raise ValueError(f"cdvae: no training crystal with 1..{cfg.max_atoms} atoms")
+        torch.manual_seed(seed)
+        mean, std = lattice_statistics(train)
+        if cfg.property:
+            # the property head is trained jointly: every training crystal needs the value
+            train = [c for c in train if _finite(c.properties.get(cfg.property))]
+            val = [c for c in val if _finite(c.properties.get(cfg.property))]
+            ys = np.array([float(c.properties[cfg.property]) for c in train])
+            if len(ys) == 0:
+                raise ValueError(f"cdvae: the training crystals have no property {cfg.property!r} (set model.property to another column or to none)")
+            self.prop_scale = (float(ys.mean()), float(ys.std()) if ys.std() > 1e-8 else 1.0)
+        net = self._build(mean, std)
+        train_ds = GraphDataset(train, cfg.property, self.prop_scale)
+        val_ds = GraphDataset([c for c in val if 0 < c.num_atoms <= cfg.max_atoms], cfg.property, self.prop_scale) if val else None
+        gen = torch.Generator().manual_seed(seed)
+        train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=gen)
+        val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate) if val_ds and len(val_ds) else None
+        if hasattr(net, "fit_scale_factors"):  # GemNet's scale factors from one representative batch
+            net.fit_scale_factors(next(iter(DataLoader(train_ds, batch_size=min(cfg.batch_size, 64), shuffle=False, collate_fn=collate))))
+        hparams = {"config": dataclasses.asdict(cfg), "monitor": "val_loss" if val_loader is not None else "train_loss"}
+        module = _lightning_module(net, cfg, hparams)
+        summary = train_module(module, train_loader, val_loader, Path(run_dir), max_epochs=cfg.max_epochs, seed=seed, device=device,
+                               gradient_clip_val=cfg.gradient_clip_val)
+        self.net = module.net.cpu().eval()
+        summary["train_loss_curve"] = epoch_losses(Path(run_dir), "train_loss")
+        summary["n_train"] = len(train_ds)
+        summary["n_train_without_graph"] = train_ds.dropped
+        return summary
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path: Path) -> None:
+        import torch
+
+        if self.net is None:
+            raise RuntimeError("cdvae: nothing to save, call fit() first")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        hp = dataclasses.asdict(self.net.hp)
+        torch.save({"format": CHECKPOINT_FORMAT, "model": self.name, "config": dataclasses.asdict(self.config), "hparams": hp,
+                    "prop_scale": list(self.prop_scale),
+                    "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}, path)
+
+    @classmethod
+    def load(cls, path: Path, config: ModelConfig | None = None) -> "CDVAEModel":
+        import torch
+
+        from benchmark.config import build
+        from benchmark.models.cdvae import CDVAE, CDVAEHParams
+
+        data = torch.load(path, weights_only=True, map_location="cpu")
+        if data.get("model") != cls.name or data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: not a cdvae checkpoint of format {CHECKPOINT_FORMAT}")
+        if config is None:
+            config = build(cls.Config, data["config"], where="cdvae checkpoint config")
+        model = cls(config)  # type: ignore[arg-type]
+        hp = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
+        model.net = CDVAE(CDVAEHParams(**hp))
+        model.net.load_state_dict(data["state_dict"], strict=True)
+        model.net.eval()
+        model.prop_scale = (float(data["prop_scale"][0]), float(data["prop_scale"][1]))
+        return model
+
+    # ------------------------------------------------------------------ capabilities
+    def _ready(self, device: str) -> Any:
+        if self.net is None:
+            raise RuntimeError("cdvae: the model is not trained (fit or load it first)")
+        return self.net.to(device).eval()
+
+    @staticmethod
+    def _generator(seed: int, device: str) -> Any:
+        import torch
+
+        return torch.Generator(device=device).manual_seed(int(seed))
+
+    def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
+        net = self._ready(device)
+        out = net.sample(n, generator=self._generator(seed, device), n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+        return SampleBatch(to_crystals(out), out.get("model_evaluations"))
+
+    def reconstruct(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu") -> list[Crystal]:
+        net = self._ready(device)
+        items = _graph_items(crystals)
+        ok = [k for k, it in enumerate(items) if it is not None]
+        # an input without a CrystalNN graph cannot be encoded: it decodes to an empty crystal (invalid, with a reason)
+        result: list[Crystal] = [_empty_crystal(c) for c in crystals]
+        if ok:
+            batch = collate([items[k] for k in ok]).to(device)
+            out = net.reconstruct(batch, generator=self._generator(seed, device), n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+            for k, c in zip(ok, to_crystals(out)):
+                result[k] = c
+        return result
+
+    def optimize(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu", steps: int = 5000, lr: float = 1e-3, n_decode: int = 10) -> list[list[Crystal]]:
+        if self.config.property is None:
+            from benchmark.models.base import NotSupported
+
+            raise NotSupported("cdvae was trained without a property head (model.property is none)")
+        net = self._ready(device)
+        items = _graph_items(crystals)
+        ok = [k for k, it in enumerate(items) if it is not None]
+        if not ok:
+            raise ValueError("cdvae: none of the starting crystals has a CrystalNN graph")
+        batch = collate([items[k] for k in ok]).to(device)
+        outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self._generator(seed, device),
+                            n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+        steps_out: list[list[Crystal]] = []
+        for out in outs:
+            decoded = to_crystals(out)
+            row = [_empty_crystal(c) for c in crystals]
+            for k, c in zip(ok, decoded):
+                row[k] = c
+            steps_out.append(row)
+        return steps_out
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and np.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _empty_crystal(like: Crystal) -> Crystal:
+    """A zero-atom crystal in the cell of ``like``: what an input that could not be encoded decodes to
+    (it scores as invalid with a reason, keeping outputs aligned with inputs)."""
+    return Crystal(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.asarray(like.lengths), np.asarray(like.angles), label=like.label)
+
+
+__all__ = ["CDVAEConfig", "CDVAEModel", "GraphDataset", "collate", "hparams_from_config", "lattice_statistics", "to_crystals"]
