@@ -30,7 +30,6 @@ def cubic_graph(frac: torch.Tensor, a: float, cutoff: float) -> tuple[torch.Tens
     ``0 < |pos_j + image * a - pos_i| < cutoff``. Returns edge_index (2, E), edge_vec (E, 3),
     images (E, 3)."""
     pos = frac.double() * a
-    n = pos.shape[0]
     src, dst, vecs, imgs = [], [], [], []
     for image in itertools.product((-1, 0, 1), repeat=3):
         shift = torch.tensor(image, dtype=torch.float64) * a
