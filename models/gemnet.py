@@ -538,6 +538,10 @@ class GemNetTDecoder(nn.Module):
             CDVAE's code), and the output blocks have no atom branch.
         periodic_triplets: keep triplets whose k is another periodic image of i (GemNet), see
             :func:`gemnet_triplets`.
+        extra_node_dim: size F of optional extra per-atom input features, concatenated into the
+            node input ``h_i^0 = W [e(a_i) || z || f_i]`` (DP-CDVAE's Fourier and time features,
+            :mod:`benchmark.models.dp_cdvae`). 0 (default) gives exactly CDVAE's decoder, with the
+            same parameter shapes, so existing code and checkpoints are unchanged.
     """
 
     def __init__(
@@ -562,12 +566,15 @@ class GemNetTDecoder(nn.Module):
         radial_basis: Literal["bessel", "gaussian"] = "bessel",
         type_head: Literal["output_blocks", "last_hidden"] = "output_blocks",
         periodic_triplets: bool = True,
+        extra_node_dim: int = 0,
     ) -> None:
         super().__init__()
         if num_blocks < 1:
             raise ValueError("num_blocks must be at least 1")
         if type_head not in ("output_blocks", "last_hidden"):
             raise ValueError(f"type_head must be 'output_blocks' or 'last_hidden', got {type_head!r}")
+        if extra_node_dim < 0:
+            raise ValueError("extra_node_dim must be non-negative")
         self.hidden_dim = hidden_dim
         self.latent_dim = latent_dim
         self.max_atomic_num = max_atomic_num
@@ -576,6 +583,7 @@ class GemNetTDecoder(nn.Module):
         self.num_spherical = num_spherical
         self.type_head = type_head
         self.periodic_triplets = periodic_triplets
+        self.extra_node_dim = extra_node_dim
         emb_atom = emb_edge = hidden_dim
 
         # bases (two radial bases as in GemNet: edges, and the radial part of the circular basis)
@@ -587,10 +595,11 @@ class GemNetTDecoder(nn.Module):
         self.mlp_rbf_h = Dense(num_radial, emb_size_rbf, activation=False)
         self.mlp_rbf_out = Dense(num_radial, emb_size_rbf, activation=False)
 
-        # embeddings: h0 = W [e(a) || z] (CDVAE), m0 = sigma(W [h_j || h_i || e_RBF(d_ji)])
+        # embeddings: h0 = W [e(a) || z (|| f)] (CDVAE; f: optional extra node features),
+        # m0 = sigma(W [h_j || h_i || e_RBF(d_ji)])
         self.atom_emb = nn.Embedding(max_atomic_num, emb_atom)
         nn.init.uniform_(self.atom_emb.weight, -math.sqrt(3.0), math.sqrt(3.0))
-        self.atom_latent_emb = nn.Linear(emb_atom + latent_dim, emb_atom)
+        self.atom_latent_emb = nn.Linear(emb_atom + latent_dim + extra_node_dim, emb_atom)
         self.edge_emb = EdgeEmbedding(emb_atom, num_radial, emb_edge)
 
         self.int_blocks = nn.ModuleList(
@@ -607,7 +616,7 @@ class GemNetTDecoder(nn.Module):
     # ------------------------------------------------------------------------------ forward
 
     def forward(self, z: Tensor, atom_types: Tensor, batch: Tensor, edge_index: Tensor, edge_vec: Tensor,
-                images: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                images: Tensor | None = None, node_features: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Predicted Cartesian displacement and atom-type logits.
 
         Args:
@@ -618,6 +627,8 @@ class GemNetTDecoder(nn.Module):
             edge_vec: (E, 3) Cartesian ``pos_j + image @ L - pos_i`` (target to source image).
             images: optional (E, 3) integer images of the sources; used only to pair edges with
                 their reverses exactly (else vectors are matched within 1e-3 Å).
+            node_features: (N, extra_node_dim) extra invariant per-atom inputs; required when
+                ``extra_node_dim > 0``, must be None otherwise.
 
         Returns:
             ``pred_cart_coord_diff`` (N, 3), equivariant (rotates with ``edge_vec``), and type
@@ -643,7 +654,15 @@ class GemNetTDecoder(nn.Module):
         rbf_out = self.mlp_rbf_out(rbf)
 
         h = self.atom_emb(atom_types - 1)  # (N, atom)
-        h = self.atom_latent_emb(torch.cat([h, z[batch]], dim=-1))  # (N, atom)
+        parts = [h, z[batch]]
+        if self.extra_node_dim > 0:
+            if node_features is None or node_features.shape != (num_nodes, self.extra_node_dim):
+                got = None if node_features is None else tuple(node_features.shape)
+                raise ValueError(f"node_features must have shape ({num_nodes}, {self.extra_node_dim}), got {got}")
+            parts.append(node_features.to(h.dtype))
+        elif node_features is not None:
+            raise ValueError("node_features given but the decoder was built with extra_node_dim=0")
+        h = self.atom_latent_emb(torch.cat(parts, dim=-1))  # (N, atom)
         m = self.edge_emb(h, rbf, src, dst)  # (E, edge)
 
         logits, f_edge = self.out_blocks[0](m, rbf_out, dst, num_nodes)  # (N, A) | None, (E, 1)

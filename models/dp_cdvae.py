@@ -1,0 +1,616 @@
+"""DP-CDVAE, the diffusion-probabilistic CDVAE, as a plain ``torch.nn.Module``.
+
+Pakornchote, Choomphon-anomakhun, Arrerut, Atthapak, Khamkaeo, Chotibut, Bovornratanaraks,
+"Diffusion probabilistic models enhance variational autoencoder for crystal structure generative
+modeling" (arXiv:2308.02165). Equation numbers below are that paper's
+(main text Eqs. 1-11, supplement Eq. S1, Fig. S1, section S3).
+
+DP-CDVAE keeps CDVAE's VAE half unchanged (:class:`benchmark.models.cdvae.CDVAE`: periodic
+DimeNet++ encoder, the heads for the number of atoms ``N_z``, the lattice ``L_z`` and the
+composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDPM on the
+*fractional* coordinates:
+
+* **Noise schedule** (section IV A, "a sigmoid scheduler [40]"). Reference [40] (Kingma et al.,
+  "Variational diffusion models") does not define a sigmoid *beta* schedule; the schedule the
+  authors shipped (their ``diffalgo`` config: ``noise_schedule: sigmoid, beta_start: 1e-10,
+  beta_end: 0.01, timesteps: 1000`` with the sigmoid argument running from -10 to 6) is the
+  GeoDiff-style one, and it is used here::
+
+      beta_t = beta_start + (beta_end - beta_start) * sigmoid(x_t),
+      x_t = sigmoid_start + (sigmoid_end - sigmoid_start) * (t - 1) / (T - 1),   t = 1..T
+      alpha_t = 1 - beta_t,   alpha_bar_t = prod_{i <= t} alpha_i
+
+  With the defaults (T = 1000, 1e-10 -> 0.01, -10 -> 6) ``alpha_bar_T = 0.023``
+  (``sqrt(alpha_bar_T) = 0.15``): at t = T the coordinates are mostly noise, and, once wrapped
+  into the cell (Eq. 3), indistinguishable from uniform. :func:`sigmoid_beta_schedule`.
+* **Forward process** (Eqs. 1-3): ``r_t = sqrt(alpha_bar_t) r_0 + sqrt(1 - alpha_bar_t) eps``
+  on the fractional coordinates r_0 in [0, 1)^3 (eps ~ N(0, I), (N, 3)), then
+  ``r_f_t = pi(r_t) = r_t - floor(r_t)``. One t per crystal, uniform in {1..T} (section IV C).
+* **Type perturbation** (Eq. 9): ``Z_t ~ M(p)``, a multinomial (categorical) draw per atom from
+  the true one-hot ``A`` (N, 100) and the predicted composition ``A_z = softmax(MLP_AGG(z))`` of
+  the crystal with the level ``sigma'_t``, geometric from ``type_sigma_end`` = 0.01 at t = 1 to
+  ``type_sigma_begin`` = 5 at t = T (the paper: "selected from [0.01, 5]" as in CDVAE; the
+  released config indexes the same geometric sequence by the time step). ``type_noise`` chooses
+  ``p``: ``"mix"`` (default) ``p = (A + sigma'_t A_z) / (1 + sigma'_t)``, what the released code
+  samples (``torch.multinomial`` normalises ``A + sigma' A_z``, the same draw as CDVAE's);
+  ``"softmax"``: Eq. 9 read literally, ``p = softmax(A + sigma'_t A_z)``. Note that over 100
+  classes the literal softmax keeps the true type with probability only ~e/(e + 99) even at
+  sigma' = 0.01, which is why "mix" is the default.
+* **Diffusion network** ``D_theta(L r_f_t, f_t)`` (section IV C): the GemNet-T of
+  :class:`benchmark.models.gemnet.GemNetTDecoder` on the periodic graph of the Cartesian
+  positions ``r_c_t = r_f_t L`` (the true lattice with teacher forcing, else the predicted, detached
+  ``L_z``; at sampling time ``L_z``), with node features ``f_t = (Z_t, F_t, z, t)``: the element
+  embedding of Z_t and z enter as in CDVAE, and ``extra_node_dim = 6 (n_max - n_min + 1) +
+  time_dim`` more inputs carry ``F_t`` (section S3: ``sin(2^n pi r_t)`` and ``cos(2^n pi r_t)``
+  for n = 3..8 and the three coordinates: 36 values per atom; since ``2^n`` is even these equal
+  the features of ``pi(r_t)``) and a sinusoidal embedding of t (``time_dim`` values, the
+  Transformer's ``sin/cos(t / 10000^(2k / time_dim))``; the paper only says "t"). Outputs:
+
+  - ``eps_theta`` (N, 3): the fractional noise of Eq. 2. GemNet's direct-force output ``v``
+    (N, 3) is a Cartesian vector that rotates with the crystal; it is turned into a fractional
+    vector by the inverse lattice, ``eps_theta = v L^-1`` (row vectors, as
+    :func:`benchmark.models.periodic.cart_to_frac`): the components of v along the cell vectors.
+    Rotating the crystal (``L -> L R^T``) rotates v (``v -> v R^T``) and leaves ``eps_theta``
+    unchanged, as the fractional noise it predicts is unchanged. The network thus has to produce
+    a Cartesian vector of size ~|L| for unit fractional noise; its output layers are linear so the
+    scale is learnt.
+  - ``A_theta`` (N, 100): type logits (the summed atom outputs of the output blocks).
+* **Losses** (Eqs. 10, 11, S1), each averaged over the atoms of a crystal and then over the
+  crystals: ``coord = ||eps - eps_theta||^2`` (summed over the 3 components; Eq. 10),
+  ``type = CE(A, A_theta)`` (Eq. 11), and CDVAE's ``natom``, ``lattice``, ``composition`` and
+  ``kld`` unchanged. ``loss = cost_coord coord + cost_type type + beta kld + cost_lattice lattice
+  + cost_composition composition + cost_natom natom (+ cost_property property)``, i.e. Eq. S1
+  with ``lambda = cost_type / cost_coord``; ``cost_coord`` defaults to 1 (Eq. S1 has no weight on
+  L_simple). CDVAE's division of the type loss by sigma_A is *not* applied (Eq. 11 has none).
+* **Reverse process** (Eqs. 6, 7), ``reverse_step``: ``"eq6"``, the DDPM step on the unwrapped
+  r_t (the network sees ``pi(r_t)``)::
+
+      r_{t-1} = (r_t - (1 - alpha_t) / sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_t) + sigma_t eps'
+
+  ``"eq7"`` (default, the paper's main results): ``r_{t-1} = (pi(r_t) - sqrt(1 - alpha_bar_t)
+  eps_theta) / sqrt(alpha_bar_t) + sigma_t eps'``, wrapped again before the next step; both with
+  ``sigma_t^2 = (1 - alpha_bar_{t-1}) (1 - alpha_t) / (1 - alpha_bar_t)`` (Eq. 5) and
+  ``alpha_bar_0 = 1`` (so the last step adds no noise). The returned coordinates are
+  ``pi(r_0)``. :func:`ddpm_reverse_step`.
+* **Generation / reconstruction** (section IV C): z ~ N(0, I) (generation) or the encoder mean
+  ``mu`` (reconstruction, as CDVAE's evaluation; the paper's Eq. 8 sample is not used so that
+  reconstruction is deterministic up to the diffusion noise); N, lattice and composition are
+  predicted from z; ``Z_T`` is the most probable element of ``A_z`` for every atom ("sampled from
+  the highest probability of A_z"); ``r_T ~ N(0, I)``; the types are replaced by
+  ``argmax(A_theta)`` after every step.
+
+Choices where the paper is silent (and why):
+
+* Fewer reverse steps (``num_steps < T``, for smoke runs) use *respacing* (Nichol & Dhariwal
+  2021): the evenly spaced time steps ``t_1 = T > ... > t_K = 1`` of the same schedule, each step
+  with the effective ``alpha = alpha_bar_t / alpha_bar_t'`` (t' the next step, ``alpha_bar_0 =
+  1``) in Eqs. 5-7; the network is still told the original t. With ``num_steps = T`` this is
+  exactly Eqs. 6/7. (A smaller T, ``num_timesteps``, is a different model that must be trained
+  with it.)
+* The encoder variants of Fig. S1: ``encoder_num_atoms`` adds an MLP (``fc_num_layers`` hidden
+  layers of ``hidden_dim``) on the one-hot N_a (0..max_atoms; one-hot because N_a is decoded as a
+  class); ``encoder_gine`` adds ``gine_num_layers`` torch_geometric ``GINEConv`` layers (hidden
+  ``gine_hidden_dim``, element embedding input, ReLU, mean pooling, a linear readout) on the
+  encoder's CrystalNN graph with the edge attribute ``|r_cj + T - r_ci|`` expanded in
+  ``gine_num_rbf`` Gaussians on [0, encoder_cutoff] (the paper's E = {|dr|}; a Gaussian
+  expansion instead of the raw scalar so that the GINE edge layer can resolve distances). Each
+  branch gives ``latent_dim`` features; with any extra branch they are concatenated and passed
+  through one fully connected layer (Linear + ReLU, the "FC" box of Fig. S1) before
+  ``fc_mu``/``fc_var``. Without extras the encoder is CDVAE's exactly (Fig. S1 (g)).
+* The fractional noise eps is not re-centred per crystal (the released code removes its mean; the
+  paper does not mention it, and Eq. 2 has plain N(0, I) noise).
+* Time steps start at t = 1 (the released code draws t in [1, T - 1]).
+* Property optimisation (CDVAE's ``optimize``) is not part of the paper and not provided.
+
+Random numbers take the explicit ``generator`` everywhere (same seed, same crystals).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from benchmark.metrics.oracles.dimenet import GraphBatch
+from benchmark.models.cdvae import (
+    CDVAE,
+    CDVAEHParams,
+    CrystalBatch,
+    _mean_per_crystal,
+    _mlp,
+    _multinomial,
+    _randint,
+    _randn,
+    geometric_sigmas,
+    sanitize_lattice,
+)
+from benchmark.models.gemnet import GemNetTDecoder
+from benchmark.models.periodic import (
+    cart_to_frac,
+    frac_to_cart,
+    lattice_from_params,
+    radius_graph_pbc,
+    wrap_frac,
+)
+from torch import Tensor, nn
+from torch_geometric.nn import GINEConv, global_mean_pool
+
+__all__ = [
+    "DPCDVAE",
+    "DPCDVAEHParams",
+    "GINEEncoder",
+    "ddpm_reverse_step",
+    "fourier_features",
+    "posterior_mean",
+    "sigmoid_beta_schedule",
+    "timestep_embedding",
+]
+
+
+# ----------------------------------------------------------------------------- hyper-parameters
+
+
+@dataclass(frozen=True)
+class DPCDVAEHParams(CDVAEHParams):
+    """Every hyper-parameter of :class:`DPCDVAE`: CDVAE's (:class:`CDVAEHParams`; its Langevin
+    fields ``sigma_begin``, ``sigma_end`` and ``num_noise_level`` are unused) plus:
+
+    Diffusion (section IV A): ``num_timesteps`` T, the sigmoid beta schedule ``beta_start`` ->
+    ``beta_end`` over sigmoid arguments ``sigmoid_start`` -> ``sigmoid_end`` (released config),
+    ``reverse_step`` (Eq. 6 or 7). Type noise (Eq. 9): ``type_noise`` and the inherited
+    ``type_sigma_end`` (sigma'_1 = 0.01) -> ``type_sigma_begin`` (sigma'_T = 5).
+
+    Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` (S3: 3..8)
+    and the time embedding size ``time_dim``.
+
+    Encoder variants (Fig. S1): ``encoder_num_atoms``, ``encoder_gine`` and the GINE sizes.
+
+    Loss weights: ``cost_coord`` (L_simple, 1 in Eq. S1), ``cost_type`` (lambda of Eq. 11) and
+    CDVAE's ``cost_natom``, ``cost_lattice``, ``cost_composition``, ``beta`` (lambda_1..4 of S1;
+    the paper gives no values, CDVAE's defaults are kept).
+    """
+
+    cost_coord: float = 1.0
+    num_timesteps: int = 1000
+    beta_start: float = 1e-10
+    beta_end: float = 0.01
+    sigmoid_start: float = -10.0
+    sigmoid_end: float = 6.0
+    reverse_step: Literal["eq6", "eq7"] = "eq7"
+    type_noise: Literal["mix", "softmax"] = "mix"
+    fourier_n_min: int = 3
+    fourier_n_max: int = 8
+    time_dim: int = 128
+    encoder_num_atoms: bool = False
+    encoder_gine: bool = False
+    gine_hidden_dim: int = 128
+    gine_num_layers: int = 3
+    gine_num_rbf: int = 16
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_timesteps < 1:
+            raise ValueError("num_timesteps must be at least 1")
+        if not 0 < self.beta_start <= self.beta_end < 1:
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+        if self.reverse_step not in ("eq6", "eq7"):
+            raise ValueError(f"reverse_step must be 'eq6' or 'eq7', got {self.reverse_step!r}")
+        if self.type_noise not in ("mix", "softmax"):
+            raise ValueError(f"type_noise must be 'mix' or 'softmax', got {self.type_noise!r}")
+        if self.fourier_n_min > self.fourier_n_max:
+            raise ValueError("need fourier_n_min <= fourier_n_max")
+        if self.time_dim < 0 or self.time_dim % 2:
+            raise ValueError("time_dim must be even and non-negative")
+        if self.gine_num_layers < 1:
+            raise ValueError("gine_num_layers must be at least 1")
+
+    @property
+    def num_fourier(self) -> int:
+        """Fourier features per atom: sin and cos for each of the 3 coordinates and each n."""
+        return 6 * (self.fourier_n_max - self.fourier_n_min + 1)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def sigmoid_beta_schedule(num_timesteps: int, beta_start: float = 1e-10, beta_end: float = 0.01,
+                          sigmoid_start: float = -10.0, sigmoid_end: float = 6.0) -> Tensor:
+    """(T,) float64 ``beta_t = beta_start + (beta_end - beta_start) sigmoid(x_t)``, x_t evenly
+    spaced from ``sigmoid_start`` (t = 1) to ``sigmoid_end`` (t = T); increasing in t."""
+    x = torch.linspace(sigmoid_start, sigmoid_end, num_timesteps, dtype=torch.float64)  # (T,)
+    return beta_start + (beta_end - beta_start) * torch.sigmoid(x)
+
+
+def fourier_features(frac: Tensor, n_min: int = 3, n_max: int = 8) -> Tensor:
+    """Section S3: ``[sin(2^n pi r), cos(2^n pi r)]`` for n = n_min..n_max.
+
+    Args:
+        frac: (N, 3) (wrapped or unwrapped; identical for n >= 1) fractional coordinates.
+
+    Returns:
+        (N, 6 (n_max - n_min + 1)): all sines (n-major, then coordinate), then all cosines.
+    """
+    freqs = math.pi * 2.0 ** torch.arange(n_min, n_max + 1, dtype=frac.dtype, device=frac.device)  # (K,)
+    arg = (frac.unsqueeze(-2) * freqs.unsqueeze(-1)).flatten(-2)  # (N, K * 3)
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # (N, 6K)
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of integer time steps (Vaswani et al.; DDPM's time input).
+
+    Args:
+        t: (N,) time steps.
+        dim: even embedding size.
+
+    Returns:
+        (N, dim) ``[sin(t w_k), cos(t w_k)]``, ``w_k = 10000^(-k / (dim / 2))``, k < dim / 2.
+    """
+    half = dim // 2
+    w = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half, 1))
+    arg = t.float().unsqueeze(-1) * w  # (N, half)
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+def posterior_mean(r0: Tensor, r_t: Tensor, alpha_bar_t: Tensor | float, alpha_bar_prev: Tensor | float) -> Tensor:
+    """Mean of the forward posterior ``q(r_{t-1} | r_t, r_0)`` (DDPM Eq. 7):
+    ``sqrt(ab_{t-1}) beta_t / (1 - ab_t) r_0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) r_t``
+    with ``alpha_t = ab_t / ab_{t-1}``, ``beta_t = 1 - alpha_t``."""
+    ab_t = torch.as_tensor(alpha_bar_t, dtype=r_t.dtype)
+    ab_p = torch.as_tensor(alpha_bar_prev, dtype=r_t.dtype)
+    alpha = ab_t / ab_p
+    return (ab_p.sqrt() * (1 - alpha) * r0 + alpha.sqrt() * (1 - ab_p) * r_t) / (1 - ab_t)
+
+
+def ddpm_reverse_step(r_t: Tensor, eps: Tensor, alpha_bar_t: Tensor | float, alpha_bar_prev: Tensor | float,
+                      noise: Tensor, kind: Literal["eq6", "eq7"]) -> Tensor:
+    """One reverse step, Eq. 6 or the modified Eq. 7 (unwrapped output; the caller wraps).
+
+    ``alpha_t = alpha_bar_t / alpha_bar_prev`` (the respaced step; the plain one for consecutive
+    t), ``sigma_t^2 = (1 - alpha_bar_prev) (1 - alpha_t) / (1 - alpha_bar_t)`` (Eq. 5).
+
+    Args:
+        r_t: (N, 3) current coordinates; Eq. 7 wraps them (``pi(r_t)``) itself.
+        eps: (N, 3) predicted noise ``eps_theta``.
+        alpha_bar_t, alpha_bar_prev: scalars or (N, 1).
+        noise: (N, 3) ``eps' ~ N(0, I)``.
+        kind: ``"eq6"`` or ``"eq7"``.
+
+    Returns:
+        (N, 3) ``r_{t-1}``.
+    """
+    ab_t = torch.as_tensor(alpha_bar_t, dtype=r_t.dtype, device=r_t.device)
+    ab_p = torch.as_tensor(alpha_bar_prev, dtype=r_t.dtype, device=r_t.device)
+    alpha = ab_t / ab_p
+    one_minus = (1 - ab_t).clamp_min(1e-12)  # 1 - alpha_bar_t, guarded for t -> 0
+    sigma = ((1 - ab_p) * (1 - alpha) / one_minus).clamp_min(0).sqrt()
+    if kind == "eq6":
+        mean = (r_t - (1 - alpha) / one_minus.sqrt() * eps) / alpha.sqrt()
+    elif kind == "eq7":
+        mean = (wrap_frac(r_t) - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
+    else:
+        raise ValueError(f"kind must be 'eq6' or 'eq7', got {kind!r}")
+    return mean + sigma * noise
+
+
+class GINEEncoder(nn.Module):
+    """GINE branch of the encoder (Fig. S1 (d)): ``GINEConv`` layers (Hu et al. 2020) on the
+    crystal graph with Gaussian-expanded interatomic distances as edge attributes, mean-pooled.
+
+    Args:
+        max_atomic_num: element classes (types 1..max_atomic_num).
+        hidden_dim: node width.
+        out_dim: output features per crystal.
+        num_layers: GINE layers.
+        num_rbf: Gaussians on [0, cutoff] for the distances.
+        cutoff: Å.
+    """
+
+    def __init__(self, max_atomic_num: int, hidden_dim: int, out_dim: int, num_layers: int, num_rbf: int,
+                 cutoff: float) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(max_atomic_num, hidden_dim)
+        self.convs = nn.ModuleList(
+            GINEConv(nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim)),
+                     train_eps=True, edge_dim=num_rbf)
+            for _ in range(num_layers)
+        )
+        self.readout = nn.Linear(hidden_dim, out_dim)
+        self.register_buffer("centers", torch.linspace(0.0, cutoff, num_rbf), persistent=False)
+        self.width = cutoff / max(num_rbf - 1, 1)
+
+    def forward(self, atom_types: Tensor, edge_index: Tensor, dist: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Args: atom_types (N,) long, edge_index (2, E) (row 0 source), dist (E,) Å, batch (N,).
+
+        Returns:
+            (B, out_dim).
+        """
+        x = self.embedding(atom_types - 1)  # (N, H)
+        edge_attr = torch.exp(-((dist.unsqueeze(-1) - self.centers) / self.width) ** 2)  # (E, R)
+        for conv in self.convs:
+            x = F.relu(conv(x, edge_index, edge_attr))  # (N, H)
+        return self.readout(global_mean_pool(x, batch, size=num_graphs))  # (B, out)
+
+
+# ------------------------------------------------------------------------------------- model
+
+
+class DPCDVAE(CDVAE):
+    """The DP-CDVAE network: CDVAE's VAE, a DDPM on fractional coordinates with a GemNet-T noise
+    network, and the encoder variants of Fig. S1 (see the module docstring).
+
+    Args:
+        hp: the hyper-parameters (:class:`DPCDVAEHParams`).
+    """
+
+    hp: DPCDVAEHParams
+
+    def __init__(self, hp: DPCDVAEHParams) -> None:
+        super().__init__(hp)
+        latent = hp.latent_dim
+        # the diffusion network: CDVAE's GemNet-T with the extra node features (F_t, t)
+        self.decoder = GemNetTDecoder(
+            hidden_dim=hp.decoder_hidden_dim, latent_dim=latent, max_atomic_num=hp.max_atomic_num,
+            cutoff=hp.decoder_cutoff, max_neighbors=hp.decoder_max_neighbors, num_blocks=hp.decoder_num_blocks,
+            emb_size_trip=hp.decoder_emb_size_trip, emb_size_rbf=hp.decoder_emb_size_rbf,
+            emb_size_cbf=hp.decoder_emb_size_cbf, emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
+            num_spherical=hp.decoder_num_spherical, num_radial=hp.decoder_num_radial,
+            num_before_skip=hp.decoder_num_before_skip, num_after_skip=hp.decoder_num_after_skip,
+            num_concat=hp.decoder_num_concat, num_atom=hp.decoder_num_atom,
+            envelope_exponent=hp.decoder_envelope_exponent, radial_basis=hp.decoder_radial_basis,
+            type_head=hp.decoder_type_head, periodic_triplets=hp.decoder_periodic_triplets,
+            extra_node_dim=hp.num_fourier + hp.time_dim,
+        )
+        # encoder variants (Fig. S1)
+        self.na_encoder = (_mlp(hp.max_atoms + 1, hp.hidden_dim, hp.fc_num_layers, latent)
+                           if hp.encoder_num_atoms else None)
+        self.gine_encoder = (GINEEncoder(hp.max_atomic_num, hp.gine_hidden_dim, latent, hp.gine_num_layers,
+                                         hp.gine_num_rbf, hp.encoder_cutoff) if hp.encoder_gine else None)
+        branches = 1 + int(hp.encoder_num_atoms) + int(hp.encoder_gine)
+        self.fc_combine = (nn.Sequential(nn.Linear(branches * latent, latent), nn.ReLU())
+                           if branches > 1 else None)
+        # the schedule (derived from hp, not in the state dict); index t - 1 for t = 1..T
+        betas = sigmoid_beta_schedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start,
+                                      hp.sigmoid_end)  # (T,)
+        alpha_bars = torch.cumprod(1.0 - betas, dim=0)  # (T,)
+        self.register_buffer("betas", betas.float(), persistent=False)
+        self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
+        # sigma'_t, 0.01 at t = 1 to 5 at t = T (geometric)
+        type_sigmas_t = geometric_sigmas(hp.type_sigma_end, hp.type_sigma_begin, hp.num_timesteps)  # (T,)
+        self.register_buffer("type_sigmas_t", type_sigmas_t, persistent=False)
+
+    # ------------------------------------------------------------------------------ encoder
+
+    def _encode_stats(self, b: CrystalBatch) -> tuple[Tensor, Tensor]:
+        """``(mu, log_var)``, each (B, latent): DimeNet++ (and the N_a / GINE branches, Fig. S1)."""
+        lattice = lattice_from_params(b.lengths, b.angles)  # (B, 3, 3)
+        pos = frac_to_cart(b.frac_coords, lattice, b.num_atoms)  # (N, 3)
+        edge_lattice = lattice[b.batch[b.edge_index[0]]]  # (E, 3, 3)
+        offsets = torch.einsum("ei,eij->ej", b.images.to(pos.dtype), edge_lattice)  # (E, 3)
+        graph = GraphBatch(b.atom_types, pos, b.edge_index, offsets, b.batch, b.num_graphs)
+        feats = [self.encoder(graph)]  # (B, latent)
+        if self.na_encoder is not None:
+            na = F.one_hot(b.num_atoms.clamp(0, self.hp.max_atoms), self.hp.max_atoms + 1).to(pos.dtype)  # (B, M+1)
+            feats.append(self.na_encoder(na))  # (B, latent)
+        if self.gine_encoder is not None:
+            src, dst = b.edge_index
+            dist = (pos[src] + offsets - pos[dst]).norm(dim=-1)  # (E,)
+            feats.append(self.gine_encoder(b.atom_types, b.edge_index, dist, b.batch, b.num_graphs))  # (B, latent)
+        hidden = feats[0] if self.fc_combine is None else self.fc_combine(torch.cat(feats, dim=-1))  # (B, latent)
+        return self.fc_mu(hidden), self.fc_var(hidden)
+
+    # ------------------------------------------------------------------------------ diffusion
+
+    def q_sample(self, r0: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """Eq. 2: ``r_t = sqrt(alpha_bar_t) r_0 + sqrt(1 - alpha_bar_t) eps`` (unwrapped).
+
+        Args:
+            r0: (N, 3) fractional coordinates; t: (N,) long in 1..T; eps: (N, 3).
+        """
+        ab = self.alpha_bars[t - 1].to(r0.dtype).unsqueeze(-1)  # (N, 1)
+        return ab.sqrt() * r0 + (1 - ab).sqrt() * eps
+
+    def node_features(self, frac_t: Tensor, t: Tensor) -> Tensor:
+        """(N, num_fourier + time_dim) extra node inputs ``(F_t, emb(t))`` of the diffusion network."""
+        hp = self.hp
+        parts = [fourier_features(frac_t, hp.fourier_n_min, hp.fourier_n_max)]  # (N, 36)
+        if hp.time_dim > 0:
+            parts.append(timestep_embedding(t, hp.time_dim).to(frac_t.dtype))  # (N, time_dim)
+        return torch.cat(parts, dim=-1)
+
+    def decode_cartesian(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
+                         batch: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """``D_theta(L r_f_t, f_t)`` raw: (N, 3) Cartesian vector output v and (N, A) type logits.
+
+        Args:
+            z: (B, latent); frac: (N, 3) wrapped ``r_f_t``; atom_types: (N,) ``Z_t``;
+            lattice: (B, 3, 3) rows; num_atoms: (B,); batch: (N,); t: (N,) long in 1..T.
+        """
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
+        feats = self.node_features(frac, t)
+        return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images, feats)
+
+    def decode(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
+               batch: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        """``(eps_theta, A_theta)``: (N, 3) fractional noise prediction ``v L^-1`` and (N, A) logits
+        (arguments as :meth:`decode_cartesian`)."""
+        vec, logits = self.decode_cartesian(z, frac, atom_types, lattice, num_atoms, batch, t)
+        return cart_to_frac(vec, lattice, num_atoms), logits  # (N, 3), (N, A)
+
+    def _noisy_structure(self, b: CrystalBatch, composition_logits: Tensor, lattice: Tensor,  # type: ignore[override]
+                         generator: torch.Generator | None) -> dict[str, Tensor]:
+        """Forward process (Eqs. 2, 3, 9) with one t per crystal.
+
+        Returns:
+            dict with ``t`` (N,) long, ``eps`` (N, 3), ``frac`` (N, 3) wrapped ``r_f_t``,
+            ``atom_types`` (N,) ``Z_t`` and ``type_sigma`` (N,).
+        """
+        hp = self.hp
+        n = b.frac_coords.shape[0]
+        t = (_randint(hp.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
+        eps = _randn((n, 3), generator, b.frac_coords)  # (N, 3)
+        frac_t = wrap_frac(self.q_sample(b.frac_coords, t, eps))  # (N, 3) Eq. 3
+        sig = self.type_sigmas_t[t - 1].to(b.frac_coords.dtype).unsqueeze(-1)  # (N, 1) sigma'_t
+        p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A) A_z
+        one_hot = F.one_hot(b.atom_types - 1, hp.max_atomic_num).to(p_c.dtype)  # (N, A) A
+        if hp.type_noise == "softmax":
+            probs = torch.softmax(one_hot + sig * p_c, dim=-1)  # Eq. 9 literally
+        else:
+            probs = (one_hot + sig * p_c) / (1 + sig)
+        types_t = _multinomial(probs, 1, generator).squeeze(-1) + 1  # (N,)
+        return {"t": t, "eps": eps, "frac": frac_t, "atom_types": types_t, "type_sigma": sig.squeeze(-1)}
+
+    # ------------------------------------------------------------------------------ training
+
+    def losses(self, b: CrystalBatch, teacher_forcing: bool,
+               generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """All loss terms and their Eq. S1 total for one batch (see the module docstring).
+
+        Returns:
+            dict of scalars: ``natom``, ``lattice``, ``composition``, ``coord`` (Eq. 10), ``type``
+            (CE of Eq. 11), ``kld``, ``property`` (with ``predict_property``) and ``loss``.
+        """
+        hp = self.hp
+        if int(b.num_atoms.max()) > hp.max_atoms:
+            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={hp.max_atoms}")
+        num_graphs = b.num_graphs
+        mu, log_var, z = self.encode(b, generator)  # (B, latent)
+        agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
+        lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
+        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
+        eps_pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch,
+                                            noisy["t"])  # (N, 3), (N, A)
+
+        simple = (noisy["eps"] - eps_pred).pow(2).sum(-1)  # (N,) Eq. 10
+        type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none")  # (N,) Eq. 11
+        log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
+        comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
+        out = {
+            "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
+            "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
+            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": _mean_per_crystal(simple, b.batch, num_graphs).mean(),
+            "type": _mean_per_crystal(type_ce, b.batch, num_graphs).mean(),
+            "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
+        }
+        total = (hp.cost_coord * out["coord"] + hp.cost_type * out["type"] + hp.beta * out["kld"]
+                 + hp.cost_lattice * out["lattice"] + hp.cost_composition * out["composition"]
+                 + hp.cost_natom * out["natom"])
+        if self.fc_property is not None:
+            if b.y is None:
+                raise ValueError("predict_property is on but the batch has no y")
+            out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
+            total = total + hp.cost_property * out["property"]
+        out["loss"] = total
+        return out
+
+    @torch.no_grad()
+    def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
+        """Fit the GemNet scale factors on one noisy batch built as in training (teacher forcing,
+        decoding ``mu``); see :meth:`benchmark.models.gemnet.GemNetTDecoder.fit_scale_factors`."""
+        mu, _ = self._encode_stats(b)
+        agg = self.predict_aggregates(mu, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
+        lattice = lattice_from_params(b.lengths, b.angles)
+        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
+                                 self.hp.decoder_max_neighbors)
+        feats = self.node_features(noisy["frac"], noisy["t"])
+        return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
+                                              graph.images, feats)
+
+    # ------------------------------------------------------------------------------ generation
+
+    def reverse_timesteps(self, num_steps: int | None = None) -> list[int]:
+        """Time steps visited by the reverse process, largest first: all of T..1, or ``num_steps``
+        evenly spaced ones from T down to 1 (respacing, see the module docstring)."""
+        total = self.hp.num_timesteps
+        if num_steps is None or num_steps >= total:
+            return list(range(total, 0, -1))
+        if num_steps < 1:
+            raise ValueError("num_steps must be at least 1")
+        if num_steps == 1:
+            return [total]
+        steps = torch.linspace(total, 1, num_steps, dtype=torch.float64).round().long().tolist()
+        return sorted(set(steps), reverse=True)
+
+    @torch.no_grad()
+    def reverse_diffusion(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
+                          angles: Tensor | None = None, num_steps: int | None = None,
+                          generator: torch.Generator | None = None, composition_from: Tensor | None = None,
+                          reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
+        """The reverse process (Eqs. 6/7) for a batch of latents (section IV C).
+
+        Args:
+            z: (B, latent_dim).
+            num_atoms: (B,) long to impose N; None predicts it (argmax, at least 1).
+            lengths, angles: (B, 3) to impose the lattice; None predicts it (then
+                :func:`benchmark.models.cdvae.sanitize_lattice`).
+            num_steps: reverse steps; None (or >= T) runs all T, fewer respace the schedule.
+            generator: random source (r_T and the step noise).
+            composition_from: (B, max_atomic_num) composition whose argmax gives Z_T; None uses
+                ``softmax(MLP_AGG(z))``.
+            reverse_step: override ``hp.reverse_step``.
+
+        Returns:
+            dict with ``frac_coords`` (N, 3) in [0, 1), ``atom_types`` (N,) long, ``num_atoms``
+            (B,), ``lengths`` (B, 3), ``angles`` (B, 3) and ``model_evaluations`` (int, steps run).
+        """
+        kind = reverse_step or self.hp.reverse_step
+        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
+        n_atoms = agg["num_atoms"].long()  # (B,)
+        if lengths is None or angles is None:
+            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
+            lengths = pred_lengths if lengths is None else lengths
+            angles = pred_angles if angles is None else angles
+        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
+        lattice = lattice_from_params(lengths, angles)  # (B, 3, 3)
+        total = int(n_atoms.sum())
+        batch = torch.repeat_interleave(torch.arange(z.shape[0], device=z.device), n_atoms, output_size=total)  # (N,)
+
+        probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
+        atom_types = (probs.argmax(dim=-1) + 1)[batch]  # (N,) Z_T: most probable element of A_z
+        r = _randn((total, 3), generator, z)  # (N, 3) r_T ~ N(0, I)
+
+        steps = self.reverse_timesteps(num_steps)
+        for k, t in enumerate(steps):
+            t_prev = steps[k + 1] if k + 1 < len(steps) else 0
+            ab_t = self.alpha_bars[t - 1].to(r.dtype)
+            ab_prev = self.alpha_bars[t_prev - 1].to(r.dtype) if t_prev > 0 else torch.ones((), dtype=r.dtype,
+                                                                                            device=r.device)
+            t_atoms = torch.full((total,), t, dtype=torch.long, device=z.device)  # (N,)
+            eps, logits = self.decode(z, wrap_frac(r), atom_types, lattice, n_atoms, batch, t_atoms)
+            noise = _randn((total, 3), generator, r)  # (N, 3) eps'
+            r = ddpm_reverse_step(r, eps, ab_t, ab_prev, noise, kind)  # (N, 3)
+            atom_types = logits.argmax(dim=-1) + 1  # (N,)
+        return {
+            "frac_coords": wrap_frac(r),
+            "atom_types": atom_types,
+            "num_atoms": n_atoms,
+            "lengths": lengths,
+            "angles": angles,
+            "model_evaluations": len(steps),
+        }
+
+    def langevin(self, *args, **kwargs):  # type: ignore[override]
+        """Not used by DP-CDVAE: the sampler is :meth:`reverse_diffusion`."""
+        raise NotImplementedError("DP-CDVAE samples with reverse_diffusion (Eqs. 6/7), not annealed Langevin")
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None  # type: ignore[override]
+               ) -> dict[str, Tensor | int]:
+        """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`reverse_diffusion`."""
+        z = _randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None,  # type: ignore[override]
+                    num_steps: int | None = None) -> dict[str, Tensor | int]:
+        """Reconstruct crystals from the encoder mean ``mu``; N, lattice and composition are
+        predicted from ``mu``."""
+        mu, _ = self._encode_stats(b)  # (B, latent)
+        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator)
+
+    def optimize(self, *args, **kwargs):  # type: ignore[override]
+        """Property optimisation is not part of DP-CDVAE."""
+        raise NotImplementedError("DP-CDVAE does not provide property optimisation")
