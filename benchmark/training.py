@@ -38,6 +38,12 @@ LOG_NAME = "logs"
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "auto": "auto", "mps": "mps"}
 
 
+def _no_progress() -> bool:
+    from benchmark.settings import env_flag
+
+    return env_flag("BENCHMARK_NO_PROGRESS")
+
+
 def last_checkpoint(run_dir: str | Path) -> Path | None:
     """``run_dir/checkpoints/last.ckpt`` if it exists, else None."""
     path = Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
@@ -192,7 +198,8 @@ def train_module(
         max_epochs=max_epochs,
         callbacks=[checkpoint_cb],
         logger=loggers,
-        enable_progress_bar=progress,
+        # BENCHMARK_NO_PROGRESS: set by the runner for `--no-progress`, since Model.fit has no such argument
+        enable_progress_bar=progress and not _no_progress(),
         enable_model_summary=False,
         log_every_n_steps=log_every_n_steps,
         gradient_clip_val=gradient_clip_val,

@@ -16,6 +16,7 @@ the batches already written and the result has no lost or duplicated crystals.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,7 +25,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -107,6 +108,22 @@ def model_dir(opts: RunOptions, res: Resolved) -> Path:
     return settings.runs_dir(opts.runs_dir) / "models" / f"{opts.model}-{opts.dataset}-{key}"
 
 
+@contextlib.contextmanager
+def _progress_env(progress: bool) -> Iterator[None]:
+    """``--no-progress`` reaches training loops (Lightning's bar) through BENCHMARK_NO_PROGRESS,
+    because ``Model.fit`` takes no progress argument; restored afterwards."""
+    old = os.environ.get("BENCHMARK_NO_PROGRESS")
+    if not progress:
+        os.environ["BENCHMARK_NO_PROGRESS"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("BENCHMARK_NO_PROGRESS", None)
+        else:
+            os.environ["BENCHMARK_NO_PROGRESS"] = old
+
+
 def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
     """The trained model: loaded from ``--checkpoint``, reused from an earlier run with the same
     model, dataset, resolved config and seed, or trained now (resuming an interrupted training)."""
@@ -135,7 +152,8 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     log(f"training {opts.model} on {opts.dataset} ({len(train)} crystals, preset {opts.preset}) in {mdir}")
     t = time.time()
     model = res.model_cls(res.model_config)
-    summary = model.fit(train, val, mdir, seed=opts.seed, device=opts.device)
+    with _progress_env(opts.progress):
+        summary = model.fit(train, val, mdir, seed=opts.seed, device=opts.device)
     summary = dict(summary or {})
     summary["fit_s"] = time.time() - t
     tmp = mdir / "model.ckpt.tmp"
