@@ -622,17 +622,8 @@ class CDVAE(nn.Module):
         num_graphs = b.num_graphs
         mu, log_var, z = self.encode(b, generator)  # (B, latent) each
         agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
-
         lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
-        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
-        pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch)
-
-        # Eq. 2, coordinates: 1/2 || pred - d_min(X, X~) / sigma_X ||^2 (lambda(sigma) = sigma^2)
-        target = min_image_displacement(b.frac_coords, noisy["frac"], lattice, b.num_atoms)  # (N, 3)
-        sigma_x = noisy["sigma_x"].unsqueeze(-1)  # (N, 1)
-        coord = 0.5 * (pred - target / sigma_x).pow(2).sum(-1)  # (N,)
-        # Eq. 2, types: cross entropy / sigma_A
-        type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none") / noisy["sigma_a"]  # (N,)
+        coord, type_term = self._denoising_losses(b, z, agg, lattice, generator)  # (N,), (N,)
         # composition: -sum_k p_k log c_k per crystal
         log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
         comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
@@ -642,7 +633,7 @@ class CDVAE(nn.Module):
             "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
             "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
             "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_ce, b.batch, num_graphs).mean(),
+            "type": _mean_per_crystal(type_term, b.batch, num_graphs).mean(),
             "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
         }
         total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
@@ -655,6 +646,20 @@ class CDVAE(nn.Module):
             total = total + hp.cost_property * out["property"]
         out["loss"] = total
         return out
+
+    def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
+                          generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Per-atom coordinate and type terms of the decoder loss (Eq. 2), each (N,); the part a
+        model with another decoder objective (DP-CDVAE) replaces."""
+        noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
+        pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch)
+        # coordinates: 1/2 || pred - d_min(X, X~) / sigma_X ||^2 (lambda(sigma) = sigma^2)
+        target = min_image_displacement(b.frac_coords, noisy["frac"], lattice, b.num_atoms)  # (N, 3)
+        sigma_x = noisy["sigma_x"].unsqueeze(-1)  # (N, 1)
+        coord = 0.5 * (pred - target / sigma_x).pow(2).sum(-1)  # (N,)
+        # types: cross entropy / sigma_A
+        type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none") / noisy["sigma_a"]  # (N,)
+        return coord, type_ce
 
     @torch.no_grad()
     def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:

@@ -118,7 +118,6 @@ from benchmark.models.cdvae import (
     CDVAE,
     CDVAEHParams,
     CrystalBatch,
-    _mean_per_crystal,
     _mlp,
     _multinomial,
     _randint,
@@ -463,47 +462,17 @@ class DPCDVAE(CDVAE):
 
     # ------------------------------------------------------------------------------ training
 
-    def losses(self, b: CrystalBatch, teacher_forcing: bool,
-               generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """All loss terms and their Eq. S1 total for one batch (see the module docstring).
-
-        Returns:
-            dict of scalars: ``natom``, ``lattice``, ``composition``, ``coord`` (Eq. 10), ``type``
-            (CE of Eq. 11), ``kld``, ``property`` (with ``predict_property``) and ``loss``.
-        """
-        hp = self.hp
-        if int(b.num_atoms.max()) > hp.max_atoms:
-            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={hp.max_atoms}")
-        num_graphs = b.num_graphs
-        mu, log_var, z = self.encode(b, generator)  # (B, latent)
-        agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
-        lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
+    def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
+                          generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """Per-atom diffusion terms, each (N,): the simple loss of Eq. 10 (squared error of the
+        predicted noise) and the type cross entropy of Eq. 11. The rest of the total (Eq. S1: number
+        of atoms, lattice, composition, KL, property) is CDVAE's, in :meth:`CDVAE.losses`."""
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         eps_pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch,
                                             noisy["t"])  # (N, 3), (N, A)
-
         simple = (noisy["eps"] - eps_pred).pow(2).sum(-1)  # (N,) Eq. 10
         type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none")  # (N,) Eq. 11
-        log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
-        comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
-        out = {
-            "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
-            "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": _mean_per_crystal(simple, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_ce, b.batch, num_graphs).mean(),
-            "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
-        }
-        total = (hp.cost_coord * out["coord"] + hp.cost_type * out["type"] + hp.beta * out["kld"]
-                 + hp.cost_lattice * out["lattice"] + hp.cost_composition * out["composition"]
-                 + hp.cost_natom * out["natom"])
-        if self.fc_property is not None:
-            if b.y is None:
-                raise ValueError("predict_property is on but the batch has no y")
-            out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
-            total = total + hp.cost_property * out["property"]
-        out["loss"] = total
-        return out
+        return simple, type_ce
 
     @torch.no_grad()
     def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
