@@ -135,8 +135,12 @@ def lattice_statistics(crystals: Sequence[Crystal]) -> tuple[list[float], list[f
 class GraphDataset:
     """Crystals with their encoder graphs (CrystalNN) and standardised property, for a DataLoader."""
 
-    def __init__(self, crystals: Sequence[Crystal], prop: str | None, prop_scale: tuple[float, float], progress: bool = True) -> None:
+    def __init__(self, crystals: Sequence[Crystal], prop: str | None, prop_scale: tuple[float, float], progress: bool | None = None) -> None:
         from benchmark.metrics.oracles.cdvae import _crystals_digest, build_graphs
+        from benchmark.settings import env_flag
+
+        if progress is None:  # the runner's --no-progress reaches fit() through this variable
+            progress = not env_flag("BENCHMARK_NO_PROGRESS")
 
         crystals = list(crystals)
         graphs = build_graphs(crystals, cache_key=f"encoder-{_crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
