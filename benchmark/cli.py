@@ -158,6 +158,7 @@ def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
         n_jobs=getattr(args, "jobs", None),
         progress=not args.no_progress,
         properties=getattr(args, "properties", None),
+        train_split=getattr(args, "train_split", "train"),
     )
 
 
@@ -281,6 +282,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--train-split", default="train", help="split the model is trained on (default train; e.g. val where a dataset's train split is not at hand)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,6 +114,7 @@ from benchmark.metrics.oracles.dimenet import GraphBatch, PeriodicDimeNetPlusPlu
 from benchmark.models.gemnet import GemNetTDecoder
 from benchmark.models.periodic import (
     cart_to_frac,
+    fourier_features,
     frac_to_cart,
     lattice_from_params,
     min_image_displacement,
@@ -286,6 +287,11 @@ class CDVAEHParams:
     decoder_radial_basis: Literal["bessel", "gaussian"] = "bessel"
     decoder_type_head: Literal["output_blocks", "last_hidden"] = "output_blocks"
     decoder_periodic_triplets: bool = True
+    # CDVAE+Fourier (DP-CDVAE, Table III): sin/cos(2^n pi x) of the noisy fractional coordinates,
+    # n = fourier_n_min..fourier_n_max, as extra decoder node features
+    decoder_fourier: bool = False
+    fourier_n_min: int = 3
+    fourier_n_max: int = 8
     # lattice standardisation of [lengths / N^(1/3), angles]
     lattice_mean: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     lattice_std: tuple[float, float, float, float, float, float] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
@@ -303,6 +309,13 @@ class CDVAEHParams:
                 raise ValueError(f"need 0 < {what}_end <= {what}_begin, got {lo} and {hi}")
         if self.max_atoms < 1 or self.max_atomic_num < 1:
             raise ValueError("max_atoms and max_atomic_num must be positive")
+        if self.fourier_n_min > self.fourier_n_max:
+            raise ValueError("need fourier_n_min <= fourier_n_max")
+
+    @property
+    def num_fourier(self) -> int:
+        """Fourier features per atom: sin and cos for each of the 3 coordinates and each n."""
+        return 6 * (self.fourier_n_max - self.fourier_n_min + 1)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -466,6 +479,7 @@ class CDVAE(nn.Module):
             radial_basis=hp.decoder_radial_basis,
             type_head=hp.decoder_type_head,
             periodic_triplets=hp.decoder_periodic_triplets,
+            extra_node_dim=hp.num_fourier if hp.decoder_fourier else 0,
         )
         # derived from hp, so not part of the state dict
         sigmas = geometric_sigmas(hp.sigma_begin, hp.sigma_end, hp.num_noise_level)  # (L,) sigma_X,j
@@ -568,7 +582,15 @@ class CDVAE(nn.Module):
             units of its target ``d_min / sigma_X``) and (N, max_atomic_num) logits of ``p_A(M~ | z)``.
         """
         graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
-        return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images)
+        return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images,
+                            self.node_features(frac))
+
+    def node_features(self, frac: Tensor) -> Tensor | None:
+        """(N, num_fourier) Fourier features of the (noisy) fractional coordinates for
+        CDVAE+Fourier (``decoder_fourier``); None for CDVAE."""
+        if not self.hp.decoder_fourier:
+            return None
+        return fourier_features(frac, self.hp.fourier_n_min, self.hp.fourier_n_max)
 
     def _noisy_structure(self, b: CrystalBatch, composition_logits: Tensor, lattice: Tensor,
                          generator: torch.Generator | None) -> dict[str, Tensor]:
@@ -675,7 +697,7 @@ class CDVAE(nn.Module):
         graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
                                  self.hp.decoder_max_neighbors)
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
-                                              graph.images)
+                                              graph.images, self.node_features(noisy["frac"]))
 
     # ------------------------------------------------------------------------------ generation
 

@@ -73,6 +73,11 @@ class CDVAEConfig(ModelConfig):
     # sampling (Algorithm 1)
     n_step_each: int = 100
     step_lr: float = 1e-4
+    # CDVAE+Fourier (the cdvae_fourier plugin): Fourier features of the noisy coordinates as
+    # decoder node inputs (DP-CDVAE, section S3 and Table III)
+    decoder_fourier: bool = False
+    fourier_n_min: int = 3
+    fourier_n_max: int = 8
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
@@ -101,11 +106,18 @@ class CDVAEConfig(ModelConfig):
     }
 
 
-def hparams_from_config(cfg: CDVAEConfig, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
-    """The network's :class:`CDVAEHParams` for a config and the training split's lattice statistics."""
+def hparams_from_config(cfg: CDVAEConfig, lattice_mean: Sequence[float], lattice_std: Sequence[float],
+                        hparams_cls: type | None = None) -> Any:
+    """The network's hyper-parameters (``hparams_cls``, default :class:`CDVAEHParams`) for a config
+    and the training split's lattice statistics.
+
+    The fields named differently in the config are mapped explicitly; every other config field
+    with the name of a network field (``decoder_fourier``, DP-CDVAE's ``num_timesteps``...) is
+    passed through as it is."""
     from benchmark.models.cdvae import CDVAEHParams
 
-    fields = {f.name for f in dataclasses.fields(CDVAEHParams)}
+    hparams_cls = hparams_cls or CDVAEHParams
+    fields = {f.name for f in dataclasses.fields(hparams_cls)}
     values = {
         "latent_dim": cfg.latent_dim, "hidden_dim": cfg.hidden_dim, "fc_num_layers": cfg.fc_num_layers, "max_atoms": cfg.max_atoms,
         "sigma_begin": cfg.sigma_begin, "sigma_end": cfg.sigma_end, "type_sigma_begin": cfg.type_sigma_begin,
@@ -120,8 +132,11 @@ def hparams_from_config(cfg: CDVAEConfig, lattice_mean: Sequence[float], lattice
     }
     unknown = set(values) - fields
     if unknown:  # a renamed field in the network must not be silently ignored
-        raise TypeError(f"CDVAEHParams has no fields {sorted(unknown)}")
-    return CDVAEHParams(**values)
+        raise TypeError(f"{hparams_cls.__name__} has no fields {sorted(unknown)}")
+    for f in dataclasses.fields(cfg):
+        if f.name in fields and f.name not in values:
+            values[f.name] = getattr(cfg, f.name)
+    return hparams_cls(**values)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -236,11 +251,23 @@ class CDVAEModel(Model):
         self.net: Any = None
         self.prop_scale: tuple[float, float] = (0.0, 1.0)
 
+    # ------------------------------------------------------------------ what a subclass changes
+    @classmethod
+    def network_classes(cls) -> tuple[type, type]:
+        """(network, hyper-parameters) classes; a model on CDVAE's VAE (DP-CDVAE) returns its own."""
+        from benchmark.models.cdvae import CDVAE, CDVAEHParams
+
+        return CDVAE, CDVAEHParams
+
+    def sampler_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of the network's ``sample`` / ``reconstruct`` (Algorithm 1's step
+        count and size here)."""
+        return {"n_step_each": self.config.n_step_each, "step_lr": self.config.step_lr}
+
     # ------------------------------------------------------------------ training
     def _build(self, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
-        from benchmark.models.cdvae import CDVAE
-
-        self.net = CDVAE(hparams_from_config(self.config, lattice_mean, lattice_std))
+        net_cls, hp_cls = self.network_classes()
+        self.net = net_cls(hparams_from_config(self.config, lattice_mean, lattice_std, hp_cls))
         return self.net
 
     def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
@@ -252,7 +279,7 @@ class CDVAEModel(Model):
         cfg = self.config
         train = [c for c in train if 0 < c.num_atoms <= cfg.max_atoms]
         if not train:
-            raise ValueError(f"cdvae: no training crystal with 1..{cfg.max_atoms} atoms")
+            raise ValueError(f"{self.name}: no training crystal with 1..{cfg.max_atoms} atoms")
         torch.manual_seed(seed)
         mean, std = lattice_statistics(train)
         if cfg.property:
@@ -261,7 +288,7 @@ class CDVAEModel(Model):
             val = [c for c in val if _finite(c.properties.get(cfg.property))]
             ys = np.array([float(c.properties[cfg.property]) for c in train])
             if len(ys) == 0:
-                raise ValueError(f"cdvae: the training crystals have no property {cfg.property!r} (set model.property to another column or to none)")
+                raise ValueError(f"{self.name}: the training crystals have no property {cfg.property!r} (set model.property to another column or to none)")
             self.prop_scale = (float(ys.mean()), float(ys.std()) if ys.std() > 1e-8 else 1.0)
         net = self._build(mean, std)
         train_ds = GraphDataset(train, cfg.property, self.prop_scale)
@@ -286,7 +313,7 @@ class CDVAEModel(Model):
         import torch
 
         if self.net is None:
-            raise RuntimeError("cdvae: nothing to save, call fit() first")
+            raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         hp = dataclasses.asdict(self.net.hp)
         torch.save({"format": CHECKPOINT_FORMAT, "model": self.name, "config": dataclasses.asdict(self.config), "hparams": hp,
@@ -298,16 +325,17 @@ class CDVAEModel(Model):
         import torch
 
         from benchmark.config import build
-        from benchmark.models.cdvae import CDVAE, CDVAEHParams
 
         data = torch.load(path, weights_only=True, map_location="cpu")
         if data.get("model") != cls.name or data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a cdvae checkpoint of format {CHECKPOINT_FORMAT}")
+            raise ValueError(f"{path}: not a {cls.name} checkpoint of format {CHECKPOINT_FORMAT} (it says model "
+                             f"{data.get('model')!r}, format {data.get('format')!r})")
         if config is None:
-            config = build(cls.Config, data["config"], where="cdvae checkpoint config")
+            config = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
         model = cls(config)  # type: ignore[arg-type]
+        net_cls, hp_cls = cls.network_classes()
         hp = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
-        model.net = CDVAE(CDVAEHParams(**hp))
+        model.net = net_cls(hp_cls(**hp))
         model.net.load_state_dict(data["state_dict"], strict=True)
         model.net.eval()
         model.prop_scale = (float(data["prop_scale"][0]), float(data["prop_scale"][1]))
@@ -316,7 +344,7 @@ class CDVAEModel(Model):
     # ------------------------------------------------------------------ capabilities
     def _ready(self, device: str) -> Any:
         if self.net is None:
-            raise RuntimeError("cdvae: the model is not trained (fit or load it first)")
+            raise RuntimeError(f"{self.name}: the model is not trained (fit or load it first)")
         return self.net.to(device).eval()
 
     @staticmethod
@@ -327,7 +355,7 @@ class CDVAEModel(Model):
 
     def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
         net = self._ready(device)
-        out = net.sample(n, generator=self._generator(seed, device), n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+        out = net.sample(n, generator=self._generator(seed, device), **self.sampler_kwargs())
         return SampleBatch(to_crystals(out), out.get("model_evaluations"))
 
     def reconstruct(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu") -> list[Crystal]:
@@ -338,7 +366,7 @@ class CDVAEModel(Model):
         result: list[Crystal] = [_empty_crystal(c) for c in crystals]
         if ok:
             batch = collate([items[k] for k in ok]).to(device)
-            out = net.reconstruct(batch, generator=self._generator(seed, device), n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+            out = net.reconstruct(batch, generator=self._generator(seed, device), **self.sampler_kwargs())
             for k, c in zip(ok, to_crystals(out)):
                 result[k] = c
         return result
@@ -347,15 +375,15 @@ class CDVAEModel(Model):
         if self.config.property is None:
             from benchmark.models.base import NotSupported
 
-            raise NotSupported("cdvae was trained without a property head (model.property is none)")
+            raise NotSupported(f"{self.name} was trained without a property head (model.property is none)")
         net = self._ready(device)
         items = _graph_items(crystals)
         ok = [k for k, it in enumerate(items) if it is not None]
         if not ok:
-            raise ValueError("cdvae: none of the starting crystals has a CrystalNN graph")
+            raise ValueError(f"{self.name}: none of the starting crystals has a CrystalNN graph")
         batch = collate([items[k] for k in ok]).to(device)
         outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self._generator(seed, device),
-                            n_step_each=self.config.n_step_each, step_lr=self.config.step_lr)
+                            **self.sampler_kwargs())
         steps_out: list[list[Crystal]] = []
         for out in outs:
             decoded = to_crystals(out)
@@ -364,6 +392,24 @@ class CDVAEModel(Model):
                 row[k] = c
             steps_out.append(row)
         return steps_out
+
+
+@dataclass(frozen=True)
+class CDVAEFourierConfig(CDVAEConfig):
+    """``cdvae_fourier``: CDVAE's hyper-parameters with the Fourier node features switched on."""
+
+    decoder_fourier: bool = True
+
+
+class CDVAEFourierModel(CDVAEModel):
+    """CDVAE+Fourier, the third model of DP-CDVAE's Table III: CDVAE whose score decoder also
+    reads ``sin/cos(2^n pi x~)`` (n = 3..8) of the noisy fractional coordinates x~ (section S3),
+    the same features DP-CDVAE's diffusion network gets, so the ground-state comparison separates
+    the effect of the features from that of the diffusion model."""
+
+    name = "cdvae_fourier"
+    description = "CDVAE+Fourier: CDVAE with Fourier features of the noisy coordinates in the decoder (DP-CDVAE Table III)"
+    Config = CDVAEFourierConfig
 
 
 def _finite(value: Any) -> bool:
@@ -379,4 +425,4 @@ def _empty_crystal(like: Crystal) -> Crystal:
     return Crystal(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.asarray(like.lengths), np.asarray(like.angles), label=like.label)
 
 
-__all__ = ["CDVAEConfig", "CDVAEModel", "GraphDataset", "collate", "hparams_from_config", "lattice_statistics", "to_crystals"]
+__all__ = ["CDVAEConfig", "CDVAEFourierConfig", "CDVAEFourierModel", "CDVAEModel", "GraphDataset", "collate", "hparams_from_config", "lattice_statistics", "to_crystals"]

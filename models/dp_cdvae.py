@@ -128,6 +128,7 @@ from benchmark.models.cdvae import (
 from benchmark.models.gemnet import GemNetTDecoder
 from benchmark.models.periodic import (
     cart_to_frac,
+    fourier_features,
     frac_to_cart,
     lattice_from_params,
     radius_graph_pbc,
@@ -161,8 +162,9 @@ class DPCDVAEHParams(CDVAEHParams):
     ``reverse_step`` (Eq. 6 or 7). Type noise (Eq. 9): ``type_noise`` and the inherited
     ``type_sigma_end`` (sigma'_1 = 0.01) -> ``type_sigma_begin`` (sigma'_T = 5).
 
-    Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` (S3: 3..8)
-    and the time embedding size ``time_dim``.
+    Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` (S3: 3..8;
+    ``decoder_fourier`` is on by default here, off only for an ablation) and the time embedding
+    size ``time_dim``.
 
     Encoder variants (Fig. S1): ``encoder_num_atoms``, ``encoder_gine`` and the GINE sizes.
 
@@ -179,8 +181,7 @@ class DPCDVAEHParams(CDVAEHParams):
     sigmoid_end: float = 6.0
     reverse_step: Literal["eq6", "eq7"] = "eq7"
     type_noise: Literal["mix", "softmax"] = "mix"
-    fourier_n_min: int = 3
-    fourier_n_max: int = 8
+    decoder_fourier: bool = True
     time_dim: int = 128
     encoder_num_atoms: bool = False
     encoder_gine: bool = False
@@ -198,17 +199,10 @@ class DPCDVAEHParams(CDVAEHParams):
             raise ValueError(f"reverse_step must be 'eq6' or 'eq7', got {self.reverse_step!r}")
         if self.type_noise not in ("mix", "softmax"):
             raise ValueError(f"type_noise must be 'mix' or 'softmax', got {self.type_noise!r}")
-        if self.fourier_n_min > self.fourier_n_max:
-            raise ValueError("need fourier_n_min <= fourier_n_max")
         if self.time_dim < 0 or self.time_dim % 2:
             raise ValueError("time_dim must be even and non-negative")
         if self.gine_num_layers < 1:
             raise ValueError("gine_num_layers must be at least 1")
-
-    @property
-    def num_fourier(self) -> int:
-        """Fourier features per atom: sin and cos for each of the 3 coordinates and each n."""
-        return 6 * (self.fourier_n_max - self.fourier_n_min + 1)
 
 
 # ------------------------------------------------------------------------------------- helpers
@@ -220,20 +214,6 @@ def sigmoid_beta_schedule(num_timesteps: int, beta_start: float = 1e-10, beta_en
     spaced from ``sigmoid_start`` (t = 1) to ``sigmoid_end`` (t = T); increasing in t."""
     x = torch.linspace(sigmoid_start, sigmoid_end, num_timesteps, dtype=torch.float64)  # (T,)
     return beta_start + (beta_end - beta_start) * torch.sigmoid(x)
-
-
-def fourier_features(frac: Tensor, n_min: int = 3, n_max: int = 8) -> Tensor:
-    """Section S3: ``[sin(2^n pi r), cos(2^n pi r)]`` for n = n_min..n_max.
-
-    Args:
-        frac: (N, 3) (wrapped or unwrapped; identical for n >= 1) fractional coordinates.
-
-    Returns:
-        (N, 6 (n_max - n_min + 1)): all sines (n-major, then coordinate), then all cosines.
-    """
-    freqs = math.pi * 2.0 ** torch.arange(n_min, n_max + 1, dtype=frac.dtype, device=frac.device)  # (K,)
-    arg = (frac.unsqueeze(-2) * freqs.unsqueeze(-1)).flatten(-2)  # (N, K * 3)
-    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # (N, 6K)
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -359,7 +339,7 @@ class DPCDVAE(CDVAE):
             num_concat=hp.decoder_num_concat, num_atom=hp.decoder_num_atom,
             envelope_exponent=hp.decoder_envelope_exponent, radial_basis=hp.decoder_radial_basis,
             type_head=hp.decoder_type_head, periodic_triplets=hp.decoder_periodic_triplets,
-            extra_node_dim=hp.num_fourier + hp.time_dim,
+            extra_node_dim=(hp.num_fourier if hp.decoder_fourier else 0) + hp.time_dim,
         )
         # encoder variants (Fig. S1)
         self.na_encoder = (_mlp(hp.max_atoms + 1, hp.hidden_dim, hp.fc_num_layers, latent)
@@ -410,13 +390,14 @@ class DPCDVAE(CDVAE):
         ab = self.alpha_bars[t - 1].to(r0.dtype).unsqueeze(-1)  # (N, 1)
         return ab.sqrt() * r0 + (1 - ab).sqrt() * eps
 
-    def node_features(self, frac_t: Tensor, t: Tensor) -> Tensor:
-        """(N, num_fourier + time_dim) extra node inputs ``(F_t, emb(t))`` of the diffusion network."""
+    def node_features(self, frac_t: Tensor, t: Tensor) -> Tensor | None:  # type: ignore[override]
+        """(N, num_fourier + time_dim) extra node inputs ``(F_t, emb(t))`` of the diffusion network
+        (None when both are switched off)."""
         hp = self.hp
-        parts = [fourier_features(frac_t, hp.fourier_n_min, hp.fourier_n_max)]  # (N, 36)
+        parts = [fourier_features(frac_t, hp.fourier_n_min, hp.fourier_n_max)] if hp.decoder_fourier else []  # (N, 36)
         if hp.time_dim > 0:
             parts.append(timestep_embedding(t, hp.time_dim).to(frac_t.dtype))  # (N, time_dim)
-        return torch.cat(parts, dim=-1)
+        return torch.cat(parts, dim=-1) if parts else None
 
     def decode_cartesian(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
                          batch: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

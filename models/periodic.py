@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "fourier_features",
     "PeriodicGraph",
     "cart_to_frac",
     "frac_to_cart",
@@ -637,3 +638,19 @@ def knn_graph_pbc(
         limits = torch.full((num_atoms.numel(),), math.inf, dtype=f.dtype, device=f.device)
         i, j, images = _nearest_within(f, lat, num_atoms, limits, k, tie_tolerance, chunk, growth)
     return _build(frac, lattice, _batch_index(num_atoms, n), i, j, images)
+
+
+def fourier_features(frac: Tensor, n_min: int = 3, n_max: int = 8) -> Tensor:
+    """Fourier features of fractional coordinates, DP-CDVAE section S3:
+    ``[sin(2^n pi r), cos(2^n pi r)]`` for n = n_min..n_max (periodic in r with period 1, so
+    invariant to wrapping and to lattice translations).
+
+    Args:
+        frac: (N, 3) (wrapped or unwrapped; identical for n >= 1) fractional coordinates.
+
+    Returns:
+        (N, 6 (n_max - n_min + 1)): all sines (n-major, then coordinate), then all cosines.
+    """
+    freqs = math.pi * 2.0 ** torch.arange(n_min, n_max + 1, dtype=frac.dtype, device=frac.device)  # (K,)
+    arg = (frac.unsqueeze(-2) * freqs.unsqueeze(-1)).flatten(-2)  # (N, K * 3)
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # (N, 6K)

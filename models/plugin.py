@@ -2,8 +2,9 @@
 
 Registered here: the baselines of :mod:`benchmark.models.baselines`, ``replay`` (training crystals
 drawn back at random: the ceiling of the distribution metrics) and ``random`` (random atoms and
-lattices matching training statistics: the floor), and ``cdvae`` (:mod:`benchmark.models.cdvae_model`,
-the network in :mod:`benchmark.models.cdvae`). A factory returns the model class, not an
+lattices matching training statistics: the floor), ``cdvae`` and ``cdvae_fourier``
+(:mod:`benchmark.models.cdvae_model`, the network in :mod:`benchmark.models.cdvae`) and the four
+DP-CDVAE variants (:mod:`benchmark.models.dp_cdvae_model`, network in :mod:`benchmark.models.dp_cdvae`). A factory returns the model class, not an
 instance, and imports its module only when called, so ``python -m benchmark list models`` stays
 fast. Third-party models register through the same hook (see :mod:`benchmark.hookspecs`).
 """
@@ -37,8 +38,30 @@ def _cdvae() -> type:
     return CDVAEModel
 
 
+def _cdvae_fourier() -> type:
+    from benchmark.models.cdvae_model import CDVAEFourierModel
+
+    return CDVAEFourierModel
+
+
+def _dp_cdvae(name: str) -> type:
+    from benchmark.models.dp_cdvae_model import VARIANTS
+
+    return VARIANTS[name]
+
+
+_DP_CDVAE = {
+    "dp_cdvae": "DP-CDVAE: CDVAE's VAE with a DDPM on fractional coordinates (Pakornchote et al. 2023)",
+    "dp_cdvae_na": "DP-CDVAE+N_a: DP-CDVAE with a number-of-atoms MLP in the encoder",
+    "dp_cdvae_gine": "DP-CDVAE+GINE: DP-CDVAE with a GINE graph encoder beside DimeNet++",
+    "dp_cdvae_na_gine": "DP-CDVAE+N_a+GINE: DP-CDVAE with both extra encoders",
+}
+
+
 @hookimpl
 def benchmark_models() -> list[Entry]:
     entries = [Entry(name, desc, (lambda c=cls: _baseline(c))) for name, (cls, desc) in _BASELINES.items()]
     entries.append(Entry("cdvae", "CDVAE: DimeNet++ encoder, GemNet-T score decoder, annealed Langevin dynamics (Xie et al., ICLR 2022)", _cdvae))
+    entries.append(Entry("cdvae_fourier", "CDVAE+Fourier: CDVAE with Fourier features of the noisy coordinates (DP-CDVAE Table III)", _cdvae_fourier))
+    entries.extend(Entry(name, desc, (lambda n=name: _dp_cdvae(n))) for name, desc in _DP_CDVAE.items())
     return entries

@@ -56,6 +56,7 @@ class RunOptions:
     n_jobs: int | None = None
     progress: bool = True
     properties: str | None = None
+    train_split: str = "train"
 
 
 @dataclass
@@ -104,8 +105,10 @@ def model_dir(opts: RunOptions, res: Resolved) -> Path:
     from benchmark import settings
     from benchmark.config import to_jsonable
 
-    key = _hash({"model": opts.model, "version": res.model_cls.version, "dataset": opts.dataset, "config": to_jsonable(res.model_config), "seed": opts.seed})
-    return settings.runs_dir(opts.runs_dir) / "models" / f"{opts.model}-{opts.dataset}-{key}"
+    what = {"model": opts.model, "version": res.model_cls.version, "dataset": opts.dataset, "config": to_jsonable(res.model_config), "seed": opts.seed}
+    if opts.train_split != "train":  # (keys of models trained on "train" stay what they were)
+        what["train_split"] = opts.train_split
+    return settings.runs_dir(opts.runs_dir) / "models" / f"{opts.model}-{opts.dataset}-{_hash(what)}"
 
 
 @contextlib.contextmanager
@@ -143,13 +146,21 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
         summary = json.loads((mdir / "fit.json").read_text()) if (mdir / "fit.json").is_file() else {}
         return res.model_cls.load(ckpt, res.model_config), {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": False, "fit": summary}
     dataset = get_plugins()["datasets"].get(opts.dataset)
+    if opts.train_split not in dataset.splits:
+        raise RunError(f"--train-split {opts.train_split!r}: {opts.dataset} has the splits {', '.join(dataset.splits)}")
     try:
-        train = dataset.load("train", opts.data_dir, progress=opts.progress)
-        val = dataset.load("val", opts.data_dir, progress=opts.progress) if "val" in dataset.splits else []
+        train = dataset.load(opts.train_split, opts.data_dir, progress=opts.progress)
     except DatasetNotFound as exc:
-        raise RunError(f"training {opts.model} on {opts.dataset} needs its train split: {exc}") from exc
+        hint = "" if opts.train_split != "train" else " (with only val and test at hand, --train-split val trains on val; say so when you report it)"
+        raise RunError(f"training {opts.model} on {opts.dataset} needs its {opts.train_split} split: {exc}{hint}") from exc
+    # validation: the val split, unless it is what the model trains on (then there is none)
+    val_split = "val" if opts.train_split != "val" else None
+    try:
+        val = dataset.load(val_split, opts.data_dir, progress=opts.progress) if val_split in dataset.splits else []
+    except DatasetNotFound:
+        val = []
     mdir.mkdir(parents=True, exist_ok=True)
-    log(f"training {opts.model} on {opts.dataset} ({len(train)} crystals, preset {opts.preset}) in {mdir}")
+    log(f"training {opts.model} on {opts.dataset}/{opts.train_split} ({len(train)} crystals, {len(val)} for validation, preset {opts.preset}) in {mdir}")
     t = time.time()
     model = res.model_cls(res.model_config)
     with _progress_env(opts.progress):
@@ -164,7 +175,8 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     from benchmark.config import to_jsonable
     from benchmark.store import write_json_atomic
 
-    write_json_atomic(mdir / "fit.json", {**summary, "config": to_jsonable(res.model_config), "seed": opts.seed, "dataset": opts.dataset})
+    write_json_atomic(mdir / "fit.json", {**summary, "config": to_jsonable(res.model_config), "seed": opts.seed, "dataset": opts.dataset,
+                                          "train_split": opts.train_split, "n_val": len(val)})
     return model, {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": True, "fit": summary}
 
 
@@ -292,6 +304,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         "name": opts.model,
         "version": res.model_cls.version,
         "preset": opts.preset,
+        "train_split": opts.train_split,
         "config": to_jsonable(res.model_config),
         "capabilities": sorted(res.model_cls.capabilities),
         "checkpoint_sha256": None,
@@ -410,6 +423,7 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
         properties=opts.properties,
         num_opt=getattr(cfg, "num_opt", 100),
         model_name=opts.model,
+        train_split=opts.train_split,  # novelty is measured against what the model saw
     )
     if opts.task == "ground_state":
         eopts.relaxer, eopts.relax_optimizer, eopts.relax_fmax = cfg.relaxer, cfg.optimizer, cfg.fmax
