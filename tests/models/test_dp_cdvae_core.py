@@ -294,6 +294,31 @@ def test_rotation_equivariance(batch: CrystalBatch) -> None:
     assert torch.allclose(logits_rot, logits, atol=1e-8)
 
 
+def test_noise_prediction_is_periodic_and_follows_a_permutation(batch: CrystalBatch) -> None:
+    """Moving an atom by a lattice vector (r -> r + integer) changes nothing (Eq. 3: the network
+    sees pi(r); the Fourier features have period 1); permuting the atoms of a crystal permutes
+    eps_theta and the type logits. (A common fractional shift of all atoms is *not* a symmetry:
+    the Fourier features of section S3 see absolute positions.)"""
+    model = tiny_model(batch).double()
+    g = torch.Generator().manual_seed(5)
+    frac = wrap_frac(batch.frac_coords.double() + 0.05 * torch.randn(19, 3, generator=g, dtype=torch.float64))
+    lattice = lattice_from_params(batch.lengths.double(), batch.angles.double())
+    z = torch.randn(4, 16, generator=g, dtype=torch.float64)
+    t = torch.full((19,), 120, dtype=torch.long)
+    with torch.no_grad():
+        eps, logits = model.decode(z, frac, batch.atom_types, lattice, batch.num_atoms, batch.batch, t)
+        jumps = torch.randint(-2, 3, (19, 3), generator=g).double()
+        eps_j, logits_j = model.decode(z, frac + jumps, batch.atom_types, lattice, batch.num_atoms,
+                                       batch.batch, t)
+        # permute the atoms inside each crystal (the batch index stays sorted)
+        perm = torch.cat([torch.nonzero(batch.batch == k).flatten().flip(0) for k in range(4)])
+        eps_p, logits_p = model.decode(z, frac[perm], batch.atom_types[perm], lattice, batch.num_atoms,
+                                       batch.batch, t)
+    assert float(eps.abs().max()) > 1e-6
+    assert torch.allclose(eps_j, eps, atol=1e-8) and torch.allclose(logits_j, logits, atol=1e-8)
+    assert torch.allclose(eps_p, eps[perm], atol=1e-8) and torch.allclose(logits_p, logits[perm], atol=1e-8)
+
+
 # ------------------------------------------------------------------------------ losses
 
 
