@@ -110,7 +110,7 @@ class Dataset:
             return self._download(split)
         searched = "\n  ".join(str(p) for p in candidates)
         how = (
-            f"It is downloaded automatically on a machine with network access (unset BENCHMARK_OFFLINE)."
+            "It is downloaded automatically on a machine with network access (unset BENCHMARK_OFFLINE)."
             if split in self.official_blobs
             else "This file is not downloadable; obtain it from the source in the dataset's description."
         )

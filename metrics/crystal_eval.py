@@ -18,7 +18,6 @@ crystal counts as invalid. Nothing here raises.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field

@@ -21,6 +21,9 @@ X (N, 3) and a lattice L (3, 3). The model has three parts, trained together (se
   cutoff, appendix B.2). It returns ``pred`` (N, 3), the noise-free part of the score
   ``s_X(M~ | z)``, and type logits (N, max_atomic_num) of ``p_A(M~ | z)``. The noise-conditional
   score is ``s_X(M~ | z; sigma_X) = pred / sigma_X`` (section 4, "noise scaling").
+  With ``decoder_fourier`` (CDVAE+Fourier, the third model of DP-CDVAE's Table III) the decoder's
+  node inputs also get ``sin/cos(2^n pi x~)``, n = 3..8, of the noisy fractional coordinates
+  (:func:`benchmark.models.periodic.fourier_features`; DP-CDVAE section S3); off for CDVAE.
 
 Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric:
 ``sigma_X,j = sigma_begin * (sigma_end / sigma_begin)^((j-1)/(L-1))``, 10 -> 0.01 Å, and
