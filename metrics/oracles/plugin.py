@@ -1,4 +1,5 @@
-"""Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data) and CHGNet.
+"""Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data), CHGNet,
+and Con-CDVAE's twelve pretrained CGCNN models (checkpoints read as data).
 
 Listing these entries imports neither torch nor the weights; ``entry.load()`` builds the oracle
 (and raises :class:`~benchmark.metrics.oracles.cdvae.OracleWeightsNotFound` without the files).
@@ -19,6 +20,20 @@ _ORACLES = {
 }
 
 
+# name -> (training set, property, unit or meaning of the output); the CGCNN oracles of benchmark.metrics.oracles.cgcnn
+# (kept here too so that listing imports neither torch nor that module)
+_CGCNN_DATASETS = {"mpall20": "MP-20", "mpall40": "MP-40", "oqmd": "OQMD-20"}
+_CGCNN_TARGETS = {
+    "fm": ("formation_energy_per_atom", "eV/atom"),
+    "bg": ("band_gap", "eV"),
+    "Cfm": ("FM_type", "probability that formation_energy_per_atom < -0.9 eV/atom"),
+    "Cbg": ("BG_type", "probability of a non-zero band gap"),
+}
+_CGCNN_ORACLES = {
+    f"cgcnn-{ds}-{target}": (label, *_CGCNN_TARGETS[target]) for ds, label in _CGCNN_DATASETS.items() for target in _CGCNN_TARGETS
+}
+
+
 def _make(name: str, oracle_dir: str | None = None) -> object:
     from benchmark.metrics.oracles.cdvae import CDVAEPropertyOracle
 
@@ -31,6 +46,12 @@ def _make_chgnet(oracle_dir: str | None = None) -> object:  # oracle_dir: weight
     return CHGNetOracle()
 
 
+def _make_cgcnn(name: str, oracle_dir: str | None = None) -> object:
+    from benchmark.metrics.oracles.cgcnn import CGCNNOracle
+
+    return CGCNNOracle(name, oracle_dir=oracle_dir)
+
+
 @hookimpl
 def benchmark_oracles() -> list[Entry]:
     entries = [
@@ -38,4 +59,8 @@ def benchmark_oracles() -> list[Entry]:
         for name, (ds, prop) in _ORACLES.items()
     ]
     entries.append(Entry("chgnet", "CHGNet universal potential: energy per atom (eV/atom) and relaxations (FIRE/BFGS)", _make_chgnet))
+    entries.extend(
+        Entry(name, f"Con-CDVAE pretrained CGCNN (trained on {ds}): {prop} ({unit})", partial(_make_cgcnn, name))
+        for name, (ds, prop, unit) in _CGCNN_ORACLES.items()
+    )
     return entries
