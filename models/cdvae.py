@@ -107,7 +107,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Literal, Sequence
+from typing import Literal, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,9 @@ class CrystalBatch:
             row 1 the target i.
         images: (E, 3) float integer lattice translations of the source.
         y: (B,) standardised property, or None.
+        conditions: named per-crystal conditions for conditional models (Con-CDVAE), or None:
+            each value (B,) (float for continuous, long for class indices) or (B, k) (e.g.
+            element fractions); CDVAE itself ignores them.
     """
 
     atom_types: Tensor
@@ -167,6 +170,7 @@ class CrystalBatch:
     edge_index: Tensor
     images: Tensor
     y: Tensor | None = None
+    conditions: dict[str, Tensor] | None = None
 
     @property
     def num_graphs(self) -> int:
@@ -176,16 +180,22 @@ class CrystalBatch:
     def to(self, device: torch.device | str) -> "CrystalBatch":
         """A copy with every tensor on ``device``."""
         moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        return CrystalBatch(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()})
+        out = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()}
+        if self.conditions is not None:
+            out["conditions"] = {k: v.to(device) for k, v in self.conditions.items()}
+        return CrystalBatch(**out)
 
     @classmethod
     def from_graphs(cls, graphs: Sequence[dict], y: Sequence[float] | Tensor | None = None,
-                    dtype: torch.dtype = torch.float32) -> "CrystalBatch":
+                    dtype: torch.dtype = torch.float32,
+                    conditions: Mapping[str, Sequence | Tensor] | None = None) -> "CrystalBatch":
         """Collate per-crystal graphs as returned by :func:`benchmark.metrics.oracles.cdvae.build_graph`.
 
         Each graph holds ``atom_types`` (n,), ``frac_coords`` (n, 3), ``lattice`` (3, 3, rows),
         ``edge_index`` (2, e, local indices) and ``images`` (e, 3). Lengths and angles are read
         off the lattice matrices (the model is invariant to the lattice's orientation).
+        ``conditions`` (optional) maps a name to B per-crystal values; floating values are cast
+        to ``dtype``, integer ones kept as long.
         """
         types, frac, lattices, edges, images, counts = [], [], [], [], [], []
         shift = 0
@@ -200,6 +210,14 @@ class CrystalBatch:
             shift += n
         num_atoms = torch.tensor(counts, dtype=torch.long)
         lengths, angles = params_from_lattice(torch.stack(lattices))  # (B, 3), (B, 3)
+        cond: dict[str, Tensor] | None = None
+        if conditions is not None:
+            cond = {}
+            for name, values in conditions.items():
+                t = torch.as_tensor(values)  # (B,) or (B, k)
+                if t.shape[:1] != (len(counts),):
+                    raise ValueError(f"condition {name!r} has shape {tuple(t.shape)} for {len(counts)} crystals")
+                cond[name] = t.to(dtype) if t.is_floating_point() else t.long()
         return cls(
             atom_types=torch.cat(types),
             frac_coords=torch.cat(frac).to(dtype),
@@ -210,6 +228,7 @@ class CrystalBatch:
             edge_index=torch.cat(edges, dim=1),
             images=torch.cat(images).to(dtype),
             y=None if y is None else torch.as_tensor(y, dtype=dtype).reshape(len(counts)),
+            conditions=cond,
         )
 
 
