@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from benchmark.crystal import Crystal
-from benchmark.models.base import CAPABILITIES, SAMPLE, Model, ModelConfig, SampleBatch
+from benchmark.models.base import CAPABILITIES, CONDITIONAL_SAMPLE, SAMPLE, Model, ModelConfig, SampleBatch
 
 N_VAL = 4
 N_SAMPLES = 4
@@ -117,11 +117,13 @@ def check_capabilities(model_class: type) -> None:
     assert not problems, "; ".join(problems)
 
 
-def fit_model(model_class: type, run_dir: Path, *, preset: str = "smoke", n_train: int = 16, seed: int = 0) -> tuple[Model, dict[str, Any]]:
-    """A model built with ``preset`` and fitted on ``n_train`` contract crystals; (model, summary)."""
+def fit_model(model_class: type, run_dir: Path, *, preset: str = "smoke", n_train: int = 16, seed: int = 0,
+              overrides: dict[str, Any] | None = None) -> tuple[Model, dict[str, Any]]:
+    """A model built with ``preset`` (and config ``overrides``) and fitted on ``n_train`` contract
+    crystals; (model, summary)."""
     from benchmark.config import resolve
 
-    model = model_class(resolve(model_class.Config, preset))
+    model = model_class(resolve(model_class.Config, preset, None, None, dict(overrides or {})))
     train = contract_crystals(n_train)
     val = contract_crystals(N_VAL, offset=n_train)
     summary = model.fit(train, val, Path(run_dir), seed=seed, device="cpu")
@@ -163,6 +165,17 @@ def check_sample(model: Model, n: int = N_SAMPLES) -> None:
     assert same_crystals(batch.crystals, again.crystals), "sample is not deterministic: the same seed gave different crystals"
     other = model.sample(n, seed=1, device="cpu")
     assert not same_crystals(batch.crystals, other.crystals), "sample ignores the seed: seeds 0 and 1 gave the same crystals"
+
+
+def check_conditional_sample(model: Model, conditions: dict[str, Any], n: int = N_SAMPLES) -> None:
+    """``conditional_sample`` returns n valid crystals, deterministic in the seed."""
+    batch = model.conditional_sample(n, conditions, seed=0, device="cpu")
+    assert isinstance(batch, SampleBatch), f"conditional_sample must return a SampleBatch, got {type(batch).__name__}"
+    assert len(batch.crystals) == n, f"conditional_sample({n}) returned {len(batch.crystals)} crystals"
+    for i, c in enumerate(batch.crystals):
+        _check_crystal(c, f"conditional sample {i}")
+    again = model.conditional_sample(n, conditions, seed=0, device="cpu")
+    assert same_crystals(batch.crystals, again.crystals), "conditional_sample is not deterministic in the seed"
 
 
 def check_checkpoint_files(directory: Path) -> None:
@@ -273,7 +286,7 @@ def check_model(
 
 
 # ---------------------------------------------------------------------- pytest
-_FITTED: dict[tuple[type, str, int], tuple[Model, dict[str, Any]]] = {}
+_FITTED: dict[tuple[type, str, int, str], tuple[Model, dict[str, Any]]] = {}
 
 
 class ModelContract:
@@ -286,6 +299,10 @@ class ModelContract:
     model_class: type | None = None
     preset: str = "smoke"
     n_train: int = 16
+    #: config values on top of the preset (e.g. a condition the contract crystals carry)
+    overrides: dict[str, Any] = {}
+    #: targets for ``conditional_sample`` (models with that capability)
+    conditions: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def _model_class(self) -> type:
@@ -295,10 +312,10 @@ class ModelContract:
 
     def _fitted(self, tmp_path_factory: Any) -> tuple[Model, dict[str, Any]]:
         cls = self._model_class()
-        key = (cls, self.preset, self.n_train)
+        key = (cls, self.preset, self.n_train, json.dumps(self.overrides, sort_keys=True, default=str))
         if key not in _FITTED:
             run_dir = tmp_path_factory.mktemp(f"contract-{cls.name or cls.__name__}")
-            _FITTED[key] = fit_model(cls, run_dir, preset=self.preset, n_train=self.n_train)
+            _FITTED[key] = fit_model(cls, run_dir, preset=self.preset, n_train=self.n_train, overrides=self.overrides)
         return _FITTED[key]
 
     def _require(self, capability: str) -> None:
@@ -325,6 +342,11 @@ class ModelContract:
         self._require(SAMPLE)
         model, _ = self._fitted(tmp_path_factory)
         check_sample(model)
+
+    def test_conditional_sample_batch(self, tmp_path_factory: Any) -> None:
+        self._require(CONDITIONAL_SAMPLE)
+        model, _ = self._fitted(tmp_path_factory)
+        check_conditional_sample(model, self.conditions)
 
     def test_save_load_round_trip(self, tmp_path_factory: Any, tmp_path: Path) -> None:
         model, _ = self._fitted(tmp_path_factory)

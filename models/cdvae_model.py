@@ -176,14 +176,15 @@ class GraphDataset:
         return self.items[k]
 
 
-def collate(items: Sequence[dict[str, Any]]) -> Any:
+def collate(items: Sequence[dict[str, Any]], conditions: dict[str, Any] | None = None) -> Any:
     """A :class:`~benchmark.models.cdvae.CrystalBatch` of dataset items (their graphs' cells), with
-    the standardised property when every item has one (None otherwise)."""
+    the standardised property when every item has one (None otherwise) and the per-crystal
+    ``conditions`` of a conditional model (name -> one value per item)."""
     from benchmark.models.cdvae import CrystalBatch
 
     ys = [float(it.get("y", float("nan"))) for it in items]
     y = None if any(np.isnan(ys)) else ys
-    return CrystalBatch.from_graphs([it["graph"] for it in items], y=y)
+    return CrystalBatch.from_graphs([it["graph"] for it in items], y=y, conditions=conditions)
 
 
 def _graph_items(crystals: Sequence[Crystal]) -> list[dict[str, Any]]:
@@ -259,6 +260,11 @@ class CDVAEModel(Model):
 
         return CDVAE, CDVAEHParams
 
+    def collate(self, items: Sequence[dict[str, Any]]) -> Any:
+        """The network's batch of dataset items (:func:`collate`; a conditional model adds the
+        items' conditions)."""
+        return collate(items)
+
     def sampler_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the network's ``sample`` / ``reconstruct`` (Algorithm 1's step
         count and size here)."""
@@ -294,10 +300,10 @@ class CDVAEModel(Model):
         train_ds = GraphDataset(train, cfg.property, self.prop_scale)
         val_ds = GraphDataset([c for c in val if 0 < c.num_atoms <= cfg.max_atoms], cfg.property, self.prop_scale) if val else None
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=gen)
-        val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=collate) if val_ds and len(val_ds) else None
+        train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, collate_fn=self.collate, generator=gen)
+        val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, collate_fn=self.collate) if val_ds and len(val_ds) else None
         if hasattr(net, "fit_scale_factors"):  # GemNet's scale factors from one representative batch
-            net.fit_scale_factors(next(iter(DataLoader(train_ds, batch_size=min(cfg.batch_size, 64), shuffle=False, collate_fn=collate))))
+            net.fit_scale_factors(next(iter(DataLoader(train_ds, batch_size=min(cfg.batch_size, 64), shuffle=False, collate_fn=self.collate))))
         hparams = {"config": dataclasses.asdict(cfg), "monitor": "val_loss" if val_loader is not None else "train_loss"}
         module = _lightning_module(net, cfg, hparams)
         summary = train_module(module, train_loader, val_loader, Path(run_dir), max_epochs=cfg.max_epochs, seed=seed, device=device,
@@ -365,7 +371,7 @@ class CDVAEModel(Model):
         # an input without a CrystalNN graph cannot be encoded: it decodes to an empty crystal (invalid, with a reason)
         result: list[Crystal] = [_empty_crystal(c) for c in crystals]
         if ok:
-            batch = collate([items[k] for k in ok]).to(device)
+            batch = self.collate([items[k] for k in ok]).to(device)
             out = net.reconstruct(batch, generator=self._generator(seed, device), **self.sampler_kwargs())
             for k, c in zip(ok, to_crystals(out)):
                 result[k] = c
@@ -381,7 +387,7 @@ class CDVAEModel(Model):
         ok = [k for k, it in enumerate(items) if it is not None]
         if not ok:
             raise ValueError(f"{self.name}: none of the starting crystals has a CrystalNN graph")
-        batch = collate([items[k] for k in ok]).to(device)
+        batch = self.collate([items[k] for k in ok]).to(device)
         outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self._generator(seed, device),
                             **self.sampler_kwargs())
         steps_out: list[list[Crystal]] = []

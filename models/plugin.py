@@ -44,6 +44,12 @@ def _cdvae_fourier() -> type:
     return CDVAEFourierModel
 
 
+def _con_cdvae() -> type:
+    from benchmark.models.con_cdvae_model import ConCDVAEModel
+
+    return ConCDVAEModel
+
+
 def _dp_cdvae(name: str) -> type:
     from benchmark.models.dp_cdvae_model import VARIANTS
 
@@ -64,4 +70,5 @@ def benchmark_models() -> list[Entry]:
     entries.append(Entry("cdvae", "CDVAE: DimeNet++ encoder, GemNet-T score decoder, annealed Langevin dynamics (Xie et al., ICLR 2022)", _cdvae))
     entries.append(Entry("cdvae_fourier", "CDVAE+Fourier: CDVAE with Fourier features of the noisy coordinates (DP-CDVAE Table III)", _cdvae_fourier))
     entries.extend(Entry(name, desc, (lambda n=name: _dp_cdvae(n))) for name, desc in _DP_CDVAE.items())
+    entries.append(Entry("con_cdvae", "Con-CDVAE: CDVAE conditioned on target properties, latent DDPM prior, Predictor filter (Ye et al. 2023)", _con_cdvae))
     return entries
