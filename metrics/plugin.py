@@ -49,6 +49,14 @@ _SPECS = {
     "ground_state_validity": ("ground_state", "generation", "validity",
                               {"comp_valid": (True, FRACTION), "struct_valid": (True, FRACTION), "valid": (True, FRACTION)},
                               "validity of the crystals that are relaxed", True),
+    "conditional_success": ("conditional_generation", "conditional", "conditional_success",
+                            {"success[<conditions>]": (True, FRACTION), "success[<conditions>].<property>": (True, FRACTION),
+                             "predicted[<conditions>]": (True, FRACTION), "mad[<conditions>].<property>": (False, None),
+                             "median[<conditions>].<property>": (None, None)},
+                            "fraction of samples meeting every target (and each), checked by CGCNN oracles / symmetry analysis (Con-CDVAE Tables 2, B1)", True),
+    "conditional_validity": ("conditional_generation", "generation", "validity",
+                             {"comp_valid": (True, FRACTION), "struct_valid": (True, FRACTION), "valid": (True, FRACTION)},
+                             "validity of the conditionally generated crystals", True),
 }
 
 
