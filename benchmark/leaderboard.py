@@ -50,6 +50,22 @@ TASK_COLUMNS: dict[str, list[str]] = {
     "property_optimization": ["SR5", "SR10", "SR15"],
     "sampling_speed": ["seconds_per_crystal", "crystals_per_second", "seconds_for_10000"],
     "ground_state": ["gs_match_rate", "gs_mean_rms", "gs_rms_dvolume_per_atom", "gs_rms_denergy_per_atom"],
+    # Con-CDVAE Table 2 (joint band gap / formation energy classes), then Table B1 (crystal systems,
+    # in the paper's column order); a run fills the column of its condition set, and the joint
+    # success of any other condition set a stored run has is appended after these
+    "conditional_generation": [
+        "success[BG_type=zero,FM_type=high]",
+        "success[BG_type=zero,FM_type=low]",
+        "success[BG_type=non-zero,FM_type=high]",
+        "success[BG_type=non-zero,FM_type=low]",
+        "success[CS_type=triclinic]",
+        "success[CS_type=monoclinic]",
+        "success[CS_type=orthorhombic]",
+        "success[CS_type=tetragonal]",
+        "success[CS_type=trigonal]",
+        "success[CS_type=hexagonal]",
+        "success[CS_type=cubic]",
+    ],
 }
 
 
@@ -101,7 +117,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
 }
 
 #: Display order of the paper datasets when a table spans several.
-DATASET_ORDER = ("perov_5", "carbon_24", "mp_20")
+DATASET_ORDER = ("perov_5", "carbon_24", "mp_20", "mp_40", "oqmd_20")
 
 FORMATS = ("markdown", "latex", "csv", "html")
 MISSING = "-"
@@ -111,11 +127,41 @@ ORIGIN_REPORTED = "reported"
 
 
 def metric_info(key: str, higher_is_better: bool | None = None) -> MetricInfo:
-    """METRIC_INFO[key], or a generic entry (label = key) for metrics it does not know."""
+    """METRIC_INFO[key], the conditional_generation keys (labelled from their condition set), or a
+    generic entry (label = key) for metrics it does not know."""
     info = METRIC_INFO.get(key)
     if info is not None:
         return info
+    conditional = _conditional_info(key)
+    if conditional is not None:
+        return conditional
     return MetricInfo(key, higher_is_better, "sig", 4)
+
+
+#: short names of the condition properties in column labels (Con-CDVAE's tables: "BG:zero; FE:high")
+_CONDITION_SHORT = {"BG_type": "BG", "FM_type": "FE", "CS_type": "CS", "band_gap": "BG", "formation_energy_per_atom": "FE"}
+_CONDITION_UNIT = {"band_gap": " eV", "formation_energy_per_atom": " eV/atom"}
+
+
+def _conditional_info(key: str) -> MetricInfo | None:
+    """``success[BG_type=zero,FM_type=high]`` -> "BG:zero; FE:high (%)", ``mad[band_gap=3].band_gap``
+    -> "MAD BG (BG:3 eV)" (keys of :mod:`benchmark.metrics.conditional`)."""
+    from benchmark.metrics.conditional import parse_key
+
+    parsed = parse_key(key)
+    if parsed is None:
+        return None
+    kind, pairs, target = parsed
+    cond = "; ".join(f"{_CONDITION_SHORT.get(k, k)}:{v}{_CONDITION_UNIT.get(k, '')}" for k, v in pairs.items())
+    what = _CONDITION_SHORT.get(target or "", target or "")
+    if kind == "success":
+        return MetricInfo(f"{cond} (%)" if target is None else f"{what} of {cond} (%)", True, "percent")
+    if kind == "predicted":
+        return MetricInfo(f"checked, {cond} (%)", True, "percent")
+    unit = _CONDITION_UNIT.get(target or "", "").strip() or None
+    if kind == "mad":
+        return MetricInfo(f"MAD {what} ({cond})", False, "sig", 4, unit)
+    return MetricInfo(f"median {what} ({cond})", None, "sig", 4, unit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,6 +285,9 @@ def _record_row(record: Mapping[str, Any], task: str) -> Row:
                 values["seconds_for_10000"] = spc * 10000.0
     model = record.get("model")
     label = _name(model) or "?"
+    strategy = ((model or {}).get("config") or {}).get("strategy") if isinstance(model, Mapping) else None
+    if task == "conditional_generation" and strategy:
+        label = f"{label} ({strategy})"  # Con-CDVAE's strategies are rows of its tables
     run_id = record.get("run_id")
     notes = record.get("notes") or []
     note = "; ".join(str(n) for n in notes) if notes else None
@@ -277,6 +326,32 @@ def _reported_row(row: Mapping[str, Any]) -> Row:
         reference=bool(row.get("reference")),
         upper_bound=upper_keys,
     )
+
+
+def _merge_condition_rows(rows: list[Row], records: list[Mapping[str, Any]]) -> list[Row]:
+    """conditional_generation: one run fills one column (its condition set), so the ``ok`` runs of
+    the same model, strategy, config, checkpoint, dataset and profile are merged into one row, as
+    the paper's rows hold one model's results for every condition set (a later run's value wins
+    when two runs fill the same column)."""
+    merged: dict[str, Row] = {}
+    out: list[Row] = []
+    for row, record in zip(rows, records):
+        if row.status != "ok":
+            out.append(row)
+            continue
+        model = record.get("model") if isinstance(record.get("model"), Mapping) else {}
+        key = json.dumps([row.label, row.dataset, row.profile, model.get("version"), model.get("config"), model.get("checkpoint_sha256")],
+                         sort_keys=True, default=str)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = row
+            out.append(row)
+            continue
+        first.values.update({k: v for k, v in row.values.items() if v is not None})
+        first.source = f"{first.source}, {row.source}" if row.source else first.source
+        if row.note:
+            first.note = f"{first.note}; {row.note}" if first.note else row.note
+    return out
 
 
 def _dataset_key(name: str | None) -> tuple[int, str]:
@@ -332,6 +407,8 @@ def build_table(
                 continue
             reported_rows.append(_reported_row(row))
     project_rows = [_record_row(r, task) for r in records]
+    if task == "conditional_generation":
+        project_rows = _merge_condition_rows(project_rows, records)
 
     hib_from_records = _record_hib(records)
     candidates = list(TASK_COLUMNS.get(task, []))
@@ -340,12 +417,17 @@ def build_table(
             for key in row.values:
                 if key not in candidates:
                     candidates.append(key)
+    if task == "conditional_generation":  # the joint success of condition sets outside the paper's tables
+        for row in reported_rows + project_rows:
+            for key in row.values:
+                if key.startswith("success[") and key.endswith("]") and key not in candidates:
+                    candidates.append(key)
     all_rows = reported_rows + project_rows
     columns = [c for c in candidates if any(r.values.get(c) is not None for r in all_rows)]
     if not columns and candidates and all_rows:
         # only "not supported" rows: still show the task's headline columns, each "-"
         columns = candidates[: {"generation": 7, "reconstruction": 2, "property_optimization": 3}.get(task, 3)]
-    hib = {c: (METRIC_INFO[c].higher_is_better if c in METRIC_INFO else hib_from_records.get(c)) for c in columns}
+    hib = {c: metric_info(c, hib_from_records.get(c)).higher_is_better for c in columns}
 
     datasets = sorted({r.dataset for r in all_rows if r.dataset is not None}, key=_dataset_key)
     group = dataset is None and len(datasets) > 1
@@ -385,6 +467,10 @@ def build_table(
     notes: list[str] = []
     if profiles:
         notes.append("Reproduced rows use metric profile " + ", ".join(profiles) + ".")
+    if task == "conditional_generation":
+        notes.append("Success: fraction of the generated crystals meeting every target of the column's condition set "
+                     "(classes by CGCNN classifiers, P >= 0.5; crystal system by SpacegroupAnalyzer, symprec 0.2, angle 5°; "
+                     "values within a tolerance); reproduced rows merge the runs of one model, strategy and checkpoint.")
     if oracles and task == "ground_state":
         notes.append("Relaxed with " + ", ".join(oracles) + " (reproduced rows); the reported rows were relaxed with DFT (VASP, PBE) at 10 GPa.")
     elif oracles:
