@@ -86,6 +86,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         pressure_gpa=args.pressure,
         count_unconverged=args.count_unconverged,
     )
+    if args.condition or args.tolerance or args.condition_oracle:
+        from benchmark.metrics.conditional import ConditionError, parse_assignments
+
+        if args.task != "conditional_generation":
+            print("error: --condition / --tolerance / --condition-oracle apply to --task conditional_generation", file=sys.stderr)
+            return 2
+        try:
+            opts.conditions = parse_assignments(args.condition, "--condition")
+            opts.tolerances = parse_assignments(args.tolerance, "--tolerance")
+            opts.condition_oracles = parse_assignments(args.condition_oracle, "--condition-oracle")
+        except ConditionError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         result = evaluate(opts)
     except EvaluationError as exc:
@@ -159,6 +172,10 @@ def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
         progress=not args.no_progress,
         properties=getattr(args, "properties", None),
         train_split=getattr(args, "train_split", "train"),
+        conditions=getattr(args, "condition", None) or (),
+        tolerances=getattr(args, "tolerance", None) or (),
+        condition_oracles=getattr(args, "condition_oracle", None) or (),
+        strategy=getattr(args, "strategy", None),
     )
 
 
@@ -285,6 +302,20 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-split", default="train", help="split the model is trained on (default train; e.g. val where a dataset's train split is not at hand)")
 
 
+def _add_condition_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("conditional_generation task (one condition set per run)")
+    g.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
+                   help="a target property (repeatable; replaces task.conditions): band_gap=3.0 (eV), formation_energy_per_atom=-2 (eV/atom), "
+                        "BG_type=zero|non-zero (or 0|1), FM_type=high|low (or 0|1; low = below -0.9 eV/atom), "
+                        "CS_type or crystal_system=triclinic|trigonal|monoclinic|orthorhombic|tetragonal|hexagonal|cubic (or 0..6), "
+                        "or any property whose oracle is given with --condition-oracle")
+    g.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
+                   help="success window of a continuous target (default 0.5 eV band gap, 0.5 eV/atom formation energy; repeatable)")
+    g.add_argument("--condition-oracle", action="append", default=[], metavar="NAME=ORACLE",
+                   help="checker of a property (default: the dataset's Con-CDVAE CGCNN, e.g. band_gap=cgcnn-mpall20-bg; "
+                        "CS_type=symmetry); repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -296,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("evaluate", help="score a sample file with the published protocol", description="Score a sample file (CIF directory or zip, extended XYZ, CSV with a cif column, CDVAE eval_gen/eval_recon/eval_opt.pt) and store the run.")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | ground_state")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | ground_state | conditional_generation")
     p.add_argument("--dataset", required=True, help="dataset whose reference split and published constants apply (e.g. perov_5)")
     p.add_argument("--samples", required=True, help="sample file or directory")
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
@@ -325,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--relax-time-limit", type=float, default=300.0, metavar="SECONDS", help="wall-time limit per crystal (default 300)")
     g.add_argument("--pressure", type=float, default=None, metavar="GPA", help="external pressure (default: the dataset's; 10 GPa for carbon_24, else 0)")
     g.add_argument("--count-unconverged", action="store_true", help="use relaxations stopped at the step cap in ΔV/ΔE and matching")
+    _add_condition_args(p)
     p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR, then the user cache)")
     p.add_argument("--runs-dir", default=None, help="where run records are stored (else BENCHMARK_RUNS_DIR, then a per-user directory)")
     p.add_argument("--no-cache", action="store_true", help="recompute reference fingerprints")
@@ -333,8 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("run", help="train (or reuse) a model, run a task, score and store it")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed | ground_state")
+    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed | ground_state | conditional_generation")
     _add_model_args(p)
+    p.add_argument("--strategy", default=None, metavar="NAME", help="the model's generation strategy (sets model.strategy=NAME; "
+                   "Con-CDVAE: default, full or less); an error for a model without a strategy setting")
+    _add_condition_args(p)
     p.add_argument("--checkpoint", default=None, help="use this trained model instead of training")
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
     p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
@@ -358,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
-    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization | sampling_speed (default: all)")
+    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization | sampling_speed | ground_state | "
+                   "conditional_generation (default: the first four)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
     p.add_argument("--runs-dir", default=None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 
@@ -85,6 +85,38 @@ class GroundStateConfig:
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 10, "batch_size": 10, "steps": 200}, "paper": {}}
 
 
+@dataclass(frozen=True)
+class ConditionalGenerationConfig:
+    """Conditional generation (Con-CDVAE, Sections 2.3 and 3; Tables 2 and B1; Figures 2-4):
+    ``n_samples`` crystals for one condition set, asked of the model in batches of ``batch_size``
+    (``Model.conditional_sample(n, conditions, seed=..., device=...)``) and checked by independent
+    property oracles (:mod:`benchmark.metrics.conditional`).
+
+    Attributes:
+        n_samples: crystals per condition set (the paper: 200, the output of its 20,000:200 filter).
+        batch_size: crystals per model call (each batch is seeded and resumable).
+        conditions: property -> target, one condition set per run: numbers for ``band_gap`` (eV),
+            ``formation_energy_per_atom`` (eV/atom) or any property an oracle named in ``oracles``
+            predicts; class labels or codes for ``BG_type`` (zero = 0, non-zero = 1), ``FM_type``
+            (high = 0, low = 1) and ``CS_type`` / ``crystal_system`` (triclinic 0, trigonal 1,
+            monoclinic 2, orthorhombic 3, tetragonal 4, hexagonal 5, cubic 6). Stored with canonical
+            names and labels; the model is given the numbers and the integer class codes of the
+            data's columns.
+        tolerances: property -> success window of a continuous target (defaults: 0.5 eV band gap,
+            0.5 eV/atom formation energy; not from the paper, see the metric module).
+        oracles: property -> checker: an oracle name (``list oracles``) or ``symmetry`` (``CS_type``).
+            Defaults: the Con-CDVAE CGCNN models of the dataset (MP-20's: ``cgcnn-mpall20-fm``,
+            ``-bg``, ``-Cfm``, ``-Cbg``) and pymatgen symmetry analysis (symprec 0.2, angle 5°).
+    """
+
+    n_samples: int = 200
+    batch_size: int = 200
+    conditions: dict[str, Any] = field(default_factory=dict)
+    tolerances: dict[str, float] = field(default_factory=dict)
+    oracles: dict[str, str] = field(default_factory=dict)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 20, "batch_size": 10}, "paper": {}}
+
+
 #: external pressure the dataset's crystals were searched / relaxed at (GPa)
 DATASET_PRESSURE_GPA: dict[str, float] = {"carbon_24": 10.0}
 
@@ -95,4 +127,5 @@ TASK_CONFIGS: dict[str, type] = {
     "property_optimization": OptimizationConfig,
     "sampling_speed": SamplingSpeedConfig,
     "ground_state": GroundStateConfig,
+    "conditional_generation": ConditionalGenerationConfig,
 }

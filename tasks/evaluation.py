@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -69,6 +69,11 @@ class EvaluateOptions:
     relax_time_limit_s: float = 300.0
     pressure_gpa: float | None = None
     count_unconverged: bool = False
+    # conditional_generation task: the condition set (property -> number, class label or code),
+    # tolerances of continuous targets and checkers per property (see benchmark.metrics.conditional)
+    conditions: Mapping[str, Any] | None = None
+    tolerances: Mapping[str, Any] | None = None
+    condition_oracles: Mapping[str, str] | None = None
 
 
 @dataclass
@@ -204,6 +209,11 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
     timings: dict[str, float] = {}
+    # conditional generation: the targets and their checkers, resolved before any crystal is read
+    # (a bad condition or missing oracle weights fail here, not after featurisation)
+    conditional: dict[str, Any] = {}
+    if task.name == "conditional_generation":
+        conditional = _conditional_options(opts, dataset.name, metrics)
 
     # ---- samples
     t = time.time()
@@ -291,6 +301,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
             "n_property_samples": opts.n_property_samples,
             "progress": opts.progress,
             **(_relax_options(opts, dataset.name) if task.name == "ground_state" else {}),
+            **conditional,
         },
         notes=notes,
     )
@@ -316,6 +327,8 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         writers["relaxed.extxyz"] = lambda path, cs=ctx.cache["relaxed_crystals"]: _write_relaxed(cs, path)
 
     record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx)
+    if ctx.options.get("condition_targets"):
+        record["conditions"] = _conditions_record(ctx.options["condition_targets"])
     run_dir = None
     if opts.store:
         from benchmark.store import ResultsStore
@@ -326,6 +339,30 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         record["artifacts"] = {"per_structure": "per_structure.csv", **write_artifacts(writers, run_dir, record["notes"])}
         store.save(record)
     return EvaluationResult(values, table, record, run_dir, notes, writers)
+
+
+def _conditional_options(opts: EvaluateOptions, dataset: str, metrics: Sequence[Metric]) -> dict[str, Any]:
+    """ctx.options of the conditional_generation metric: the resolved targets and the oracle
+    objects that check them (loaded once here; raises EvaluationError for a bad condition set)."""
+    from benchmark.metrics.conditional import ConditionError, build_targets, load_oracles
+
+    try:
+        targets = build_targets(opts.conditions or {}, opts.tolerances, opts.condition_oracles, dataset)
+        oracles = load_oracles(targets, opts.oracle_dir) if any(m.name == "conditional_success" for m in metrics) else {}
+    except ConditionError as exc:
+        raise EvaluationError(str(exc)) from exc
+    return {"condition_targets": targets, "condition_oracle_objects": oracles, "oracle_dir": opts.oracle_dir}
+
+
+def _conditions_record(targets: Sequence[Any]) -> dict[str, Any]:
+    """The condition set as stored in the record: per property its target, tolerance and checker."""
+    from benchmark.metrics.conditional import condition_text, describe_checker
+
+    return {
+        "text": condition_text(targets),
+        "targets": {t.name: {"value": t.value, "code": t.code, "tolerance": t.tolerance, "unit": t.unit, "checker": describe_checker(t.oracle)}
+                    for t in targets},
+    }
 
 
 def _write_relaxed(crystals: Sequence[Any], path: Path) -> None:

@@ -17,6 +17,9 @@ _TASKS = {
     "ground_state": ("none", "relax samples with a potential; match rate, <δ_rms>, ΔV_rms, ΔE_rms vs the relaxed crystals",
                      "100 generated crystals relaxed (the paper: DFT at 10 GPa for Carbon-24; here a named potential), "
                      "StructureMatcher(0.5, 10, 0.3) with the relaxed crystal as base (DP-CDVAE Table III)"),
+    "conditional_generation": ("none", "sample crystals for target properties; success per target and jointly, checked by property oracles",
+                               "200 crystals per condition set; band gap / formation energy (classes or values) by CGCNN, crystal "
+                               "system by SpacegroupAnalyzer(symprec=0.2, angle_tolerance=5) (Con-CDVAE Tables 2 and B1, Figures 2-4)"),
 }
 
 

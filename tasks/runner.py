@@ -25,7 +25,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +57,13 @@ class RunOptions:
     progress: bool = True
     properties: str | None = None
     train_split: str = "train"
+    # conditional_generation: the condition set (``NAME=VALUE`` strings or a mapping), replacing the
+    # task config's ``conditions``; tolerances and checkers per property, merged over the config's
+    conditions: Sequence[str] | Mapping[str, Any] = ()
+    tolerances: Sequence[str] | Mapping[str, Any] = ()
+    condition_oracles: Sequence[str] | Mapping[str, Any] = ()
+    # a model setting: becomes the override model.strategy=NAME (the model's config must have it)
+    strategy: str | None = None
 
 
 @dataclass
@@ -93,11 +100,78 @@ def resolve(opts: RunOptions) -> Resolved:
         unknown = (set(run_file) | set(overrides)) - {"model", "task"}
         if unknown:
             raise ConfigError(f"unknown config sections {sorted(unknown)}; use [model] and [task]")
+        if opts.strategy is not None:
+            overrides.setdefault("model", {})["strategy"] = _strategy_override(model_cls, opts)
+        if opts.conditions or opts.tolerances or opts.condition_oracles:
+            overrides.setdefault("task", {}).update(_condition_overrides(opts, run_file, overrides))
         model_config = resolve_config(model_cls.Config, opts.preset, opts.dataset, run_file.get("model"), overrides.get("model"), "model")
         task_config = resolve_config(TASK_CONFIGS[opts.task], opts.preset, opts.dataset, run_file.get("task"), overrides.get("task"), "task")
     except ConfigError as exc:
         raise RunError(str(exc)) from exc
+    if opts.task == "conditional_generation":
+        task_config = _checked_conditions(task_config, opts.dataset)
     return Resolved(model_cls, model_config, task_config, run_file)
+
+
+def _strategy_override(model_cls: type, opts: RunOptions) -> str:
+    """``--strategy NAME`` is the model setting ``strategy`` (Con-CDVAE's default / full / less
+    generation strategies, Section 2.2.2); a model whose config has no such field cannot take it."""
+    import dataclasses
+
+    fields = [f.name for f in dataclasses.fields(model_cls.Config)]
+    if "strategy" not in fields:
+        raise RunError(f"--strategy {opts.strategy}: model {opts.model!r} has no strategy setting (its config has no 'strategy' field; "
+                       f"fields: {', '.join(fields) or '(none)'})")
+    return str(opts.strategy)
+
+
+def _condition_overrides(opts: RunOptions, run_file: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``--condition`` replaces the task's ``conditions`` (a condition set is one unit);
+    ``--tolerance`` and ``--condition-oracle`` values are merged over the run file's and ``--set``'s
+    ``tolerances`` / ``oracles``."""
+    from benchmark.metrics.conditional import ConditionError, parse_assignments
+
+    if opts.task != "conditional_generation":
+        raise RunError(f"--condition / --tolerance / --condition-oracle apply to the conditional_generation task, not {opts.task}")
+
+    def given(items: Sequence[str] | Mapping[str, Any], flag: str) -> dict[str, Any]:
+        return dict(items) if isinstance(items, Mapping) else parse_assignments(items, flag)
+
+    def merged(field: str, items: Sequence[str] | Mapping[str, Any], flag: str) -> dict[str, Any]:
+        base = {**dict((run_file.get("task") or {}).get(field) or {}), **dict((overrides.get("task") or {}).get(field) or {})}
+        return {**base, **given(items, flag)}
+
+    out: dict[str, Any] = {}
+    try:
+        if opts.conditions:
+            out["conditions"] = given(opts.conditions, "--condition")
+        if opts.tolerances:
+            out["tolerances"] = merged("tolerances", opts.tolerances, "--tolerance")
+        if opts.condition_oracles:
+            out["oracles"] = merged("oracles", opts.condition_oracles, "--condition-oracle")
+    except ConditionError as exc:
+        raise RunError(str(exc)) from exc
+    return out
+
+
+def _checked_conditions(cfg: Any, dataset: str) -> Any:
+    """The task config with its condition set validated and normalised (canonical names, class
+    labels, floats), so that equal requests resolve to the same config (and work directory)."""
+    import dataclasses
+
+    from benchmark.metrics.conditional import ConditionError, build_targets, canonical_name, normalize_conditions
+
+    try:
+        conditions = normalize_conditions(cfg.conditions, cfg.oracles)
+        build_targets(conditions, cfg.tolerances, cfg.oracles, dataset)  # tolerances and checkers fit the targets
+        names = list(conditions) + [k for k in cfg.oracles if k not in conditions]
+        tolerances = dict(sorted((canonical_name(k, names), float(v)) for k, v in cfg.tolerances.items()))
+        oracles = dict(sorted((canonical_name(k, names), str(v)) for k, v in cfg.oracles.items()))
+    except ConditionError as exc:
+        raise RunError(str(exc)) from exc
+    if cfg.n_samples <= 0 or cfg.batch_size <= 0:
+        raise RunError("task.n_samples and task.batch_size must be positive")
+    return dataclasses.replace(cfg, conditions=conditions, tolerances=tolerances, oracles=oracles)
 
 
 # ------------------------------------------------------------------ training / checkpoints
@@ -337,6 +411,9 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         store.save(base_record)
         return base_record
 
+    if opts.task == "conditional_generation":
+        _check_oracles(res.task_config, opts.dataset)  # before training and sampling, not after
+
     model, ckpt_info = trained_model(opts, res, log)
     model_info["checkpoint_sha256"] = ckpt_info.get("checkpoint_sha256")
     model_info["checkpoint"] = ckpt_info.get("checkpoint")
@@ -364,6 +441,13 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
             crystals: list[Crystal] = []
         elif opts.task in ("generation", "ground_state"):
             crystals, _ = batched(work, cfg.n_samples, cfg.batch_size, lambda b, bn: _sample(model, bn, derive_seed(opts.seed, b), opts.device), opts.progress, "sampling")
+        elif opts.task == "conditional_generation":
+            from benchmark.metrics.conditional import build_targets, model_conditions
+
+            wanted = model_conditions(build_targets(cfg.conditions, cfg.tolerances, cfg.oracles, opts.dataset))
+            crystals, _ = batched(work, cfg.n_samples, cfg.batch_size,
+                                  lambda b, bn: _conditional_sample(model, bn, wanted, derive_seed(opts.seed, b), opts.device),
+                                  opts.progress, "conditional sampling")
         elif opts.task == "reconstruction":
             test = dataset.load("test", opts.data_dir, limit=cfg.limit, progress=opts.progress)
             crystals, _ = batched(work, len(test), cfg.batch_size,
@@ -404,6 +488,22 @@ def _sample(model: Any, n: int, seed: int, device: str) -> tuple[list[Crystal], 
     return list(batch.crystals), batch.model_evaluations
 
 
+def _conditional_sample(model: Any, n: int, conditions: Mapping[str, Any], seed: int, device: str) -> tuple[list[Crystal], int | None]:
+    """One batch of ``Model.conditional_sample``; the model gets a fresh copy of the conditions."""
+    batch = model.conditional_sample(n, dict(conditions), seed=seed, device=device)
+    return list(batch.crystals), batch.model_evaluations
+
+
+def _check_oracles(cfg: Any, dataset: str) -> None:
+    """Fail early when a checker of the condition set is unknown or its weights are missing."""
+    from benchmark.metrics.conditional import ConditionError, build_targets, load_oracles
+
+    try:
+        load_oracles(build_targets(cfg.conditions, cfg.tolerances, cfg.oracles, dataset))
+    except ConditionError as exc:
+        raise RunError(str(exc)) from exc
+
+
 def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: Any) -> dict[str, Any]:
     from benchmark import settings
     from benchmark.store import ResultsStore
@@ -425,6 +525,8 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
         model_name=opts.model,
         train_split=opts.train_split,  # novelty is measured against what the model saw
     )
+    if opts.task == "conditional_generation":
+        eopts.conditions, eopts.tolerances, eopts.condition_oracles = cfg.conditions, cfg.tolerances, cfg.oracles
     if opts.task == "ground_state":
         eopts.relaxer, eopts.relax_optimizer, eopts.relax_fmax = cfg.relaxer, cfg.optimizer, cfg.fmax
         eopts.relax_steps, eopts.relax_time_limit_s, eopts.pressure_gpa = cfg.steps, cfg.time_limit_s, cfg.pressure_gpa
@@ -440,6 +542,8 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
     out["metrics"] = ev["metrics"]
     out["timings"] = {**record["timings"], **ev["timings"]}
     out["notes"] = record["notes"] + ev["notes"]
+    if ev.get("conditions"):
+        out["conditions"] = ev["conditions"]
     store = ResultsStore(settings.runs_dir(opts.runs_dir))
     store.write_per_structure(record["run_id"], result.per_structure)
     written = result.write_artifacts(store.run_dir(record["run_id"]))
