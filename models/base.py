@@ -51,11 +51,14 @@ class ModelConfig:
     Subclasses add fields and fill ``presets`` with ``{preset name: {field: value}}``; a preset is
     applied over the defaults, then a run file and ``--set`` overrides over it (see
     :mod:`benchmark.config`). ``dataset_presets`` optionally refines a preset per dataset (e.g.
-    CDVAE's beta = 0.03 for Carbon-24).
+    CDVAE's beta = 0.03 for Carbon-24). ``sampling_fields`` names the fields that only steer
+    generation (step counts, strategies, filters): the runner leaves them out of the key of a
+    trained model, so changing one reuses the model instead of training it again.
     """
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "paper": {}}
     dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    sampling_fields: ClassVar[frozenset[str]] = frozenset()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

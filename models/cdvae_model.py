@@ -79,6 +79,7 @@ class CDVAEConfig(ModelConfig):
     fourier_n_min: int = 3
     fourier_n_max: int = 8
 
+    sampling_fields: ClassVar[frozenset[str]] = frozenset({"n_step_each", "step_lr"})
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "smoke": {

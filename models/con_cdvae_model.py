@@ -85,6 +85,8 @@ class ConCDVAEConfig(CDVAEConfig):
     keep: int | None = 200
     less_tolerance: float = 0.1
 
+    # one trained model serves every strategy and filter ratio (the paper's D/F/L rows)
+    sampling_fields: ClassVar[frozenset[str]] = CDVAEConfig.sampling_fields | {"strategy", "n_candidates", "keep", "less_tolerance"}
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "smoke": {

@@ -67,6 +67,8 @@ class DPCDVAEConfig(CDVAEConfig):
     gine_num_rbf: int = 16
     num_steps: int | None = None
 
+    # Eq. 6 or Eq. 7 and the number of reverse steps are chosen at sampling time
+    sampling_fields: ClassVar[frozenset[str]] = CDVAEConfig.sampling_fields | {"reverse_step", "num_steps"}
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         "smoke": {

@@ -179,7 +179,9 @@ def model_dir(opts: RunOptions, res: Resolved) -> Path:
     from benchmark import settings
     from benchmark.config import to_jsonable
 
-    what = {"model": opts.model, "version": res.model_cls.version, "dataset": opts.dataset, "config": to_jsonable(res.model_config), "seed": opts.seed}
+    # fields that only steer generation are not part of the key: one trained model serves them all
+    config = {k: v for k, v in to_jsonable(res.model_config).items() if k not in getattr(res.model_config, "sampling_fields", ())}
+    what = {"model": opts.model, "version": res.model_cls.version, "dataset": opts.dataset, "config": config, "seed": opts.seed}
     if opts.train_split != "train":  # (keys of models trained on "train" stay what they were)
         what["train_split"] = opts.train_split
     return settings.runs_dir(opts.runs_dir) / "models" / f"{opts.model}-{opts.dataset}-{_hash(what)}"
