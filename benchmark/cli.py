@@ -135,6 +135,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
     store = ResultsStore(settings.runs_dir(args.runs_dir))
     tasks = [args.task] if args.task else ["generation", "reconstruction", "property_optimization", "sampling_speed"]
+    if not args.task:  # the later papers' tasks when there are runs of them (else their reported rows alone would crowd it)
+        tasks += [t for t in ("ground_state", "conditional_generation") if store.query(task=t, dataset=args.dataset)]
     chunks = []
     for task in tasks:
         records = store.query(task=task, dataset=args.dataset)
@@ -394,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
     p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization | sampling_speed | ground_state | "
-                   "conditional_generation (default: the first four)")
+                   "conditional_generation (default: the first four, and the last two where runs of them are stored)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
     p.add_argument("--runs-dir", default=None)

@@ -81,7 +81,8 @@ def options(runs: Path, conditions: list[str], **kw: Any) -> RunOptions:
 
 
 @pytest.mark.data
-def test_run_asks_for_conditional_samples_in_batches_and_scores_them(shared_data: Path, tmp_path: Path, plugins: None) -> None:
+def test_run_asks_for_conditional_samples_in_batches_and_scores_them(shared_data: Path, tmp_path: Path, plugins: None,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from benchmark.leaderboard import build_table, render
 
     runs = tmp_path / "runs"
@@ -112,6 +113,11 @@ def test_run_asks_for_conditional_samples_in_batches_and_scores_them(shared_data
     assert ours[0].values["success[CS_type=cubic,band_gap=3]"] == pytest.approx(success["value"])
     text = render(table, "markdown")
     assert "CS:cubic; BG:3 eV (%)" in text and "CS:hexagonal (%)" in text
+    # the plain leaderboard shows the conditional table once there are runs of it
+    from benchmark.cli import main
+
+    assert main(["leaderboard", "--runs-dir", str(runs)]) == 0
+    assert f"| {MODEL} (full) | mp_20_sample |" in capsys.readouterr().out
 
 
 @pytest.mark.data
@@ -145,6 +151,41 @@ def test_strategy_and_condition_errors_are_clear(tmp_path: Path, plugins: None) 
     assert tol.tolerances == {"band_gap": 0.25}
     assert resolve(RunOptions(model=MODEL, task="conditional_generation", dataset="mp_20_sample", preset="paper",
                               conditions=["band_gap=3"])).task_config.n_samples == 200
+
+
+def test_conditions_from_a_run_file(tmp_path: Path, plugins: None) -> None:
+    """A run file's [task] table holds a condition set; --condition replaces it as a whole,
+    --tolerance merges over the file's tolerances."""
+    from benchmark.tasks.runner import resolve
+
+    path = tmp_path / "run.toml"
+    path.write_text('[task]\nn_samples = 8\nconditions = { band_gap = 3, BG_type = "non-zero" }\ntolerances = { band_gap = 0.3 }\n')
+
+    def cfg(**kw: Any) -> Any:
+        return resolve(RunOptions(model=MODEL, task="conditional_generation", dataset="mp_20_sample", config_file=str(path), **kw)).task_config
+
+    base = cfg()
+    assert base.conditions == {"BG_type": "non-zero", "band_gap": 3.0} and base.tolerances == {"band_gap": 0.3} and base.n_samples == 8
+    replaced = cfg(conditions=["formation_energy=-2"])
+    assert replaced.conditions == {"formation_energy_per_atom": -2.0} and replaced.tolerances == {"band_gap": 0.3}
+    with pytest.raises(RunError, match="tolerance of band_gap"):
+        cfg(tolerances=["band_gap=-1"])
+
+
+def test_generation_only_settings_reuse_the_trained_model(tmp_path: Path) -> None:
+    """One trained con_cdvae serves every strategy and filter (the paper's D/F/L rows are one
+    model); a training setting gives another model."""
+    from benchmark.tasks.runner import model_dir, resolve
+
+    def key(**kw: Any) -> Path:
+        opts = RunOptions(model="con_cdvae", task="conditional_generation", dataset="mp_20_sample", preset="smoke", runs_dir=str(tmp_path),
+                          conditions=["formation_energy_per_atom=-2"], overrides=kw.pop("overrides", []), **kw)
+        return model_dir(opts, resolve(opts))
+
+    base = key()
+    assert key(strategy="full") == key(strategy="less") == base
+    assert key(overrides=["model.keep=10", "model.n_candidates=100", "model.n_step_each=3"]) == base
+    assert key(overrides=["model.max_epochs=3"]) != base and key(overrides=["model.num_noise_level=4"]) != base
 
 
 def test_cli_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -209,6 +250,8 @@ def test_leaderboard_prints_the_reported_con_cdvae_rows(tmp_path: Path, capsys: 
                                              "success[BG_type=non-zero,FM_type=high]": 0.995, "success[BG_type=non-zero,FM_type=low]": 0.22})
     oqmd = next(r for r in rows if r["model"] == "Con-CDVAE (less)" and r["dataset"] == "oqmd_20" and "Table B1" in r["source"])
     assert oqmd["metrics"]["success[CS_type=monoclinic]"] == pytest.approx(0.005) and oqmd["metrics"]["success[CS_type=hexagonal]"] == pytest.approx(0.22)
+    assert main(["leaderboard", "--runs-dir", str(tmp_path)]) == 0
+    assert "Conditional generation" not in capsys.readouterr().out  # no runs of it: not in the plain leaderboard
     assert main(["leaderboard", "--task", "conditional_generation", "--runs-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "BG:zero; FE:high (%)" in text and "CS:cubic (%)" in text
