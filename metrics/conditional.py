@@ -670,5 +670,6 @@ def class_bar_png(c: Checked, path: Path, title: str) -> Path:
     ax.set_ylabel("crystals")
     ax.set_xlabel(f"predicted {t.name} ({describe_checker(t.oracle)})", fontsize=8)
     rate = c.success.mean() * 100 if len(c.success) else 0.0
-    ax.set_title("\n".join(textwrap.wrap(f"{title}: target {t.value}, {rate:.1f}% on target", 70)), fontsize=8)
+    width = int(12 * fig.get_figwidth())  # characters of an 8 pt title that fit the figure
+    ax.set_title("\n".join(textwrap.wrap(f"{title}: target {t.value}, {rate:.1f}% on target", width)), fontsize=8)
     return _save(fig, path)
