@@ -1,6 +1,6 @@
 """Con-CDVAE, conditional generation of crystals with CDVAE, as a plain ``torch.nn.Module``.
 
-Ye, Zhang, Chen, Wang, Ding, Xu, Ren, "Con-CDVAE: A method for the conditional generation of
+Ye, Weng, Wu, "Con-CDVAE: A method for the conditional generation of
 crystal structures" (equation numbers below are that paper's, section 2.2). Details the paper
 leaves open are settled with its released code (github cyye001/Con-CDVAE: ``concdvae/pl_modules/
 model.py``, ``ConditionModel.py``, ``PreCondition.py``, ``concdvae/pl_prior/model.py``,

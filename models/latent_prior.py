@@ -1,6 +1,6 @@
 """The *Prior* of Con-CDVAE: a conditional DDPM on the VAE latent z ("Step-two" training).
 
-Ye, Zhang, Chen, Wang, Ding, Xu, Ren, "Con-CDVAE: A method for the conditional generation of
+Ye, Weng, Wu, "Con-CDVAE: A method for the conditional generation of
 crystal structures" (equation numbers below are that paper's), section 2.2.2, and its released
 code (github cyye001/Con-CDVAE, ``concdvae/pl_prior/model.py`` and ``conf/prior/default.yaml``).
 
