@@ -84,17 +84,21 @@ def test_cli_run_generation_on_toy(tmp_path):
     assert record["fit"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
     """Train the smoke network on 8 crystals until it reconstructs them: scored with the real
     reconstruction metric (StructureMatcher 0.5, 10, 0.3) and validity; samples must be valid.
-    About two minutes on one core: the evidence that the model learns, so it runs by default."""
+    120 epochs: with the libraries pip resolves on 2026-12-01 (pymatgen 2026.10, torch_geometric
+    2.8.1, lightning 2.6.6) the 80 epochs that reached 0.75 before stop at 0.5; 120 reach 0.75
+    (Cu, Al, Fe, W, Po, CsCl matched; NaCl and MgO with the right composition, not matched). About
+    six minutes on one core, so it is slow; CI runs it after the default suite."""
     from benchmark.metrics.crystal_eval import evaluate_crystal
     from benchmark.metrics.profiles import get_profile
     from benchmark.metrics.reconstruction import rms_distances
 
     crystals = eight_crystals()
     cfg = resolve(CDVAEConfig, "smoke", None, None, {
-        "max_epochs": 80, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 80,
+        "max_epochs": 120, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 120,
         "beta": 0.001, "num_noise_level": 10, "n_step_each": 20,
     })
     model = CDVAEModel(cfg)
