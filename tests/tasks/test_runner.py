@@ -26,6 +26,7 @@ def records(runs: Path) -> list[dict]:
 
 
 @pytest.mark.data
+@pytest.mark.slow  # about two minutes; CI runs it after the default suite
 def test_replay_generation_is_trained_once_scored_and_stored(shared_data: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     args = ["run", "--model", "replay", "--task", "generation", "--dataset", "perov_5_dev", "--preset", "smoke",
@@ -130,6 +131,7 @@ _SLOW_RUN = textwrap.dedent(
 
 
 @pytest.mark.data
+@pytest.mark.slow  # about two minutes; CI runs it after the default suite
 def test_killed_sampling_run_resumes_without_lost_or_duplicated_crystals(shared_data: Path, tmp_path: Path) -> None:
     from benchmark.samples import read_samples
 
