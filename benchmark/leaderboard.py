@@ -138,30 +138,33 @@ def metric_info(key: str, higher_is_better: bool | None = None) -> MetricInfo:
     return MetricInfo(key, higher_is_better, "sig", 4)
 
 
-#: short names of the condition properties in column labels (Con-CDVAE's tables: "BG:zero; FE:high")
-_CONDITION_SHORT = {"BG_type": "BG", "FM_type": "FE", "CS_type": "CS", "band_gap": "BG", "formation_energy_per_atom": "FE"}
-_CONDITION_UNIT = {"band_gap": " eV", "formation_energy_per_atom": " eV/atom"}
-
-
 def _conditional_info(key: str) -> MetricInfo | None:
     """``success[BG_type=zero,FM_type=high]`` -> "BG:zero; FE:high (%)", ``mad[band_gap=3].band_gap``
     -> "MAD BG (BG:3 eV)" (keys of :mod:`benchmark.metrics.conditional`)."""
-    from benchmark.metrics.conditional import parse_key
+    from benchmark.metrics.conditional import PROPERTIES, parse_key
 
     parsed = parse_key(key)
     if parsed is None:
         return None
     kind, pairs, target = parsed
-    cond = "; ".join(f"{_CONDITION_SHORT.get(k, k)}:{v}{_CONDITION_UNIT.get(k, '')}" for k, v in pairs.items())
-    what = _CONDITION_SHORT.get(target or "", target or "")
+
+    def short(name: str) -> str:  # Con-CDVAE's tables: "BG:zero; FE:high"
+        return PROPERTIES[name].short if name in PROPERTIES else name
+
+    def unit(name: str) -> str:
+        spec = PROPERTIES.get(name)
+        return f" {spec.unit}" if spec is not None and spec.unit else ""
+
+    cond = "; ".join(f"{short(k)}:{v}{unit(k)}" for k, v in pairs.items())
+    what = short(target or "")
     if kind == "success":
         return MetricInfo(f"{cond} (%)" if target is None else f"{what} of {cond} (%)", True, "percent")
     if kind == "predicted":
         return MetricInfo(f"checked, {cond} (%)", True, "percent")
-    unit = _CONDITION_UNIT.get(target or "", "").strip() or None
+    target_unit = unit(target or "").strip() or None
     if kind == "mad":
-        return MetricInfo(f"MAD {what} ({cond})", False, "sig", 4, unit)
-    return MetricInfo(f"median {what} ({cond})", None, "sig", 4, unit)
+        return MetricInfo(f"MAD {what} ({cond})", False, "sig", 4, target_unit)
+    return MetricInfo(f"median {what} ({cond})", None, "sig", 4, target_unit)
 
 
 # --------------------------------------------------------------------------------------------------
