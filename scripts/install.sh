@@ -11,6 +11,9 @@
 #   TORCH_INDEX_URL  index to take PyTorch from, e.g. https://download.pytorch.org/whl/cpu on a
 #                    Linux machine without a local CPU wheel (the plain PyPI wheel is the CUDA
 #                    build). Unset: pip's own configuration decides (find-links, indexes).
+#   CONSTRAINTS      pip constraints file of tested library versions (default: constraints.txt in
+#                    the checkout); CONSTRAINTS= (empty) resolves the newest releases instead, for
+#                    trying a library upgrade before regenerating that file.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +22,11 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+CONSTRAINTS="${CONSTRAINTS-constraints.txt}"
+constraint_args=()
+if [ -n "$CONSTRAINTS" ]; then
+    constraint_args=(-c "$CONSTRAINTS")
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "creating virtual environment in $VENV"
@@ -35,6 +43,8 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
 fi
 "${PIP[@]}" install "${torch_args[@]}"
 
-"${PIP[@]}" install -e ".[test]"
+# The project and its test tools at the tested versions (constraints.txt), so that a new day's
+# releases cannot change what CI runs.
+"${PIP[@]}" install "${constraint_args[@]}" -e ".[test]"
 
 "$VENV/bin/python" -c "import benchmark, torch; print('installed crystal-gen-benchmark', benchmark.__version__, 'with torch', torch.__version__)"
