@@ -1,15 +1,24 @@
-"""``python -m benchmark``: list plugins, evaluate sample files, print leaderboards."""
+"""``python -m benchmark``: list plugins, run models on tasks, evaluate sample files, print leaderboards.
+
+A task's own options (``--n-samples``, ``--fmax``, ``--condition`` ...) are generated from its
+config (:func:`benchmark.tasks.base.cli_options`): ``run --task NAME --help`` and
+``evaluate --task NAME --help`` list them with their defaults. Nothing here knows a task by name.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Sequence
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args, get_origin
 
 from benchmark.registry import KINDS, RegistryError, get_plugins
 
 if TYPE_CHECKING:  # pragma: no cover
     from benchmark.tasks.runner import RunOptions
+
+TASK_DEST = "task_option__"  # prefix of the argparse destinations of a task's options
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -38,21 +47,76 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_cutoffs(text: str) -> tuple[float, float]:
-    try:
-        a, b = (float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected STRUC,COMP, e.g. 0.2,4") from None
-    return a, b
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
+# ------------------------------------------------------------------ task options from task configs
+def _plain_type(hint: Any) -> Any:
+    """``int | None`` -> int; ``Literal["a", "b"]`` stays; other unions: their first non-None member."""
+    if get_origin(hint) in (typing.Union, types.UnionType):
+        members = [a for a in get_args(hint) if a is not type(None)]
+        return _plain_type(members[0]) if members else str
+    return hint
+
+
+def _add_task_options(p: argparse.ArgumentParser, task: Any, command: Literal["run", "evaluate"]) -> None:
+    """One option per field of the task's config that ``command`` takes (see
+    :func:`benchmark.tasks.base.option`); not given, an option leaves the config's value alone."""
+    from benchmark.tasks.base import cli_options
+
+    options = cli_options(task.Config, command)
+    if not options:
+        return
+    smoke = task.Config.presets.get("smoke", {})
+    where = "the run file's [task] table and --set task.FIELD=VALUE too" if command == "run" else "defaults: the published protocol"
+    g = p.add_argument_group(f"{task.name} task options ({where})")
+    for o in options:
+        said = []
+        if "default" not in o.spec.help:  # (a help text that explains its default keeps it)
+            said.append(f"default: {'none' if o.default in (None, {}) else o.default}")
+        if command == "run" and o.name in smoke:
+            said.append(f"smoke preset: {smoke[o.name]}")
+        text = o.spec.help + (f" ({'; '.join(said)})" if said else "")
+        kwargs: dict[str, Any] = {"dest": TASK_DEST + o.name, "default": argparse.SUPPRESS, "help": text}
+        hint = _plain_type(o.type)
+        metavar = o.spec.metavar or o.name.upper()
+        if o.spec.parse is not None:
+            kwargs.update(action="append", metavar=metavar)
+        elif hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(hint) is Literal:
+            choices = get_args(hint)
+            kwargs.update(choices=choices, type=type(choices[0]))
+        else:
+            kwargs.update(type=hint if hint in (int, float, str) else str, metavar=metavar)
+        g.add_argument(o.flag, **kwargs)
+
+
+def _task_options(args: argparse.Namespace, task: Any, command: Literal["run", "evaluate"]) -> dict[str, Any]:
+    """The task options given on the command line, parsed into config values (field -> value).
+    Raises ValueError (one line) for a value the option's parser refuses."""
+    from benchmark.tasks.base import cli_options
+
+    out: dict[str, Any] = {}
+    for o in cli_options(task.Config, command):
+        if not hasattr(args, TASK_DEST + o.name):
+            continue
+        value = getattr(args, TASK_DEST + o.name)
+        out[o.name] = o.spec.parse(value) if o.spec.parse is not None else value
+    return out
+
+
+# ------------------------------------------------------------------ evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from benchmark.tasks.evaluation import EvaluateOptions, EvaluationError, evaluate
 
+    task = get_plugins()["tasks"].get(args.task)
+    try:
+        given = _task_options(args, task, "evaluate")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     opts = EvaluateOptions(
         task=args.task,
         dataset=args.dataset,
@@ -68,9 +132,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         properties=args.properties,
         property_name=args.property,
-        num_opt=args.num_opt,
-        n_property_samples=args.n_property_samples,
-        cov_cutoffs=args.cov_cutoffs,
         metrics=args.metric or None,
         model_name=args.model_name,
         progress=not args.no_progress,
@@ -78,27 +139,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_idx=args.batch_idx,
         oracle=None if args.oracle == "none" else args.oracle,
         oracle_dir=args.oracle_dir,
-        relaxer=args.relaxer,
-        relax_optimizer=args.relax_optimizer,
-        relax_fmax=args.fmax,
-        relax_steps=args.relax_steps,
-        relax_time_limit_s=args.relax_time_limit,
-        pressure_gpa=args.pressure,
-        count_unconverged=args.count_unconverged,
+        task_options=given,
     )
-    if args.condition or args.tolerance or args.condition_oracle:
-        from benchmark.metrics.conditional import ConditionError, parse_assignments
-
-        if args.task != "conditional_generation":
-            print("error: --condition / --tolerance / --condition-oracle apply to --task conditional_generation", file=sys.stderr)
-            return 2
-        try:
-            opts.conditions = parse_assignments(args.condition, "--condition")
-            opts.tolerances = parse_assignments(args.tolerance, "--tolerance")
-            opts.condition_oracles = parse_assignments(args.condition_oracle, "--condition-oracle")
-        except ConditionError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
     try:
         result = evaluate(opts)
     except EvaluationError as exc:
@@ -128,39 +170,42 @@ def _report(header: str, flat: dict, notes: list, stored: str | None, json_out: 
         print(f"metrics written to {json_out}")
 
 
+# ------------------------------------------------------------------ leaderboard
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark import settings
-    from benchmark.leaderboard import build_table, render
+    from benchmark.leaderboard import leaderboard_tables, render
     from benchmark.store import ResultsStore
 
-    store = ResultsStore(settings.runs_dir(args.runs_dir))
-    tasks = [args.task] if args.task else ["generation", "reconstruction", "property_optimization", "sampling_speed"]
-    if not args.task:  # the later papers' tasks when there are runs of them (else their reported rows alone would crowd it)
-        tasks += [t for t in ("ground_state", "conditional_generation") if store.query(task=t, dataset=args.dataset)]
-    chunks = []
-    for task in tasks:
-        records = store.query(task=task, dataset=args.dataset)
-        table = build_table(records, task, dataset=args.dataset, include_reported=not args.no_reported)
-        chunks.append(render(table, args.format))
-    text = "\n\n".join(chunks)
+    root = settings.runs_dir(args.runs_dir)
+    tables = leaderboard_tables(ResultsStore(root), task=args.task, dataset=args.dataset, include_reported=not args.no_reported)
+    if not tables:
+        what = " and ".join(x for x in (f"task {args.task}" if args.task else "", f"dataset {args.dataset}" if args.dataset else "") if x) or "any task"
+        print(f"nothing to show: no runs stored in {root} and no reported rows for {what}. "
+              "Store one with `python -m benchmark run --model replay --task generation` (the toy dataset, in seconds).", file=sys.stderr)
+    text = "\n\n".join(render(t, args.format) for t in tables)
     if args.output:
         from pathlib import Path
 
         Path(args.output).write_text(text + "\n")
         print(f"written to {args.output}")
-    else:
+    elif text:
         print(text)
     return 0
 
 
-def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
-    from benchmark.tasks.runner import RunOptions
+# ------------------------------------------------------------------ run / train / sample
+def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any] | None = None) -> "RunOptions":
+    from benchmark.tasks.runner import DEFAULT_DATASET, DEFAULT_PRESET, RunOptions
 
+    if args.dataset is None:
+        print(f"no --dataset given: using the embedded `{DEFAULT_DATASET}` dataset (generated here, no data directory needed)")
+    if args.preset is None:
+        print(f"no --preset given: using `{DEFAULT_PRESET}` (minutes on a CPU; --preset paper is the published protocol)")
     return RunOptions(
         model=args.model,
         task=task,
-        dataset=args.dataset,
-        preset=args.preset,
+        dataset=args.dataset or DEFAULT_DATASET,
+        preset=args.preset or DEFAULT_PRESET,
         config_file=args.config,
         overrides=args.set,
         seed=args.seed,
@@ -174,9 +219,7 @@ def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
         progress=not args.no_progress,
         properties=getattr(args, "properties", None),
         train_split=getattr(args, "train_split", "train"),
-        conditions=getattr(args, "condition", None) or (),
-        tolerances=getattr(args, "tolerance", None) or (),
-        condition_oracles=getattr(args, "condition_oracle", None) or (),
+        task_options=given or {},
         strategy=getattr(args, "strategy", None),
     )
 
@@ -184,8 +227,14 @@ def _run_options(args: argparse.Namespace, task: str) -> "RunOptions":
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.tasks.runner import RunError, flat_metrics, run
 
+    task = get_plugins()["tasks"].get(args.task)
     try:
-        record = run(_run_options(args, args.task))
+        given = _task_options(args, task, "run")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        record = run(_run_options(args, args.task, given))
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -197,9 +246,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from benchmark.tasks.runner import RunError, resolve, trained_model
 
-    opts = _run_options(args, "generation")
+    opts = _run_options(args)
     try:
-        _, info = trained_model(opts, resolve(opts))
+        _, info = trained_model(opts, resolve(opts, with_task=False))
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -208,31 +257,33 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from benchmark.samples import write_extxyz
-    from benchmark.tasks.runner import RunError, _sample, batched, derive_seed, resolve, trained_model
+    import shutil
+    from pathlib import Path
 
-    opts = _run_options(args, "generation")
+    from benchmark.samples import write_extxyz
+    from benchmark.tasks.base import BatchError, RunContext
+    from benchmark.tasks.runner import RunError, resolve, trained_model
+
+    opts = _run_options(args)
+    out = Path(args.out)
+    work = out.with_name(out.name + ".batches")
     try:
-        res = resolve(opts)
+        res = resolve(opts, with_task=False)
         if "sample" not in res.model_cls.capabilities:
             raise RunError(f"{opts.model} cannot sample")
         model, _ = trained_model(opts, res)
-        from pathlib import Path
-
-        out = Path(args.out)
-        work = out.with_name(out.name + ".batches")
-        crystals, _ = batched(work, args.n, args.batch_size, lambda b, bn: _sample(model, bn, derive_seed(opts.seed, b), opts.device), opts.progress)
-    except RunError as exc:
+        run = RunContext(config=None, dataset=None, data_dir=opts.data_dir, seed=opts.seed, device=opts.device, work_dir=work, progress=opts.progress)
+        crystals, _ = run.sample(model, args.n, args.batch_size)
+    except (RunError, BatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_extxyz(crystals, out)
-    import shutil
-
     shutil.rmtree(work, ignore_errors=True)
     print(f"{len(crystals)} crystals written to {out}")
     return 0
 
 
+# ------------------------------------------------------------------ oracles
 def cmd_oracle_predict(args: argparse.Namespace) -> int:
     import json
     import math
@@ -240,6 +291,8 @@ def cmd_oracle_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.samples import SampleFileError, Unreadable, read_samples
+
+    from benchmark.metrics.oracles.base import PREDICT, NotAnOracle, check_oracle
 
     entry = get_plugins(blocked=tuple(args.block_plugin))["oracles"].entry(args.oracle)
     if args.oracle_dir is not None:
@@ -250,6 +303,11 @@ def cmd_oracle_predict(args: argparse.Namespace) -> int:
             oracle = entry.load()
     else:
         oracle = entry.load()
+    try:
+        check_oracle(oracle, args.oracle, PREDICT)
+    except NotAnOracle as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         sample_set = read_samples(args.samples)
     except SampleFileError as exc:
@@ -290,10 +348,11 @@ def cmd_oracle_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ the parser
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model name (see `list models`)")
-    p.add_argument("--dataset", required=True, help="dataset name (see `list datasets`)")
-    p.add_argument("--preset", default="smoke", help="smoke (minutes on a CPU) or paper (published hyper-parameters)")
+    p.add_argument("--dataset", default=None, help="dataset name (see `list datasets`; default: the embedded toy dataset)")
+    p.add_argument("--preset", default=None, help="smoke (minutes on a CPU; the default) or paper (published hyper-parameters and protocol)")
     p.add_argument("--config", default=None, metavar="RUN.toml", help="run file with [model] and [task] tables")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one config value, e.g. model.max_epochs=5 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
@@ -304,23 +363,26 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-split", default="train", help="split the model is trained on (default train; e.g. val where a dataset's train split is not at hand)")
 
 
-def _add_condition_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("conditional_generation task (one condition set per run)")
-    g.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE",
-                   help="a target property (repeatable; replaces task.conditions): band_gap=3.0 (eV), formation_energy_per_atom=-2 (eV/atom), "
-                        "BG_type=zero|non-zero (or 0|1), FM_type=high|low (or 0|1; low = below -0.9 eV/atom), "
-                        "CS_type or crystal_system=triclinic|trigonal|monoclinic|orthorhombic|tetragonal|hexagonal|cubic (or 0..6), "
-                        "or any property whose oracle is given with --condition-oracle")
-    g.add_argument("--tolerance", action="append", default=[], metavar="NAME=VALUE",
-                   help="success window of a continuous target (default 0.5 eV band gap, 0.5 eV/atom formation energy; repeatable)")
-    g.add_argument("--condition-oracle", action="append", default=[], metavar="NAME=ORACLE",
-                   help="checker of a property (default: the dataset's Con-CDVAE CGCNN, e.g. band_gap=cgcnn-mpall20-bg; "
-                        "CS_type=symmetry); repeatable")
+def _preparse(argv: Sequence[str]) -> argparse.Namespace:
+    """``--task`` and ``--block-plugin`` of a command line, read before the full parser exists
+    (the task's options depend on the task; the plugins to build it from on the blocks)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--task", default=None)
+    pre.add_argument("--block-plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(list(argv))
+    return known
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__)
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The command-line parser; ``argv`` decides which task's options ``run``/``evaluate`` take."""
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    pre = _preparse(argv)
+    plugins = get_plugins(blocked=tuple(pre.block_plugin))
+    command = next((a for a in argv if not a.startswith("-")), None)
+    task = plugins["tasks"].get(pre.task) if pre.task and command in ("run", "evaluate") else None
+    tasks_help = " | ".join(plugins["tasks"].names())
+    more = "its own options: `%s --task NAME --help` lists them"
 
     p = sub.add_parser("list", help="list registered datasets, metrics, tasks, models, oracles, or stored runs")
     p.add_argument("kind", nargs="?", choices=KINDS + ("runs",))
@@ -328,8 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("evaluate", help="score a sample file with the published protocol", description="Score a sample file (CIF directory or zip, extended XYZ, CSV with a cif column, CDVAE eval_gen/eval_recon/eval_opt.pt) and store the run.")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | ground_state | conditional_generation")
+    p = sub.add_parser("evaluate", help="score a sample file with the published protocol",
+                       description="Score a sample file (CIF directory or zip, extended XYZ, CSV with a cif column, CDVAE eval_gen/eval_recon/eval_opt.pt) "
+                                   "and store the run. Each task adds " + more % "evaluate" + ".")
+    p.add_argument("--task", required=True, help=tasks_help)
     p.add_argument("--dataset", required=True, help="dataset whose reference split and published constants apply (e.g. perov_5)")
     p.add_argument("--samples", required=True, help="sample file or directory")
     p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
@@ -342,41 +406,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"], help="joblib backend (dask needs a running distributed client)")
     p.add_argument("--properties", default=None, help="property values per sample (JSON list, oracle JSON, .npy, or CSV) for SR / wdist_prop")
     p.add_argument("--property", default=None, help="property name (default: the dataset's target)")
-    p.add_argument("--num-opt", type=int, default=100, help="property optimisation: number of trajectories (default 100)")
-    p.add_argument("--n-property-samples", type=int, default=None, help="valid samples drawn for property statistics (default: the profile's 1,000)")
-    p.add_argument("--cov-cutoffs", type=_parse_cutoffs, default=None, metavar="STRUC,COMP", help="override the coverage cutoffs")
-    p.add_argument("--metric", action="append", default=[], help="compute only these metrics (repeatable; see `list metrics`)")
+    p.add_argument("--metric", action="append", default=[], help="compute only these metrics (repeatable; see `list metrics`; default: the task's)")
     p.add_argument("--model-name", default=None, help="name of the model in the leaderboard (default: the sample file name)")
     p.add_argument("--oracle", default="auto", help="property oracle for wdist_prop and SR: auto (the dataset's published CDVAE model if its weights are found), a name from `list oracles`, or none")
     p.add_argument("--oracle-dir", default=None, help="directory with the oracle weights (else BENCHMARK_ORACLE_DIR)")
     p.add_argument("--batch-idx", type=int, default=0, help="CDVAE .pt files: which of the num_evals batches to read (default 0, as published)")
-    g = p.add_argument_group("ground_state task (relaxation)")
-    g.add_argument("--relaxer", default="chgnet", help="oracle that relaxes the samples (default: chgnet)")
-    g.add_argument("--relax-optimizer", default="FIRE", choices=["FIRE", "BFGS"], help="ASE optimiser (default FIRE)")
-    g.add_argument("--fmax", type=float, default=0.05, help="force tolerance in eV/Å (default 0.05)")
-    g.add_argument("--relax-steps", type=int, default=500, help="step cap per crystal (default 500)")
-    g.add_argument("--relax-time-limit", type=float, default=300.0, metavar="SECONDS", help="wall-time limit per crystal (default 300)")
-    g.add_argument("--pressure", type=float, default=None, metavar="GPA", help="external pressure (default: the dataset's; 10 GPa for carbon_24, else 0)")
-    g.add_argument("--count-unconverged", action="store_true", help="use relaxations stopped at the step cap in ΔV/ΔE and matching")
-    _add_condition_args(p)
     p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR, then the user cache)")
     p.add_argument("--runs-dir", default=None, help="where run records are stored (else BENCHMARK_RUNS_DIR, then a per-user directory)")
     p.add_argument("--no-cache", action="store_true", help="recompute reference fingerprints")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if task is not None and command == "evaluate":
+        _add_task_options(p, task, "evaluate")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("run", help="train (or reuse) a model, run a task, score and store it")
-    p.add_argument("--task", required=True, help="generation | reconstruction | property_optimization | sampling_speed | ground_state | conditional_generation")
+    p = sub.add_parser("run", help="train (or reuse) a model, run a task, score and store it",
+                       description="Train (or reuse) a model, ask it for what the task needs, score it and store the run. Each task adds "
+                                   + more % "run" + ".")
+    p.add_argument("--task", required=True, help=tasks_help)
     _add_model_args(p)
     p.add_argument("--strategy", default=None, metavar="NAME", help="the model's generation strategy (sets model.strategy=NAME; "
                    "Con-CDVAE: default, full or less); an error for a model without a strategy setting")
-    _add_condition_args(p)
     p.add_argument("--checkpoint", default=None, help="use this trained model instead of training")
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
     p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers for scoring")
     p.add_argument("--properties", default=None, help="property values per sample (for SR) until an oracle is available")
+    if task is not None and command == "run":
+        _add_task_options(p, task, "run")
     _add_common(p)
     p.set_defaults(func=cmd_run)
 
@@ -395,8 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
-    p.add_argument("--task", default=None, help="generation | reconstruction | property_optimization | sampling_speed | ground_state | "
-                   "conditional_generation (default: the first four, and the last two where runs of them are stored)")
+    p.add_argument("--task", default=None, help=f"{tasks_help} (default: the papers' main tables, and every task with stored runs)")
     p.add_argument("--dataset", default=None)
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
     p.add_argument("--runs-dir", default=None)
@@ -425,10 +481,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option_hint(unknown: Sequence[str]) -> str:
+    """Which tasks take the unrecognised options (a task's options exist only with its --task)."""
+    from benchmark.tasks.base import cli_options
+
+    owners: dict[str, list[str]] = {}
+    for entry in get_plugins()["tasks"]:
+        task = entry.load()
+        flags = {o.flag for command in ("run", "evaluate") for o in cli_options(task.Config, command)}
+        for arg in unknown:
+            if arg.split("=")[0] in flags:
+                owners.setdefault(arg.split("=")[0], []).append(task.name)
+    if not owners:
+        return ""
+    return " (" + "; ".join(f"{flag} is an option of the {' and '.join(names)} task{'s' if len(names) > 1 else ''}"
+                            for flag, names in owners.items()) + ")"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        parser = build_parser(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            print(f"error: unrecognized arguments: {' '.join(unknown)}{_option_hint(unknown)}", file=sys.stderr)
+            return 2
         return int(args.func(args) or 0)
     except (RegistryError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

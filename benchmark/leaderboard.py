@@ -6,13 +6,15 @@ Everything here is a pure function of its inputs (records are plain dicts as sto
     table = build_table(store.query(task="generation"), "generation", dataset="perov_5")
     print(render(table, "markdown"))
 
-Values are kept in the project's units (fractions for rates); percentages are only applied when
-rendering for humans (markdown, LaTeX, HTML). CSV output carries raw full-precision values.
+What a table holds comes from where each thing is declared: its columns, row labels and caption
+notes from the task (:class:`benchmark.tasks.base.Task`), a column's label, unit, direction and
+display from the metric that writes the key (:class:`benchmark.metrics.base.MetricKey`). Values are
+kept in the project's units (fractions for rates); percentages are only applied when rendering for
+humans (Markdown, LaTeX, HTML, through tabulate). CSV output carries raw full-precision values.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
@@ -22,99 +24,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-# --------------------------------------------------------------------------------------------------
-# metric metadata
-# --------------------------------------------------------------------------------------------------
-
-#: Columns of each task's table, in display order. Columns with no value in any row are dropped.
-TASK_COLUMNS: dict[str, list[str]] = {
-    "generation": [
-        "struct_valid",
-        "comp_valid",
-        "valid",
-        "cov_recall",
-        "cov_precision",
-        "amsd_recall",
-        "amsd_precision",
-        "amcd_recall",
-        "amcd_precision",
-        "wdist_density",
-        "wdist_prop",
-        "wdist_num_elems",
-        "comp_div",
-        "struct_div",
-        "uniqueness",
-        "novelty",
-    ],
-    "reconstruction": ["match_rate", "rms_dist"],
-    "property_optimization": ["SR5", "SR10", "SR15"],
-    "sampling_speed": ["seconds_per_crystal", "crystals_per_second", "seconds_for_10000"],
-    "ground_state": ["gs_match_rate", "gs_mean_rms", "gs_rms_dvolume_per_atom", "gs_rms_denergy_per_atom"],
-    # Con-CDVAE Table 2 (joint band gap / formation energy classes), then Table B1 (crystal systems,
-    # in the paper's column order); a run fills the column of its condition set, and the joint
-    # success of any other condition set a stored run has is appended after these
-    "conditional_generation": [
-        "success[BG_type=zero,FM_type=high]",
-        "success[BG_type=zero,FM_type=low]",
-        "success[BG_type=non-zero,FM_type=high]",
-        "success[BG_type=non-zero,FM_type=low]",
-        "success[CS_type=triclinic]",
-        "success[CS_type=monoclinic]",
-        "success[CS_type=orthorhombic]",
-        "success[CS_type=tetragonal]",
-        "success[CS_type=trigonal]",
-        "success[CS_type=hexagonal]",
-        "success[CS_type=cubic]",
-    ],
-}
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """How a metric is labelled, ranked and printed.
-
-    ``display``: ``"percent"`` (a fraction printed x100 with 2 decimals, 1 decimal from 100 up),
-    ``"sig"`` (like the papers: ``digits`` decimals below 1, ``digits`` significant digits otherwise) or
-    ``"fixed"`` (``digits`` decimals).
-    """
-
-    label: str
-    higher_is_better: bool | None
-    display: str = "sig"
-    digits: int = 4
-    unit: str | None = None
-
-
-METRIC_INFO: dict[str, MetricInfo] = {
-    "struct_valid": MetricInfo("Struc. valid (%)", True, "percent"),
-    "comp_valid": MetricInfo("Comp. valid (%)", True, "percent"),
-    "valid": MetricInfo("Valid (%)", True, "percent"),
-    "cov_recall": MetricInfo("COV-R (%)", True, "percent"),
-    "cov_precision": MetricInfo("COV-P (%)", True, "percent"),
-    "amsd_recall": MetricInfo("AMSD-R", False, "sig", 4),
-    "amsd_precision": MetricInfo("AMSD-P", False, "sig", 4),
-    "amcd_recall": MetricInfo("AMCD-R", False, "sig", 4),
-    "amcd_precision": MetricInfo("AMCD-P", False, "sig", 4),
-    "wdist_density": MetricInfo("ρ EMD", False, "sig", 4, "g/cm^3"),
-    "wdist_prop": MetricInfo("E EMD", False, "sig", 4, "eV/atom"),
-    "wdist_num_elems": MetricInfo("# elem. EMD", False, "sig", 4),
-    "comp_div": MetricInfo("Comp. div.", True, "sig", 4),
-    "struct_div": MetricInfo("Struc. div.", True, "sig", 4),
-    "uniqueness": MetricInfo("Unique (%)", True, "percent"),
-    "novelty": MetricInfo("Novel (%)", True, "percent"),
-    "match_rate": MetricInfo("Match rate (%)", True, "percent"),
-    "rms_dist": MetricInfo("RMSE", False, "fixed", 4),
-    "SR5": MetricInfo("SR5", True, "fixed", 2),
-    "SR10": MetricInfo("SR10", True, "fixed", 2),
-    "SR15": MetricInfo("SR15", True, "fixed", 2),
-    "seconds_per_crystal": MetricInfo("s / crystal", False, "sig", 4, "s"),
-    "crystals_per_second": MetricInfo("crystals / s", True, "sig", 4, "1/s"),
-    "seconds_for_10000": MetricInfo("s / 10,000", False, "sig", 4, "s"),
-    "gs_match_rate": MetricInfo("GS match rate (%)", True, "percent"),
-    "gs_mean_rms": MetricInfo("GS ⟨δrms⟩", False, "fixed", 4),
-    "gs_rms_dvolume_per_atom": MetricInfo("ΔV rms (Å³/atom)", False, "sig", 4, "Å^3/atom"),
-    "gs_rms_denergy_per_atom": MetricInfo("ΔE rms (eV/atom)", False, "sig", 4, "eV/atom"),
-}
+from benchmark.metrics.base import MetricKey
 
 #: Display order of the paper datasets when a table spans several.
 DATASET_ORDER = ("perov_5", "carbon_24", "mp_20", "mp_40", "oqmd_20")
@@ -126,45 +36,52 @@ ORIGIN_PROJECT = "this project"
 ORIGIN_REPORTED = "reported"
 
 
-def metric_info(key: str, higher_is_better: bool | None = None) -> MetricInfo:
-    """METRIC_INFO[key], the conditional_generation keys (labelled from their condition set), or a
-    generic entry (label = key) for metrics it does not know."""
-    info = METRIC_INFO.get(key)
-    if info is not None:
-        return info
-    conditional = _conditional_info(key)
-    if conditional is not None:
-        return conditional
-    return MetricInfo(key, higher_is_better, "sig", 4)
+# --------------------------------------------------------------------------------------------------
+# what the tasks and metrics declare
+# --------------------------------------------------------------------------------------------------
 
 
-def _conditional_info(key: str) -> MetricInfo | None:
-    """``success[BG_type=zero,FM_type=high]`` -> "BG:zero; FE:high (%)", ``mad[band_gap=3].band_gap``
-    -> "MAD BG (BG:3 eV)" (keys of :mod:`benchmark.metrics.conditional`)."""
-    from benchmark.metrics.conditional import PROPERTIES, parse_key
+def _task(name: str) -> Any | None:
+    """The registered task ``name`` (None for a task no plugin provides, e.g. of an old record)."""
+    from benchmark.registry import get_plugins
 
-    parsed = parse_key(key)
-    if parsed is None:
-        return None
-    kind, pairs, target = parsed
+    reg = get_plugins()["tasks"]
+    return reg.get(name) if name in reg else None
 
-    def short(name: str) -> str:  # Con-CDVAE's tables: "BG:zero; FE:high"
-        return PROPERTIES[name].short if name in PROPERTIES else name
 
-    def unit(name: str) -> str:
-        spec = PROPERTIES.get(name)
-        return f" {spec.unit}" if spec is not None and spec.unit else ""
+def declarations() -> tuple[dict[str, MetricKey], tuple[Any, ...]]:
+    """Every key the registered tasks and metrics declare, and the metrics whose keys depend on
+    the run (they describe such keys on request). Read from the registry each time: plugins may
+    be added while a process runs."""
+    from benchmark.registry import get_plugins
 
-    cond = "; ".join(f"{short(k)}:{v}{unit(k)}" for k, v in pairs.items())
-    what = short(target or "")
-    if kind == "success":
-        return MetricInfo(f"{cond} (%)" if target is None else f"{what} of {cond} (%)", True, "percent")
-    if kind == "predicted":
-        return MetricInfo(f"checked, {cond} (%)", True, "percent")
-    target_unit = unit(target or "").strip() or None
-    if kind == "mad":
-        return MetricInfo(f"MAD {what} ({cond})", False, "sig", 4, target_unit)
-    return MetricInfo(f"median {what} ({cond})", None, "sig", 4, target_unit)
+    plugins = get_plugins()
+    keys: dict[str, MetricKey] = {}
+    dynamic = []
+    for entry in plugins["tasks"]:
+        keys.update(entry.load().keys)
+    for entry in plugins["metrics"]:
+        metric = entry.load()
+        for k, v in metric.keys.items():
+            keys.setdefault(k, v)
+        if metric.describe_key is not None:
+            dynamic.append(metric)
+    return keys, tuple(dynamic)
+
+
+def metric_key(key: str, higher_is_better: bool | None = None,
+               known: tuple[dict[str, MetricKey], tuple[Any, ...]] | None = None) -> MetricKey:
+    """How ``key`` is labelled, ranked and printed: its metric's (or task's) declaration, or a
+    generic one (label = key, the stored direction) for a key nobody declares. ``known``: the
+    result of :func:`declarations`, when the caller already has it."""
+    keys, dynamic = known if known is not None else declarations()
+    if key in keys:
+        return keys[key]
+    for metric in dynamic:
+        found = metric.describe_key(key)
+        if found is not None:
+            return found
+    return MetricKey(key, higher_is_better)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -248,10 +165,18 @@ class Table:
     group_by_dataset: bool
     caption: str
     notes: list[str] = field(default_factory=list)
-    higher_is_better: dict[str, bool | None] = field(default_factory=dict)
+    # column -> its declaration (label, direction, display), resolved when the table is built
+    keys: dict[str, MetricKey] = field(default_factory=dict)
+
+    @property
+    def higher_is_better(self) -> dict[str, bool | None]:
+        return {c: self.key(c).higher_is_better for c in self.columns}
+
+    def key(self, column: str) -> MetricKey:
+        return self.keys.get(column) or MetricKey(column)
 
     def labels(self) -> list[str]:
-        return [metric_info(c, self.higher_is_better.get(c)).label for c in self.columns]
+        return [self.key(c).label for c in self.columns]
 
 
 def _num(value: Any) -> float | None:
@@ -273,24 +198,17 @@ def _name(section: Any) -> str | None:
     return None if section is None else str(section)
 
 
-def _record_row(record: Mapping[str, Any], task: str) -> Row:
+def _record_row(record: Mapping[str, Any], task: Any | None) -> Row:
     status = record.get("status") or "ok"
     metrics = record.get("metrics") or {}
     values: dict[str, float | None] = {}
     if status == "ok":
         values = {str(k): _num(v) for k, v in metrics.items()}
-        if task == "sampling_speed":
-            spc = values.get("seconds_per_crystal")
-            cps = values.get("crystals_per_second")
-            if spc is None and cps:
-                spc = 1.0 / cps
-            if values.get("seconds_for_10000") is None and spc is not None:
-                values["seconds_for_10000"] = spc * 10000.0
-    model = record.get("model")
-    label = _name(model) or "?"
-    strategy = ((model or {}).get("config") or {}).get("strategy") if isinstance(model, Mapping) else None
-    if task == "conditional_generation" and strategy:
-        label = f"{label} ({strategy})"  # Con-CDVAE's strategies are rows of its tables
+        if task is not None:
+            values = task.row_values(values)
+    label = _name(record.get("model")) or "?"
+    if task is not None:
+        label = task.row_label(record, label)
     run_id = record.get("run_id")
     notes = record.get("notes") or []
     note = "; ".join(str(n) for n in notes) if notes else None
@@ -309,8 +227,10 @@ def _record_row(record: Mapping[str, Any], task: str) -> Row:
     )
 
 
-def _reported_row(row: Mapping[str, Any]) -> Row:
+def _reported_row(row: Mapping[str, Any], task: Any | None) -> Row:
     values = {str(k): _num(v) for k, v in (row.get("metrics") or {}).items()}
+    if task is not None:
+        values = task.row_values(values)
     upper = row.get("upper_bound")
     if upper is True:
         upper_keys = frozenset(values)
@@ -331,20 +251,16 @@ def _reported_row(row: Mapping[str, Any]) -> Row:
     )
 
 
-def _merge_condition_rows(rows: list[Row], records: list[Mapping[str, Any]]) -> list[Row]:
-    """conditional_generation: one run fills one column (its condition set), so the ``ok`` runs of
-    the same model, strategy, config, checkpoint, dataset and profile are merged into one row, as
-    the paper's rows hold one model's results for every condition set (a later run's value wins
-    when two runs fill the same column)."""
+def _merge_rows(rows: list[Row], records: list[Mapping[str, Any]], task: Any) -> list[Row]:
+    """The ``ok`` runs with the same :meth:`~benchmark.tasks.base.Task.merge_key` become one row
+    (a later run's value wins when two runs fill the same column)."""
     merged: dict[str, Row] = {}
     out: list[Row] = []
     for row, record in zip(rows, records):
-        if row.status != "ok":
+        key = task.merge_key(record) if row.status == "ok" else None
+        if key is None:
             out.append(row)
             continue
-        model = record.get("model") if isinstance(record.get("model"), Mapping) else {}
-        key = json.dumps([row.label, row.dataset, row.profile, model.get("version"), model.get("config"), model.get("checkpoint_sha256")],
-                         sort_keys=True, default=str)
         first = merged.get(key)
         if first is None:
             merged[key] = row
@@ -390,12 +306,14 @@ def build_table(
     """One leaderboard table for ``task`` (and ``dataset``, or all datasets grouped).
 
     Rows: stored records of the task with status ``ok`` or ``not_supported`` (the latter show "-"
-    everywhere), labelled by model name and marked "this project" with their run id; and, when
-    ``include_reported``, the papers' rows (``reported`` if given, else :func:`load_reported`).
-    Only columns with at least one value are kept. The best value of each column (max or min per
-    ``higher_is_better``) is marked on every row holding it, compared over all rows of the same
-    dataset, reported ones included; reference rows (ground truth) are never ranked.
+    everywhere), labelled by the task (:meth:`~benchmark.tasks.base.Task.row_label`) and marked
+    "this project" with their run id; and, when ``include_reported``, the papers' rows
+    (``reported`` if given, else :func:`load_reported`). Columns: the task's, only those with at
+    least one value. The best value of each column (max or min per its declared direction) is
+    marked on every row holding it, compared over all rows of the same dataset, reported ones
+    included; reference rows (ground truth) are never ranked.
     """
+    task_obj = _task(task)
     records = [r for r in records if r.get("task") == task]
     if dataset is not None:
         records = [r for r in records if _name(r.get("dataset")) == dataset]
@@ -408,29 +326,22 @@ def build_table(
         for row in source:
             if row.get("task") != task or (dataset is not None and row.get("dataset") != dataset):
                 continue
-            reported_rows.append(_reported_row(row))
-    project_rows = [_record_row(r, task) for r in records]
-    if task == "conditional_generation":
-        project_rows = _merge_condition_rows(project_rows, records)
+            reported_rows.append(_reported_row(row, task_obj))
+    project_rows = [_record_row(r, task_obj) for r in records]
+    if task_obj is not None:
+        project_rows = _merge_rows(project_rows, records, task_obj)
 
-    hib_from_records = _record_hib(records)
-    candidates = list(TASK_COLUMNS.get(task, []))
-    if not candidates:  # unknown task: every metric key, first-seen order
-        for row in reported_rows + project_rows:
-            for key in row.values:
-                if key not in candidates:
-                    candidates.append(key)
-    if task == "conditional_generation":  # the joint success of condition sets outside the paper's tables
-        for row in reported_rows + project_rows:
-            for key in row.values:
-                if key.startswith("success[") and key.endswith("]") and key not in candidates:
-                    candidates.append(key)
     all_rows = reported_rows + project_rows
+    seen = [k for row in all_rows for k in row.values]
+    candidates = task_obj.table_columns(seen) if task_obj is not None else list(dict.fromkeys(seen))
     columns = [c for c in candidates if any(r.values.get(c) is not None for r in all_rows)]
     if not columns and candidates and all_rows:
         # only "not supported" rows: still show the task's headline columns, each "-"
-        columns = candidates[: {"generation": 7, "reconstruction": 2, "property_optimization": 3}.get(task, 3)]
-    hib = {c: metric_info(c, hib_from_records.get(c)).higher_is_better for c in columns}
+        columns = candidates[: task_obj.headline_columns if task_obj is not None else 3]
+    hib_from_records = _record_hib(records)
+    known = declarations()
+    keys = {c: metric_key(c, hib_from_records.get(c), known) for c in columns}
+    hib = {c: k.higher_is_better for c, k in keys.items()}
 
     datasets = sorted({r.dataset for r in all_rows if r.dataset is not None}, key=_dataset_key)
     group = dataset is None and len(datasets) > 1
@@ -470,12 +381,8 @@ def build_table(
     notes: list[str] = []
     if profiles:
         notes.append("Reproduced rows use metric profile " + ", ".join(profiles) + ".")
-    if task == "conditional_generation":
-        notes.append("Success: fraction of the generated crystals meeting every target of the column's condition set "
-                     "(classes by CGCNN classifiers, P >= 0.5; crystal system by SpacegroupAnalyzer, symprec 0.2, angle 5°; "
-                     "values within a tolerance); reproduced rows merge the runs of one model, strategy and checkpoint.")
-    if oracles and task == "ground_state":
-        notes.append("Relaxed with " + ", ".join(oracles) + " (reproduced rows); the reported rows were relaxed with DFT (VASP, PBE) at 10 GPa.")
+    if task_obj is not None:
+        notes += task_obj.table_notes(records, oracles)
     elif oracles:
         notes.append("Property oracle: " + ", ".join(oracles) + ".")
     if reported_rows:
@@ -493,16 +400,23 @@ def build_table(
     caption += " (per dataset)." if group else "."
     if notes:
         caption += " " + " ".join(notes)
-    return Table(
-        task=task,
-        dataset=dataset,
-        columns=columns,
-        rows=all_rows,
-        group_by_dataset=group,
-        caption=caption,
-        notes=notes,
-        higher_is_better=hib,
-    )
+    return Table(task=task, dataset=dataset, columns=columns, rows=all_rows, group_by_dataset=group, caption=caption, notes=notes, keys=keys)
+
+
+def leaderboard_tables(store: Any, task: str | None = None, dataset: str | None = None, include_reported: bool = True) -> list[Table]:
+    """The tables ``python -m benchmark leaderboard`` prints: ``task``'s, or every registered
+    task's in :attr:`~benchmark.tasks.base.Task.leaderboard_order` (the tasks that are not
+    ``leaderboard_default`` only when runs of them are stored, else their reported rows alone would
+    crowd it). A table without any row is left out."""
+    from benchmark.registry import get_plugins
+
+    if task is not None:
+        names = [task]
+    else:
+        tasks = sorted((e.load() for e in get_plugins()["tasks"]), key=lambda t: (t.leaderboard_order, t.name))
+        names = [t.name for t in tasks if t.leaderboard_default or store.query(task=t.name, dataset=dataset)]
+    tables = [build_table(store.query(task=name, dataset=dataset), name, dataset=dataset, include_reported=include_reported) for name in names]
+    return [t for t in tables if t.rows]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -526,11 +440,12 @@ def _sig(value: float, digits: int) -> str:
     return f"{value:.{max(decimals, 0)}f}"
 
 
-def format_value(key: str, value: float | None, info: MetricInfo | None = None) -> str:
-    """Human display of one value: percentages for rate metrics, significant digits otherwise."""
+def format_value(key: str, value: float | None, info: MetricKey | None = None) -> str:
+    """Human display of one value, as the key's declaration says: percentages for rates,
+    the papers' significant digits otherwise."""
     if value is None:
         return MISSING
-    info = info or metric_info(key)
+    info = info or metric_key(key)
     if info.display == "percent":
         pct = value * 100.0
         return f"{pct:.1f}" if abs(round(pct, 2)) >= 100.0 else f"{pct:.2f}"
@@ -543,7 +458,7 @@ def _cells(table: Table, row: Row) -> list[tuple[str, bool]]:
     out = []
     for col in table.columns:
         value = row.values.get(col) if row.status == "ok" else None
-        text = format_value(col, value, metric_info(col, table.higher_is_better.get(col)))
+        text = format_value(col, value, table.key(col))
         if value is not None and col in row.upper_bound:
             text = "< " + text
         out.append((text, col in row.best))
@@ -559,22 +474,29 @@ def _source_text(row: Row) -> str:
     return f"{ORIGIN_REPORTED}: {row.source}" if row.source else ORIGIN_REPORTED
 
 
+def _grid(table: Table, escape: Any, bold: Any) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, body and column alignment of a table for tabulate, cells escaped for the output
+    format and the best values wrapped by ``bold``."""
+    header = ["Model"] + (["Dataset"] if table.group_by_dataset else []) + table.labels() + ["Source"]
+    align = ["left"] + (["left"] if table.group_by_dataset else []) + ["right"] * len(table.columns) + ["left"]
+    body = []
+    for row in table.rows:
+        cells = [escape(row.label)] + ([escape(row.dataset or MISSING)] if table.group_by_dataset else [])
+        cells += [bold(escape(t)) if best else escape(t) for t, best in _cells(table, row)]
+        body.append(cells + [escape(_source_text(row))])
+    return [escape(h) for h in header], body, align
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    return str(text).replace("|", "\\|")
 
 
 def _render_markdown(table: Table) -> str:
-    header = ["Model"] + (["Dataset"] if table.group_by_dataset else []) + table.labels() + ["Source"]
-    align = [":---"] + ([":---"] if table.group_by_dataset else []) + ["---:"] * len(table.columns) + [":---"]
-    lines = ["| " + " | ".join(_md_escape(h) for h in header) + " |", "| " + " | ".join(align) + " |"]
-    for row in table.rows:
-        cells = [_md_escape(row.label)]
-        if table.group_by_dataset:
-            cells.append(_md_escape(row.dataset or MISSING))
-        cells += [f"**{t}**" if best else t for t, best in _cells(table, row)]
-        cells.append(_md_escape(_source_text(row)))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _md_escape(table.caption) + "\n"
+    from tabulate import tabulate
+
+    header, body, align = _grid(table, _md_escape, lambda t: f"**{t}**")
+    text = tabulate(body, headers=header, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return text + "\n\n" + _md_escape(table.caption) + "\n"
 
 
 _LATEX_SPECIAL = {
@@ -603,6 +525,8 @@ _LATEX_UNICODE = {
     "³": r"$^3$",
     "–": "--",
     "—": "---",
+    "°": r"$^\circ$",
+    "±": r"$\pm$",
 }
 
 
@@ -612,32 +536,33 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch) or _LATEX_UNICODE.get(ch, ch) for ch in str(text))
 
 
+def _booktabs_raw() -> Any:
+    """tabulate's ``latex_booktabs`` layout (toprule / midrule / bottomrule) with cells taken as
+    they are: they are escaped by :func:`latex_escape` first, so that ``\\textbf`` survives and the
+    Greek letters of the labels become math."""
+    from tabulate import DataRow, Line, TableFormat
+
+    def begin(colwidths: list[int], colaligns: list[str]) -> str:
+        spec = "".join({"left": "l", "right": "r", "center": "c", "decimal": "r"}.get(a, "l") for a in colaligns)
+        return "\\begin{tabular}{" + spec + "}\n\\toprule"
+
+    row = DataRow("", "&", "\\\\")
+    return TableFormat(lineabove=begin, linebelowheader=Line("\\midrule", "", "", ""), linebetweenrows=None,
+                       linebelow=Line("\\bottomrule\n\\end{tabular}", "", "", ""), headerrow=row, datarow=row, padding=1,
+                       with_header_hide=None)
+
+
 def _render_latex(table: Table) -> str:
-    n_text = 1 + (1 if table.group_by_dataset else 0)
-    spec = "l" * n_text + "r" * len(table.columns) + "l"
-    header = ["Model"] + (["Dataset"] if table.group_by_dataset else []) + table.labels() + ["Source"]
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        r"\caption{" + latex_escape(table.caption) + "}",
-        r"\begin{tabular}{" + spec + "}",
-        r"\toprule",
-        " & ".join(latex_escape(h) for h in header) + r" \\",
-        r"\midrule",
-    ]
-    previous = object()
-    for i, row in enumerate(table.rows):
-        if table.group_by_dataset and i > 0 and row.dataset != previous:
-            lines.append(r"\midrule")
-        previous = row.dataset
-        cells = [latex_escape(row.label)]
-        if table.group_by_dataset:
-            cells.append(latex_escape(row.dataset or MISSING))
-        cells += [r"\textbf{" + latex_escape(t) + "}" if best else latex_escape(t) for t, best in _cells(table, row)]
-        cells.append(latex_escape(_source_text(row)))
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
+    from tabulate import SEPARATING_LINE, tabulate
+
+    header, body, align = _grid(table, latex_escape, lambda t: r"\textbf{" + t + "}")
+    rows: list[Any] = []
+    for i, cells in enumerate(body):
+        if table.group_by_dataset and i > 0 and table.rows[i].dataset != table.rows[i - 1].dataset:
+            rows.append(SEPARATING_LINE)  # a \midrule between the datasets' blocks
+        rows.append(cells)
+    text = tabulate(rows, headers=header, tablefmt=_booktabs_raw(), colalign=align, disable_numparse=True)
+    return "\n".join([r"\begin{table}[ht]", r"\centering", r"\caption{" + latex_escape(table.caption) + "}", text, r"\end{table}"]) + "\n"
 
 
 def _raw(value: float | None) -> str:
@@ -645,49 +570,27 @@ def _raw(value: float | None) -> str:
 
 
 def _render_csv(table: Table) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", "dataset", *table.columns, "origin", "source", "status", "upper_bound", "note"])
+    import pandas as pd
+
+    rows = []
     for row in table.rows:
-        values = [_raw(row.values.get(c) if row.status == "ok" else None) for c in table.columns]
-        writer.writerow(
-            [
-                row.label,
-                row.dataset or "",
-                *values,
-                row.origin,
-                row.source,
-                row.status,
-                ";".join(sorted(row.upper_bound)),
-                row.note or "",
-            ]
-        )
+        values = {c: (_raw(row.values.get(c)) if row.status == "ok" else "") for c in table.columns}
+        rows.append({"model": row.label, "dataset": row.dataset or "", **values, "origin": row.origin, "source": row.source,
+                     "status": row.status, "upper_bound": ";".join(sorted(row.upper_bound)), "note": row.note or ""})
+    columns = ["model", "dataset", *table.columns, "origin", "source", "status", "upper_bound", "note"]
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=columns).to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
 
 
 def _render_html(table: Table) -> str:
-    esc = html.escape
-    header = ["Model"] + (["Dataset"] if table.group_by_dataset else []) + table.labels() + ["Source"]
-    out = [
-        '<table class="leaderboard" style="border-collapse: collapse;">',
-        f"<caption>{esc(table.caption)}</caption>",
-        "<thead>",
-        "<tr>" + "".join(f'<th style="padding: 2px 8px;">{esc(h)}</th>' for h in header) + "</tr>",
-        "</thead>",
-        "<tbody>",
-    ]
-    for row in table.rows:
-        cells = [f"<td>{esc(row.label)}</td>"]
-        if table.group_by_dataset:
-            cells.append(f"<td>{esc(row.dataset or MISSING)}</td>")
-        for text, best in _cells(table, row):
-            body = f"<strong>{esc(text)}</strong>" if best else esc(text)
-            cells.append(f'<td style="text-align: right; padding: 2px 8px;">{body}</td>')
-        title = f' title="{esc(row.note, quote=True)}"' if row.note else ""
-        cells.append(f"<td{title}>{esc(_source_text(row))}</td>")
-        out.append(f'<tr class="{esc(row.origin.replace(" ", "-"))}">' + "".join(cells) + "</tr>")
-    out += ["</tbody>", "</table>"]
-    return "\n".join(out) + "\n"
+    from tabulate import tabulate
+
+    header, body, align = _grid(table, html.escape, lambda t: f"<strong>{t}</strong>")
+    text = tabulate(body, headers=header, tablefmt="unsafehtml", colalign=align, disable_numparse=True)
+    # tabulate writes a bare <table>: give it the class and the caption
+    text = text.replace("<table>", f'<table class="leaderboard">\n<caption>{html.escape(table.caption)}</caption>', 1)
+    return text + "\n"
 
 
 _RENDERERS = {
@@ -712,16 +615,15 @@ def render(table: Table, fmt: str = "markdown") -> str:
 __all__ = [
     "DATASET_ORDER",
     "FORMATS",
-    "METRIC_INFO",
-    "MetricInfo",
     "Row",
-    "TASK_COLUMNS",
     "Table",
     "build_table",
+    "declarations",
     "format_value",
     "latex_escape",
+    "leaderboard_tables",
     "load_reported",
     "load_reported_files",
-    "metric_info",
+    "metric_key",
     "render",
 ]

@@ -9,8 +9,8 @@ results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 
@@ -81,23 +81,87 @@ class EvalContext:
         self.per_structure[name] = list(values)
 
 
+Display = Literal["percent", "sig", "fixed"]
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """How one result key is labelled, ranked and printed: declared once, by the metric (or the
+    task) that produces it; the evaluation stamps ``higher_is_better`` and ``unit`` on every value
+    from here, and the leaderboard reads its labels from here.
+
+    Attributes:
+        label: column heading (the papers' names: "COV-R (%)", "ρ EMD", ...).
+        higher_is_better: ranking direction (None: not ranked).
+        unit: unit of the stored value (None: dimensionless, or given by the metric at run time,
+            e.g. an oracle's unit).
+        display: ``percent`` (a fraction printed x100 with 2 decimals, 1 from 100 up), ``sig``
+            (the papers' style: ``digits`` decimals below 1, ``digits`` significant digits above)
+            or ``fixed`` (``digits`` decimals).
+        digits: see ``display``.
+    """
+
+    label: str
+    higher_is_better: bool | None = None
+    unit: str | None = None
+    display: Display = "sig"
+    digits: int = 4
+
+
+FRACTION = "fraction"
+
+
+def fraction(label: str, higher_is_better: bool | None = True) -> MetricKey:
+    """A rate stored as a fraction and printed as a percentage."""
+    return MetricKey(label, higher_is_better, FRACTION, "percent", 2)
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric plugin.
 
     Attributes:
         name: registry name.
-        task: the task it scores.
-        keys: result keys it writes, with (higher_is_better, unit) each.
+        keys: the result keys it writes, in output order, each with its :class:`MetricKey`
+            (the published evaluation's key names where there is one).
         description: one line.
         compute: ``compute(ctx) -> {key: MetricValue}``; may leave keys out (and add a note) when
             the inputs they need are missing.
-        default: computed by ``evaluate`` unless the user selects metrics explicitly.
+        needs: inputs the evaluation must prepare: ``train`` (the training split, for novelty),
+            ``properties`` (property values of the samples and the reference split: from
+            ``--properties`` or a property oracle).
+        describe_key: for metrics whose keys depend on the run (one key per condition set), the
+            declaration of a key not in ``keys`` (None: not one of this metric's keys).
+
+    Which tasks run a metric is the task's decision (``Task.metrics``); ``evaluate --metric NAME``
+    runs any registered metric.
     """
 
     name: str
-    task: str
-    keys: dict[str, tuple[bool | None, str | None]]
+    keys: dict[str, MetricKey]
     description: str
     compute: Callable[[EvalContext], dict[str, MetricValue]]
-    default: bool = True
+    needs: frozenset[str] = frozenset()
+    describe_key: Callable[[str], MetricKey | None] | None = None
+
+    def key(self, key: str) -> MetricKey | None:
+        """The declaration of ``key`` if this metric writes it."""
+        if key in self.keys:
+            return self.keys[key]
+        return self.describe_key(key) if self.describe_key is not None else None
+
+    def stamp(self, values: dict[str, MetricValue]) -> dict[str, MetricValue]:
+        """``values`` with direction and unit from this metric's declarations (:func:`stamp`)."""
+        return stamp(values, self.key)
+
+
+def stamp(values: dict[str, MetricValue], declaration: Callable[[str], MetricKey | None]) -> dict[str, MetricValue]:
+    """``values`` with direction and unit taken from their keys' declarations (a unit the
+    declaration leaves open keeps the value's own; an undeclared key is kept as it is)."""
+    out = {}
+    for k, v in values.items():
+        decl = declaration(k)
+        if decl is not None:
+            v = replace(v, higher_is_better=decl.higher_is_better, unit=decl.unit if decl.unit is not None else v.unit)
+        out[k] = v
+    return out

@@ -82,7 +82,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from benchmark.metrics.base import EvalContext, MetricValue
+from benchmark.metrics.base import EvalContext, MetricKey, MetricValue, fraction
 
 #: Section 2.3: ``SpacegroupAnalyzer`` tolerances used for the crystal system (Å, degrees)
 SYMPREC = 0.2
@@ -345,6 +345,34 @@ def parse_key(key: str) -> tuple[str, dict[str, str], str | None] | None:
     return head, pairs, tail[1:] or None
 
 
+def key_info(key: str) -> MetricKey | None:
+    """The declaration of one of this metric's keys, labelled from its condition set as Con-CDVAE's
+    tables are: ``success[BG_type=zero,FM_type=high]`` -> "BG:zero; FE:high (%)",
+    ``mad[band_gap=3].band_gap`` -> "MAD BG (BG:3 eV)"; None for a key that is not one of them."""
+    parsed = parse_key(key)
+    if parsed is None:
+        return None
+    kind, pairs, target = parsed
+
+    def short(name: str) -> str:
+        return PROPERTIES[name].short if name in PROPERTIES else name
+
+    def unit(name: str) -> str:
+        spec = PROPERTIES.get(name)
+        return f" {spec.unit}" if spec is not None and spec.unit else ""
+
+    cond = "; ".join(f"{short(k)}:{v}{unit(k)}" for k, v in pairs.items())
+    what = short(target or "")
+    if kind == "success":
+        return fraction(f"{cond} (%)" if target is None else f"{what} of {cond} (%)")
+    if kind == "predicted":
+        return fraction(f"checked, {cond} (%)")
+    target_unit = unit(target or "").strip() or None  # None: the oracle's unit, stored with the value
+    if kind == "mad":
+        return MetricKey(f"MAD {what} ({cond})", False, target_unit)
+    return MetricKey(f"median {what} ({cond})", None, target_unit)
+
+
 def model_conditions(targets: Sequence[Target]) -> dict[str, float | int]:
     """What ``Model.conditional_sample`` is given: property -> number, or class code (int)."""
     return {t.name: t.model_value for t in targets}
@@ -367,6 +395,7 @@ def load_oracles(targets: Sequence[Target], oracle_dir: str | None = None) -> di
     Raises :class:`ConditionError` for an unknown oracle, missing weights, or an oracle whose output
     does not fit its target (a classifier's probability for a continuous target or the reverse).
     """
+    from benchmark.metrics.oracles.base import PREDICT, NotAnOracle, check_oracle
     from benchmark.registry import RegistryError, get_plugins
 
     reg = get_plugins()["oracles"]
@@ -376,8 +405,8 @@ def load_oracles(targets: Sequence[Target], oracle_dir: str | None = None) -> di
             continue
         try:
             factory = reg.entry(t.oracle).factory
-            oracle = factory(oracle_dir=oracle_dir) if oracle_dir else factory()
-        except RegistryError as exc:
+            oracle = check_oracle(factory(oracle_dir=oracle_dir) if oracle_dir else factory(), t.oracle, PREDICT)
+        except (RegistryError, NotAnOracle) as exc:
             raise ConditionError(f"checker of {t.name}: {exc}") from exc
         except FileNotFoundError as exc:  # OracleWeightsNotFound is one
             raise ConditionError(f"checker of {t.name}: oracle {t.oracle} not available: {exc}") from exc
@@ -476,14 +505,9 @@ def check(target: Target, crystals: Sequence[Any], usable: Sequence[bool], oracl
 
 
 def _no_prediction_reason(oracle: Any, crystal: Any, name: str) -> str:
-    """Why an oracle gave no prediction: its featuriser's error when it exposes one (CGCNN does)."""
-    featurize = getattr(oracle, "featurize", None)
-    if featurize is not None:
-        try:
-            featurize(crystal)
-        except Exception as exc:
-            return f"{name}: cannot featurise ({type(exc).__name__}: {str(exc)[:120]})"
-    return f"{name}: no prediction"
+    """Why an oracle gave no prediction: what it says about the crystal (CGCNN: its featuriser's error)."""
+    problem = oracle.problem(crystal)
+    return f"{name}: {problem}" if problem else f"{name}: no prediction"
 
 
 # ---------------------------------------------------------------------------------- summary
@@ -495,19 +519,19 @@ def summarise(targets: Sequence[Target], checked: Sequence[Checked]) -> dict[str
     answered = np.logical_and.reduce([c.answered for c in checked]) if checked else np.zeros(0, dtype=bool)
     checkers = ", ".join(dict.fromkeys(describe_checker(t.oracle) for t in targets))
     out = {
-        f"success[{cond}]": MetricValue(float(joint.mean()) if n else None, n, True, "fraction", oracle=checkers),
-        f"predicted[{cond}]": MetricValue(float(answered.mean()) if n else None, n, True, "fraction", oracle=checkers),
+        f"success[{cond}]": MetricValue(float(joint.mean()) if n else None, n, oracle=checkers),
+        f"predicted[{cond}]": MetricValue(float(answered.mean()) if n else None, n, oracle=checkers),
     }
     for c in checked:
         t = c.target
         if len(targets) > 1:
-            out[f"success[{cond}].{t.name}"] = MetricValue(float(c.success.mean()) if n else None, n, True, "fraction", oracle=describe_checker(t.oracle))
+            out[f"success[{cond}].{t.name}"] = MetricValue(float(c.success.mean()) if n else None, n, oracle=describe_checker(t.oracle))
         if t.kind == "continuous":
             values = np.array([float(c.raw[i]) for i in range(n) if c.answered[i]], dtype=np.float64)
             mad = float(np.mean(np.abs(values - float(t.value)))) if len(values) else None
             median = float(np.median(values)) if len(values) else None
-            out[f"mad[{cond}].{t.name}"] = MetricValue(mad, len(values), False, t.unit, oracle=t.oracle)
-            out[f"median[{cond}].{t.name}"] = MetricValue(median, len(values), None, t.unit, oracle=t.oracle)
+            out[f"mad[{cond}].{t.name}"] = MetricValue(mad, len(values), unit=t.unit, oracle=t.oracle)
+            out[f"median[{cond}].{t.name}"] = MetricValue(median, len(values), unit=t.unit, oracle=t.oracle)
     return out
 
 

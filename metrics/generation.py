@@ -29,9 +29,9 @@ def validity(ctx: EvalContext) -> dict[str, MetricValue]:
     struct = np.mean([r.struct_valid for r in ctx.samples])
     valid = np.mean([r.valid for r in ctx.samples])
     return {
-        "comp_valid": MetricValue(float(comp), n, True, "fraction"),
-        "struct_valid": MetricValue(float(struct), n, True, "fraction"),
-        "valid": MetricValue(float(valid), n, True, "fraction"),
+        "comp_valid": MetricValue(float(comp), n),
+        "struct_valid": MetricValue(float(struct), n),
+        "valid": MetricValue(float(valid), n),
     }
 
 
@@ -71,8 +71,8 @@ def coverage(ctx: EvalContext) -> dict[str, MetricValue]:
     if len(g_idx) == 0 or len(r_idx) == 0:
         ctx.notes.append("coverage: no sample has fingerprints; COV is 0 and AMSD/AMCD are undefined")
         return {
-            "cov_recall": MetricValue(0.0, len(r_idx), True, "fraction"),
-            "cov_precision": MetricValue(0.0, n_gen, True, "fraction"),
+            "cov_recall": MetricValue(0.0, len(r_idx)),
+            "cov_precision": MetricValue(0.0, n_gen),
         }
     g_comp_s = ctx.profile.scale_composition(g_comp)
     r_comp_s = ctx.profile.scale_composition(r_comp)
@@ -91,12 +91,12 @@ def coverage(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.column("nearest_ref_comp_dist", near_c)
     ctx.cache["coverage_cutoffs"] = cutoffs
     return {
-        "cov_recall": MetricValue(float(cov_r), len(r_idx), True, "fraction"),
-        "cov_precision": MetricValue(float(cov_p), n_gen, True, "fraction"),
-        "amsd_recall": MetricValue(float(np.mean(struc_recall)), len(r_idx), False, "fingerprint distance"),
-        "amsd_precision": MetricValue(float(np.mean(struc_prec)), len(g_idx), False, "fingerprint distance"),
-        "amcd_recall": MetricValue(float(np.mean(comp_recall)), len(r_idx), False, "fingerprint distance"),
-        "amcd_precision": MetricValue(float(np.mean(comp_prec)), len(g_idx), False, "fingerprint distance"),
+        "cov_recall": MetricValue(float(cov_r), len(r_idx)),
+        "cov_precision": MetricValue(float(cov_p), n_gen),
+        "amsd_recall": MetricValue(float(np.mean(struc_recall)), len(r_idx)),
+        "amsd_precision": MetricValue(float(np.mean(struc_prec)), len(g_idx)),
+        "amcd_recall": MetricValue(float(np.mean(comp_recall)), len(r_idx)),
+        "amcd_precision": MetricValue(float(np.mean(comp_prec)), len(g_idx)),
     }
 
 
@@ -136,16 +136,16 @@ def property_statistics(ctx: EvalContext) -> dict[str, MetricValue]:
     out: dict[str, MetricValue] = {}
     gen_d = [ctx.samples[k].density for k in chosen]
     ref_d = [r.density for r in ctx.reference if r.density is not None]
-    out["wdist_density"] = MetricValue(float(wasserstein_distance(gen_d, ref_d)), len(chosen), False, "g/cm^3")
+    out["wdist_density"] = MetricValue(float(wasserstein_distance(gen_d, ref_d)), len(chosen))
     gen_n = [ctx.samples[k].n_elems for k in chosen]
     ref_n = [r.n_elems for r in ctx.reference if r.n_elems is not None]
-    out["wdist_num_elems"] = MetricValue(float(wasserstein_distance(gen_n, ref_n)), len(chosen), False, "elements")
+    out["wdist_num_elems"] = MetricValue(float(wasserstein_distance(gen_n, ref_n)), len(chosen))
     if ctx.properties is not None and ctx.reference_properties is not None:
         gp = np.asarray(ctx.properties, dtype=np.float64)[chosen]
         rp = np.asarray(ctx.reference_properties, dtype=np.float64)
         gp, rp = gp[np.isfinite(gp)], rp[np.isfinite(rp)]
         if len(gp) and len(rp):
-            out["wdist_prop"] = MetricValue(float(wasserstein_distance(gp, rp)), len(gp), False, ctx.options.get("property_unit"), oracle=ctx.options.get("oracle"))
+            out["wdist_prop"] = MetricValue(float(wasserstein_distance(gp, rp)), len(gp), unit=ctx.options.get("property_unit"), oracle=ctx.options.get("oracle"))
     else:
         ctx.notes.append("wdist_prop not computed: no property oracle predictions for samples and reference")
     return out
@@ -161,6 +161,6 @@ def diversity(ctx: EvalContext) -> dict[str, MetricValue]:
     comp = ctx.profile.scale_composition(np.stack([ctx.samples[k].comp_fp for k in chosen]))  # type: ignore[misc]
     struct = np.stack([ctx.samples[k].struct_fp for k in chosen])  # type: ignore[misc]
     return {
-        "comp_div": MetricValue(float(pdist(comp).mean()), len(chosen), True, "fingerprint distance"),
-        "struct_div": MetricValue(float(pdist(struct).mean()), len(chosen), True, "fingerprint distance"),
+        "comp_div": MetricValue(float(pdist(comp).mean()), len(chosen)),
+        "struct_div": MetricValue(float(pdist(struct).mean()), len(chosen)),
     }

@@ -63,7 +63,7 @@ def uniqueness(ctx: EvalContext) -> dict[str, MetricValue]:
             n_unique += 1
         unique[k] = not dup
     ctx.column("unique", unique)
-    return {"uniqueness": MetricValue(n_unique / len(items), len(items), True, "fraction")}
+    return {"uniqueness": MetricValue(n_unique / len(items), len(items))}
 
 
 def novelty(ctx: EvalContext) -> dict[str, MetricValue]:
@@ -91,6 +91,6 @@ def novelty(ctx: EvalContext) -> dict[str, MetricValue]:
         novel[k] = not hit
         n_novel += not hit
     ctx.column("novel", novel)
-    return {"novelty": MetricValue(n_novel / len(items), len(items), True, "fraction")}
+    return {"novelty": MetricValue(n_novel / len(items), len(items))}
 
 

@@ -35,7 +35,7 @@ def success_rates(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.cache["best_properties"] = best
     oracle = ctx.options.get("oracle")
     return {
-        "SR5": MetricValue(float((best <= p5).mean()), num_opt, True, "fraction", oracle=oracle),
-        "SR10": MetricValue(float((best <= p10).mean()), num_opt, True, "fraction", oracle=oracle),
-        "SR15": MetricValue(float((best <= p15).mean()), num_opt, True, "fraction", oracle=oracle),
+        "SR5": MetricValue(float((best <= p5).mean()), num_opt, oracle=oracle),
+        "SR10": MetricValue(float((best <= p10).mean()), num_opt, oracle=oracle),
+        "SR15": MetricValue(float((best <= p15).mean()), num_opt, oracle=oracle),
     }

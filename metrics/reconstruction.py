@@ -73,7 +73,7 @@ def reconstruction(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.column("rms_dist", rms)
     matched = np.array([r for r in rms if r is not None], dtype=np.float64)
     n = len(ctx.samples)
-    out = {"match_rate": MetricValue(len(matched) / n if n else 0.0, n, True, "fraction")}
+    out = {"match_rate": MetricValue(len(matched) / n if n else 0.0, n)}
     if len(matched):
-        out["rms_dist"] = MetricValue(float(matched.mean()), len(matched), False, "normalised RMS")
+        out["rms_dist"] = MetricValue(float(matched.mean()), len(matched))
     return out

@@ -29,15 +29,7 @@ RECONSTRUCT = "reconstruct"
 OPTIMIZE = "optimize"
 CONDITIONAL_SAMPLE = "conditional_sample"
 CAPABILITIES = (SAMPLE, RECONSTRUCT, OPTIMIZE, CONDITIONAL_SAMPLE)
-# which capability each task needs
-TASK_CAPABILITY = {
-    "generation": SAMPLE,
-    "sampling_speed": SAMPLE,
-    "ground_state": SAMPLE,
-    "reconstruction": RECONSTRUCT,
-    "property_optimization": OPTIMIZE,
-    "conditional_generation": CONDITIONAL_SAMPLE,
-}
+# (which capability a task needs is the task's declaration: benchmark.tasks.base.Task.capability)
 
 
 class NotSupported(NotImplementedError):

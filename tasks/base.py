@@ -1,131 +1,404 @@
-"""What a task is: what is asked of a model (or read from a sample file) and how it is scored."""
+"""What a task is: what is asked of a model (or read from a sample file), how it is scored, and
+how it is tabulated.
+
+A task is one :class:`Task` subclass in one file under ``tasks/``. It holds everything that is
+specific to it, so that the runner (:mod:`benchmark.tasks.runner`), the evaluation of sample
+files (:mod:`benchmark.tasks.evaluation`), the command line and the leaderboard have one path for
+every task and never branch on a task's name:
+
+* its ``Config``: a frozen :class:`TaskConfig` dataclass with presets (``smoke``, ``paper``);
+  fields declared with :func:`option` are also command-line options of ``run`` and/or
+  ``evaluate`` (the default lives in the field, nowhere else);
+* ``capability``: the model capability ``run`` needs (a model without it gets a stored
+  "not supported" record);
+* ``reference``: what the samples are compared with (a dataset split, the paired inputs, or
+  nothing);
+* :meth:`Task.produce`: how it obtains what it scores from a trained model (seeded, resumable
+  batches through :class:`RunContext`);
+* ``metrics``: the metrics it runs (registry names), and :meth:`Task.evaluation_options`, the
+  options those metrics read;
+* ``columns`` and the ``row_*`` / ``table_*`` hooks: its leaderboard table.
+
+A third-party task subclasses :class:`Task` and registers it through the ``benchmark_tasks`` hook
+(an entry whose factory returns an instance); ``run``, ``evaluate`` and ``leaderboard`` then work
+for it unchanged.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Literal, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal
+
+if TYPE_CHECKING:  # pragma: no cover
+    from benchmark.metrics.base import EvalContext, MetricKey, MetricValue
+
+Scope = Literal["run", "evaluate", "both"]
+Reference = Literal["split", "paired", "none"]
+
+_OPTION = "benchmark_option"  # key of the field metadata an option() stores
+
+
+class TaskError(ValueError):
+    """A task option that cannot be used (the message says what would be valid)."""
+
+
+# ------------------------------------------------------------------------------------ configs
+@dataclass(frozen=True)
+class OptionSpec:
+    """How a config field appears on the command line (see :func:`option`)."""
+
+    help: str
+    scope: Scope = "both"
+    flag: str | None = None
+    metavar: str | None = None
+    parse: Callable[[list[str]], Any] | None = None
+    merge: bool = False
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, scope: Scope = "both", flag: str | None = None,
+           metavar: str | None = None, parse: Callable[[list[str]], Any] | None = None, merge: bool = False,
+           default_factory: Any = dataclasses.MISSING) -> Any:
+    """A task-config field that is also a command-line option.
+
+    Args:
+        default / default_factory: the field's default (the only place it is written).
+        help: the option's help text (the default and the smoke preset's value are appended).
+        scope: ``run``, ``evaluate`` or ``both``: which commands take it. ``run`` also takes every
+            field through ``--set task.FIELD=VALUE``.
+        flag: the option's name (default ``--field-name``).
+        metavar: how the value is shown in ``--help``.
+        parse: for a repeatable option: turns the list of strings given into the field's value
+            (e.g. ``NAME=VALUE`` assignments into a mapping); raise ``ValueError`` with a one-line
+            message for bad input.
+        merge: a mapping given on the command line is merged over the run file's and ``--set``'s
+            (else it replaces them as a whole).
+    """
+    spec = OptionSpec(help=help, scope=scope, flag=flag, metavar=metavar, parse=parse, merge=merge)
+    kwargs: dict[str, Any] = {"metadata": {_OPTION: spec}}
+    if default_factory is not dataclasses.MISSING:
+        kwargs["default_factory"] = default_factory
+    else:
+        kwargs["default"] = default
+    return field(**kwargs)
 
 
 @dataclass(frozen=True)
+class TaskConfig:
+    """Base of every task's config: typed fields with defaults (the published protocol), frozen.
+
+    ``presets`` maps a preset name to field values applied over the defaults (``smoke``: minutes on
+    a CPU; ``paper``: the published protocol, usually the defaults); ``dataset_presets`` refines a
+    preset per dataset.
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {}, "paper": {}}
+    dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """One config field as a command-line option."""
+
+    name: str  # the field
+    spec: OptionSpec
+    type: Any  # the field's resolved type hint
+    default: Any
+
+    @property
+    def flag(self) -> str:
+        return self.spec.flag or "--" + self.name.replace("_", "-")
+
+
+def cli_options(config_cls: type, command: Literal["run", "evaluate"]) -> list[CliOption]:
+    """The fields of ``config_cls`` that ``command`` takes as options, in field order."""
+    from typing import get_type_hints
+
+    hints = get_type_hints(config_cls)
+    out = []
+    for f in dataclasses.fields(config_cls):
+        spec = f.metadata.get(_OPTION)
+        if spec is None or spec.scope not in (command, "both"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+        out.append(CliOption(f.name, spec, hints[f.name], default))
+    return out
+
+
+def merged_options(config_cls: type, given: Mapping[str, Any], *sections: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Command-line values of ``config_cls``'s options, ready to apply over the ``sections`` (run
+    file, ``--set``): a mapping option declared with ``merge=True`` is merged over theirs."""
+    specs = {f.name: f.metadata.get(_OPTION) for f in dataclasses.fields(config_cls)}
+    out: dict[str, Any] = {}
+    for name, value in given.items():
+        spec = specs.get(name)
+        if spec is not None and spec.merge and isinstance(value, Mapping):
+            base: dict[str, Any] = {}
+            for section in sections:
+                base.update(dict((section or {}).get(name) or {}))
+            value = {**base, **value}
+        out[name] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------ running
+def derive_seed(seed: int, index: int) -> int:
+    """Independent seed of batch ``index`` of a run seeded with ``seed`` (stable across versions)."""
+    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
+
+
+class BatchError(RuntimeError):
+    """A model returned the wrong number of crystals for a batch."""
+
+
+def batched(
+    work_dir: Path,
+    n: int,
+    batch_size: int,
+    make: Callable[[int, int], tuple[list[Crystal], int | None]],
+    progress: bool = True,
+    desc: str = "sampling",
+) -> tuple[list[Crystal], int | None]:
+    """Run ``make(batch_index, batch_n)`` for each batch, keeping each batch's crystals in
+    ``work_dir/batch_<i>.extxyz`` (written atomically, its ``.json`` marker last). Batches already
+    there are read back, not recomputed: an interrupted run continues where it stopped, with no
+    lost or duplicated crystals. Returns (crystals, model evaluations or None)."""
+    from tqdm.auto import tqdm
+
+    from benchmark.samples import read_samples, write_extxyz
+    from benchmark.store import write_json_atomic
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    n_batches = max(1, math.ceil(n / batch_size)) if n > 0 else 0
+    out: list[Crystal] = []
+    evals: int | None = 0
+    for b in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress):
+        bn = min(batch_size, n - b * batch_size)
+        path = work_dir / f"batch_{b:05d}.extxyz"
+        meta = work_dir / f"batch_{b:05d}.json"
+        if path.is_file() and meta.is_file():
+            crystals = [c for c in read_samples(path).entries if isinstance(c, Crystal)]
+            info = json.loads(meta.read_text())
+            if len(crystals) == bn == info.get("n"):
+                out.extend(crystals)
+                evals = None if evals is None or info.get("model_evaluations") is None else evals + int(info["model_evaluations"])
+                continue
+        crystals, n_eval = make(b, bn)
+        if len(crystals) != bn:
+            raise BatchError(f"the model returned {len(crystals)} crystals for a batch of {bn}")
+        write_extxyz(crystals, path)
+        write_json_atomic(meta, {"n": bn, "model_evaluations": n_eval})  # written last: marks the batch complete
+        out.extend(crystals)
+        evals = None if evals is None or n_eval is None else evals + int(n_eval)
+    return out, evals
+
+
+@dataclass
+class RunContext:
+    """What :meth:`Task.produce` is given besides the model.
+
+    Attributes:
+        config: the task's resolved config.
+        dataset: the dataset plugin object (``load(split, data_dir, limit=...)``).
+        data_dir: the data directory given on the command line (or None).
+        seed: the run's seed; batch ``i`` uses :meth:`seed_of` ``(i)``.
+        device: ``cpu`` / ``cuda`` ...
+        work_dir: where resumable batches are kept until the run is stored.
+        progress: show progress bars.
+    """
+
+    config: Any
+    dataset: Any
+    data_dir: str | None
+    seed: int
+    device: str
+    work_dir: Path
+    progress: bool = True
+
+    def seed_of(self, index: int) -> int:
+        return derive_seed(self.seed, index)
+
+    def load(self, split: str, limit: int | None = None) -> list[Crystal]:
+        return self.dataset.load(split, self.data_dir, limit=limit, progress=self.progress)
+
+    def batches(self, n: int, batch_size: int, make: Callable[[int, int], tuple[list[Crystal], int | None]],
+                desc: str = "sampling") -> tuple[list[Crystal], int | None]:
+        """:func:`batched` in this run's work directory."""
+        return batched(self.work_dir, n, batch_size, make, self.progress, desc)
+
+    def sample(self, model: Any, n: int, batch_size: int) -> tuple[list[Crystal], int | None]:
+        """``n`` crystals from ``model.sample`` in seeded, resumable batches."""
+
+        def make(b: int, bn: int) -> tuple[list[Crystal], int | None]:
+            batch = model.sample(bn, seed=self.seed_of(b), device=self.device)
+            return list(batch.crystals), batch.model_evaluations
+
+        return self.batches(n, batch_size, make, "sampling")
+
+
+@dataclass
+class Produced:
+    """What :meth:`Task.produce` returns.
+
+    Attributes:
+        crystals: the crystals to score with the task's metrics (written to the run directory as
+            ``samples.extxyz``), or None when the task measures something else (sampling speed).
+        metrics: values the task measured itself (keys declared in ``Task.keys``).
+        record: extra sections of the run record (e.g. ``speed``).
+    """
+
+    crystals: list[Crystal] | None
+    metrics: dict[str, "MetricValue"] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ the task
 class Task:
-    """A task.
+    """Base class of every task (see the module doc). Subclasses set the class attributes and
+    override what they need; the defaults fit a task that samples crystals and scores them
+    against nothing.
 
     Attributes:
-        name: registry name (``generation``...).
-        description: one line.
-        reference: where the crystals samples are compared with come from: ``split`` (a dataset
-            split, generation), ``paired`` (the crystal each sample reconstructs), or ``none``.
-        evaluable: ``python -m benchmark evaluate`` can score a sample file for it.
-        protocol: the published protocol in one sentence (counts, steps), for the README and records.
+        name: registry name (an identifier).
+        description: one line (``list tasks``).
+        protocol: the published protocol in one sentence (counts, steps), for records and docs.
+        Config: the task's config dataclass (a :class:`TaskConfig` subclass).
+        capability: the model capability ``run`` needs (:data:`benchmark.models.base.CAPABILITIES`),
+            or None for a task that only scores sample files.
+        reference: ``split`` (compared with a dataset split, featurised and cached), ``paired``
+            (the crystal each sample reconstructs) or ``none``.
+        evaluable: ``evaluate`` can score a sample file for it.
+        properties_from_samples: property values carried by the sample file are scored (the
+            published SR uses whatever property model scored the optimised crystals); otherwise
+            properties come from ``--properties`` or an oracle only.
+        metrics: registry names of the metrics it runs, in order (their keys come out in this
+            order; the published evaluation's key order for the CDVAE tasks).
+        keys: declarations of values the task measures itself (``Produced.metrics``).
+        columns: its leaderboard columns (metric keys) in display order; columns without any value
+            are dropped.
+        headline_columns: how many of ``columns`` a table of "not supported" rows alone shows.
+        leaderboard_order: position among the tables of a plain ``leaderboard``.
+        leaderboard_default: a plain ``leaderboard`` shows the table even when only the papers'
+            reported rows exist (else only when runs of it are stored).
     """
 
-    name: str
-    description: str
-    reference: str
-    evaluable: bool = True
-    protocol: str = ""
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    protocol: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    capability: ClassVar[str | None] = None
+    reference: ClassVar[Reference] = "none"
+    evaluable: ClassVar[bool] = True
+    properties_from_samples: ClassVar[bool] = False
+    metrics: ClassVar[tuple[str, ...]] = ()
+    keys: ClassVar[dict[str, "MetricKey"]] = {}
+    columns: ClassVar[tuple[str, ...]] = ()
+    headline_columns: ClassVar[int] = 3
+    leaderboard_order: ClassVar[int] = 100
+    leaderboard_default: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        if not self.name or not self.name.isidentifier():
+            raise TypeError(f"{type(self).__name__}.name must be an identifier, got {self.name!r}")
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.reference not in ("split", "paired", "none"):
+            raise TypeError(f"{cls.__name__}.reference must be 'split', 'paired' or 'none', got {cls.reference!r}")
+        if not (isinstance(cls.Config, type) and issubclass(cls.Config, TaskConfig)):
+            raise TypeError(f"{cls.__name__}.Config must subclass benchmark.tasks.base.TaskConfig")
+
+    # ------------------------------------------------------------------ configuration
+    def check_config(self, config: Any, dataset: str) -> Any:
+        """Validate and normalise a resolved config before any work (raise :class:`TaskError`),
+        so that equal requests give equal configs. Default: positive ``n_samples`` and
+        ``batch_size`` where the config has them."""
+        for name in ("n_samples", "batch_size"):
+            value = getattr(config, name, None)
+            if isinstance(value, int) and value <= 0:
+                raise TaskError(f"task.{name} must be positive, got {value}")
+        return config
+
+    def resolve_config(self, *, preset: str | None = None, dataset: str | None = None, section: Mapping[str, Any] | None = None,
+                       overrides: Mapping[str, Any] | None = None, given: Mapping[str, Any] | None = None) -> Any:
+        """The task's config: defaults, then ``preset`` (and its refinement for ``dataset``), the
+        run file's ``[task]`` ``section``, ``--set task.*`` ``overrides`` and the values ``given``
+        as command-line options (:func:`merged_options`), checked by :meth:`check_config`.
+        Raises :class:`~benchmark.config.ConfigError` or :class:`TaskError`."""
+        from benchmark.config import resolve
+
+        values = {**dict(overrides or {}), **merged_options(self.Config, given or {}, section, overrides)}
+        config = resolve(self.Config, preset, dataset, section, values, "task")
+        return self.check_config(config, dataset or "")
+
+    # ------------------------------------------------------------------ running a model
+    def produce(self, model: Any, run: RunContext) -> Produced:
+        """Ask ``model`` for what this task scores (only called when the model has
+        :attr:`capability`). Default: ``run.config.n_samples`` crystals from ``model.sample``."""
+        cfg = run.config
+        crystals, _ = run.sample(model, cfg.n_samples, cfg.batch_size)
+        return Produced(crystals)
+
+    # ------------------------------------------------------------------ scoring
+    def stamp(self, values: dict[str, "MetricValue"]) -> dict[str, "MetricValue"]:
+        """Values the task measured itself, with direction and unit from :attr:`keys`."""
+        from benchmark.metrics.base import stamp
+
+        return stamp(values, self.keys.get)
+
+    def evaluation_options(self, config: Any, dataset: Any, *, oracle_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
+        """Options the task's metrics read from ``EvalContext.options`` (called before any crystal
+        is read, so a bad option fails early; raise :class:`TaskError`)."""
+        return {}
+
+    def property_indices(self, ctx: "EvalContext") -> Sequence[int]:
+        """Indices of the samples a property oracle is asked about (default: every valid one)."""
+        return [k for k, r in enumerate(ctx.samples) if r.valid]
+
+    def record_extras(self, ctx: "EvalContext") -> dict[str, Any]:
+        """Extra sections of the run record from a finished evaluation (default: none)."""
+        return {}
+
+    # ------------------------------------------------------------------ leaderboard
+    def row_label(self, record: Mapping[str, Any], label: str) -> str:
+        """The row label of a stored run (default: the model's name, ``label``)."""
+        return label
+
+    def row_values(self, values: dict[str, float | None]) -> dict[str, float | None]:
+        """A stored run's values as the table shows them (derived columns; default: as stored)."""
+        return values
+
+    def merge_key(self, record: Mapping[str, Any]) -> str | None:
+        """Runs with the same key (not None) are merged into one leaderboard row (default: never)."""
+        return None
+
+    def table_columns(self, keys: Iterable[str]) -> list[str]:
+        """The columns for a table whose rows hold ``keys`` (default: :attr:`columns`, or every
+        key in first-seen order when the task declares none)."""
+        if self.columns:
+            return list(self.columns)
+        return list(dict.fromkeys(keys))
+
+    def table_notes(self, records: Sequence[Mapping[str, Any]], oracles: Sequence[str]) -> list[str]:
+        """Sentences for the table's caption (default: which property oracle scored the rows)."""
+        return ["Property oracle: " + ", ".join(oracles) + "."] if oracles else []
 
 
-# ------------------------------------------------------------------ run configs (frozen, with presets)
-@dataclass(frozen=True)
-class GenerationConfig:
-    """Generation: ``n_samples`` crystals from the prior, sampled in batches (CDVAE: 10,000)."""
-
-    n_samples: int = 10000
-    batch_size: int = 500
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 200, "batch_size": 50}, "paper": {}}
+def config_fields(config_cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(config_cls)]
 
 
-@dataclass(frozen=True)
-class ReconstructionConfig:
-    """Reconstruction of the first ``limit`` test crystals (None: all, as published)."""
-
-    limit: int | None = None
-    batch_size: int = 256
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"limit": 64, "batch_size": 32}, "paper": {}}
-
-
-@dataclass(frozen=True)
-class OptimizationConfig:
-    """Property optimisation (CDVAE 5.3): ``num_opt`` test crystals, ``steps`` latent gradient steps
-    with learning rate ``lr``, ``n_decode`` crystals decoded along each trajectory."""
-
-    num_opt: int = 100
-    steps: int = 5000
-    lr: float = 1e-3
-    n_decode: int = 10
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"num_opt": 10, "steps": 100, "n_decode": 2}, "paper": {}}
-
-
-@dataclass(frozen=True)
-class SamplingSpeedConfig:
-    """Wall time to generate ``n_samples`` crystals in batches of ``batch_size``; ``warmup_batches``
-    batches are run first and not timed (CUDA kernels, caches)."""
-
-    n_samples: int = 10000
-    batch_size: int = 500
-    warmup_batches: int = 1
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 100, "batch_size": 50}, "paper": {}}
-
-
-@dataclass(frozen=True)
-class GroundStateConfig:
-    """Ground-state performance (DP-CDVAE Table III): ``n_samples`` generated crystals relaxed by
-    ``relaxer`` with ``optimizer`` to ``fmax`` eV/Å in at most ``steps`` steps (``time_limit_s`` per
-    crystal) at ``pressure_gpa`` (None: the dataset's, 10 GPa for Carbon-24, else 0)."""
-
-    n_samples: int = 100
-    batch_size: int = 100
-    relaxer: str = "chgnet"
-    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
-    fmax: float = 0.05
-    steps: int = 500
-    time_limit_s: float = 300.0
-    pressure_gpa: float | None = None
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 10, "batch_size": 10, "steps": 200}, "paper": {}}
-
-
-@dataclass(frozen=True)
-class ConditionalGenerationConfig:
-    """Conditional generation (Con-CDVAE, Sections 2.3 and 3; Tables 2 and B1; Figures 2-4):
-    ``n_samples`` crystals for one condition set, asked of the model in batches of ``batch_size``
-    (``Model.conditional_sample(n, conditions, seed=..., device=...)``) and checked by independent
-    property oracles (:mod:`benchmark.metrics.conditional`).
-
-    Attributes:
-        n_samples: crystals per condition set (the paper: 200, the output of its 20,000:200 filter).
-        batch_size: crystals per model call (each batch is seeded and resumable).
-        conditions: property -> target, one condition set per run: numbers for ``band_gap`` (eV),
-            ``formation_energy_per_atom`` (eV/atom) or any property an oracle named in ``oracles``
-            predicts; class labels or codes for ``BG_type`` (zero = 0, non-zero = 1), ``FM_type``
-            (high = 0, low = 1) and ``CS_type`` / ``crystal_system`` (triclinic 0, trigonal 1,
-            monoclinic 2, orthorhombic 3, tetragonal 4, hexagonal 5, cubic 6). Stored with canonical
-            names and labels; the model is given the numbers and the integer class codes of the
-            data's columns.
-        tolerances: property -> success window of a continuous target (defaults: 0.5 eV band gap,
-            0.5 eV/atom formation energy; not from the paper, see the metric module).
-        oracles: property -> checker: an oracle name (``list oracles``) or ``symmetry`` (``CS_type``).
-            Defaults: the Con-CDVAE CGCNN models of the dataset (MP-20's: ``cgcnn-mpall20-fm``,
-            ``-bg``, ``-Cfm``, ``-Cbg``) and pymatgen symmetry analysis (symprec 0.2, angle 5°).
-    """
-
-    n_samples: int = 200
-    batch_size: int = 200
-    conditions: dict[str, Any] = field(default_factory=dict)
-    tolerances: dict[str, float] = field(default_factory=dict)
-    oracles: dict[str, str] = field(default_factory=dict)
-    presets: ClassVar[dict[str, dict[str, Any]]] = {"smoke": {"n_samples": 20, "batch_size": 10}, "paper": {}}
-
-
-#: external pressure the dataset's crystals were searched / relaxed at (GPa)
-DATASET_PRESSURE_GPA: dict[str, float] = {"carbon_24": 10.0}
-
-
-TASK_CONFIGS: dict[str, type] = {
-    "generation": GenerationConfig,
-    "reconstruction": ReconstructionConfig,
-    "property_optimization": OptimizationConfig,
-    "sampling_speed": SamplingSpeedConfig,
-    "ground_state": GroundStateConfig,
-    "conditional_generation": ConditionalGenerationConfig,
-}
+__all__ = [
+    "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "Task", "TaskConfig", "TaskError",
+    "batched", "cli_options", "config_fields", "derive_seed", "merged_options", "option",
+]

@@ -1,7 +1,13 @@
-"""Scoring a sample file: the path behind ``python -m benchmark evaluate``.
+"""Scoring a sample file: the path behind ``python -m benchmark evaluate`` (and the scoring step of
+``run``), one path for every task.
 
-read samples -> evaluate each crystal (parallel) -> reference split (cached) -> the task's metrics
--> per-structure table + run record (results store) -> JSON with the published key names.
+read samples -> evaluate each crystal (parallel) -> the task's reference (a split, cached; or the
+paired inputs) -> the training split and property values if a metric needs them -> the task's
+metrics -> per-structure table + run record (results store).
+
+What differs between tasks comes from the task object (:class:`benchmark.tasks.base.Task`): its
+config and the options its metrics read, its reference, its metrics, which samples a property
+oracle scores, and extra record sections. Nothing here branches on a task's name.
 
 Nothing computed is lost to one bad crystal: unreadable entries and crystals that cannot be
 built are scored as invalid with their reason, and the per-structure table says which and why.
@@ -20,13 +26,6 @@ import numpy as np
 from benchmark.metrics.base import EvalContext, Metric, MetricValue
 from benchmark.metrics.crystal_eval import CrystalResult
 
-# The published evaluation's key order (scripts/compute_metrics.py), for JSON output.
-PUBLISHED_KEYS = (
-    "comp_valid", "struct_valid", "valid", "cov_recall", "cov_precision", "amsd_recall", "amsd_precision",
-    "amcd_recall", "amcd_precision", "wdist_density", "wdist_num_elems", "wdist_prop", "comp_div",
-    "struct_div", "match_rate", "rms_dist", "SR5", "SR10", "SR15",
-)
-
 
 class EvaluationError(RuntimeError):
     """The evaluation cannot start (bad arguments, unreadable sample file, missing dataset)."""
@@ -34,7 +33,13 @@ class EvaluationError(RuntimeError):
 
 @dataclass
 class EvaluateOptions:
-    """Arguments of one evaluation (the CLI's flags)."""
+    """Arguments of one evaluation (the CLI's flags).
+
+    Task-specific settings are the task's config: ``task_config`` (a resolved config of the task,
+    as ``run`` passes it) or ``task_options`` (field -> value over the config's defaults, as the
+    command line passes them; e.g. ``{"num_opt": 4}`` or ``{"conditions": {"band_gap": 3}}``).
+    ``run_id`` names the record (``run`` passes its own); None mints one.
+    """
 
     task: str
     dataset: str
@@ -50,9 +55,6 @@ class EvaluateOptions:
     runs_dir: str | None = None
     properties: str | None = None
     property_name: str | None = None
-    num_opt: int = 100
-    n_property_samples: int | None = None
-    cov_cutoffs: tuple[float, float] | None = None
     metrics: Sequence[str] | None = None
     model_name: str | None = None
     progress: bool = True
@@ -61,19 +63,9 @@ class EvaluateOptions:
     batch_idx: int = 0
     oracle: str | None = "auto"
     oracle_dir: str | None = None
-    # ground_state task: the relaxing oracle and how it relaxes (pressure None: the dataset's)
-    relaxer: str = "chgnet"
-    relax_optimizer: str = "FIRE"
-    relax_fmax: float = 0.05
-    relax_steps: int = 500
-    relax_time_limit_s: float = 300.0
-    pressure_gpa: float | None = None
-    count_unconverged: bool = False
-    # conditional_generation task: the condition set (property -> number, class label or code),
-    # tolerances of continuous targets and checkers per property (see benchmark.metrics.conditional)
-    conditions: Mapping[str, Any] | None = None
-    tolerances: Mapping[str, Any] | None = None
-    condition_oracles: Mapping[str, str] | None = None
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+    task_config: Any = None
+    run_id: str | None = None
 
 
 @dataclass
@@ -85,6 +77,8 @@ class EvaluationResult:
     notes: list[str] = field(default_factory=list)
     # file name -> writer(path) for figures and files a metric produced (histograms, relaxed crystals)
     artifact_writers: dict[str, Any] = field(default_factory=dict)
+    # record sections the task adds (e.g. the condition set)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     def write_artifacts(self, run_dir: Path) -> dict[str, str]:
         """Write the metrics' artifacts into ``run_dir``; returns {name: file name} for the record.
@@ -92,7 +86,7 @@ class EvaluationResult:
         return write_artifacts(self.artifact_writers, run_dir, self.notes)
 
     def flat(self) -> dict[str, float | None]:
-        """Aggregate metrics as {published key: value}, published keys first."""
+        """Aggregate metrics as {key: value}, in the order the task's metrics wrote them."""
         return flatten({k: v.as_dict() for k, v in self.metrics.items()})
 
 
@@ -107,11 +101,10 @@ def write_artifacts(writers: dict[str, Any], run_dir: Path, notes: list[str]) ->
     return written
 
 
-def flatten(metrics: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """A record's ``metrics`` as {key: value}, the published evaluation's keys first, in its order."""
-    out = {k: metrics[k]["value"] for k in PUBLISHED_KEYS if k in metrics}
-    out.update({k: v["value"] for k, v in metrics.items() if k not in out})
-    return out
+def flatten(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, float | None]:
+    """A record's ``metrics`` as {key: value}, in stored order (the task's metric order; for the
+    CDVAE tasks the published evaluation's key order)."""
+    return {k: v["value"] for k, v in metrics.items()}
 
 
 def _load_properties(path: str, n: int, name: str | None) -> np.ndarray:
@@ -170,17 +163,34 @@ def per_structure_table(results: list[CrystalResult], extra: dict[str, list[Any]
     return pd.DataFrame(rows)
 
 
-def select_metrics(task: str, names: Sequence[str] | None) -> list[Metric]:
+def select_metrics(task: Any, names: Sequence[str] | None) -> list[Metric]:
+    """The metrics to compute: ``names`` (any registered metric), else the task's own."""
     from benchmark.registry import get_plugins
 
     reg = get_plugins()["metrics"]
-    if names:
-        chosen = [reg.get(n) for n in names]
-        wrong = [m.name for m in chosen if m.task != task]
-        if wrong:
-            raise EvaluationError(f"metrics {', '.join(wrong)} do not score the {task} task")
-        return chosen
-    return [m for m in (e.load() for e in reg) if m.task == task and m.default]
+    return [reg.get(n) for n in (names or task.metrics)]
+
+
+def get_task(name: str) -> Any:
+    from benchmark.registry import get_plugins
+
+    return get_plugins()["tasks"].get(name)
+
+
+def task_config(task: Any, opts: EvaluateOptions, dataset: str) -> Any:
+    """The task's config for an evaluation: ``opts.task_config`` as given, else the defaults (the
+    published protocol) with ``opts.task_options`` over them, checked by the task."""
+    from benchmark.config import ConfigError
+    from benchmark.tasks.base import TaskError
+
+    try:
+        if opts.task_config is not None:
+            if not isinstance(opts.task_config, task.Config):
+                raise EvaluationError(f"task_config is a {type(opts.task_config).__name__}, the {task.name} task needs a {task.Config.__name__}")
+            return opts.task_config
+        return task.resolve_config(dataset=dataset, given=opts.task_options)
+    except (ConfigError, TaskError) as exc:
+        raise EvaluationError(str(exc)) from exc
 
 
 def evaluate(opts: EvaluateOptions) -> EvaluationResult:
@@ -191,6 +201,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
     from benchmark.samples import SampleFileError, read_samples
+    from benchmark.tasks.base import TaskError
 
     t_start = time.time()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start))
@@ -203,17 +214,19 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         profile = get_profile(opts.profile)
     except KeyError as exc:
         raise EvaluationError(str(exc.args[0])) from exc
-    metrics = select_metrics(task.name, opts.metrics)
+    metrics = select_metrics(task, opts.metrics)
     try:
         check_backend(opts.backend)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
+    config = task_config(task, opts, dataset.name)
+    # the task's options (e.g. the condition set's checkers, loaded now): before any crystal is read,
+    # so a bad option or missing oracle weights fail here, not after featurisation
+    try:
+        task_opts = task.evaluation_options(config, dataset, oracle_dir=opts.oracle_dir, progress=opts.progress)
+    except TaskError as exc:
+        raise EvaluationError(str(exc)) from exc
     timings: dict[str, float] = {}
-    # conditional generation: the targets and their checkers, resolved before any crystal is read
-    # (a bad condition or missing oracle weights fail here, not after featurisation)
-    conditional: dict[str, Any] = {}
-    if task.name == "conditional_generation":
-        conditional = _conditional_options(opts, dataset.name, metrics)
 
     # ---- samples
     t = time.time()
@@ -261,21 +274,18 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     except DatasetNotFound as exc:
         raise EvaluationError(str(exc)) from exc
 
-    # ---- training split (novelty) only when a novelty metric is selected
+    # ---- what the metrics need besides the samples
+    needs = frozenset().union(*(m.needs for m in metrics)) if metrics else frozenset()
     train = None
-    if any(m.name == "novelty" for m in metrics):
+    if "train" in needs:
         try:
             train = dataset.load(opts.train_split, opts.data_dir, progress=opts.progress) if opts.train_split in dataset.splits else None
         except DatasetNotFound:
             train = None
-
-    # ---- property values (SR, wdist_prop)
     prop_name = opts.property_name or dataset.target
-    # values carried by the sample file count only for optimisation (the published SR uses whatever
-    # property model scored the crystals); property statistics compare one oracle on both sides
     if opts.properties:
         properties = _load_properties(opts.properties, len(entries), prop_name)
-    elif task.name == "property_optimization":
+    elif task.properties_from_samples:
         properties = _properties_from_entries(entries, prop_name)
     else:
         properties = None
@@ -293,42 +303,29 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         train=train,
         properties=properties,
         property_name=prop_name,
-        options={
-            "num_opt": opts.num_opt,
-            "n_jobs": opts.n_jobs,
-            "backend": opts.backend,
-            "cov_cutoffs": opts.cov_cutoffs or (None if dataset.protocol_family else dataset.cov_cutoffs),
-            "n_property_samples": opts.n_property_samples,
-            "progress": opts.progress,
-            **(_relax_options(opts, dataset.name) if task.name == "ground_state" else {}),
-            **conditional,
-        },
+        options={"n_jobs": opts.n_jobs, "backend": opts.backend, "progress": opts.progress, **task_opts},
         notes=notes,
     )
-    if properties is None and opts.oracle and task.name in ("generation", "property_optimization") and any(
-        m.name in ("property_statistics", "success_rate") for m in metrics
-    ):
+    if properties is None and opts.oracle and "properties" in needs:
         t = time.time()
-        _oracle_properties(ctx, opts, dataset, ref_info, notes)
+        _oracle_properties(ctx, task, opts, dataset, ref_info, notes)
         timings["oracle_s"] = time.time() - t
 
     values: dict[str, MetricValue] = {}
     t = time.time()
     for metric in metrics:
         try:
-            values.update(metric.compute(ctx))
+            values.update(metric.stamp(metric.compute(ctx)))
         except Exception as exc:  # one metric failing must not lose the others
             notes.append(f"metric {metric.name} failed: {type(exc).__name__}: {exc}")
     timings["metrics_s"] = time.time() - t
     timings["total_s"] = time.time() - t_start
     table = per_structure_table(results, ctx.per_structure)
     writers: dict[str, Any] = dict(ctx.cache.get("artifact_writers", {}))
-    if ctx.cache.get("relaxed_crystals") is not None:
-        writers["relaxed.extxyz"] = lambda path, cs=ctx.cache["relaxed_crystals"]: _write_relaxed(cs, path)
+    extras = task.record_extras(ctx)
 
-    record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx)
-    if ctx.options.get("condition_targets"):
-        record["conditions"] = _conditions_record(ctx.options["condition_targets"])
+    record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx, config)
+    record.update(extras)
     run_dir = None
     if opts.store:
         from benchmark.store import ResultsStore
@@ -338,58 +335,13 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         store.write_per_structure(record["run_id"], table)
         record["artifacts"] = {"per_structure": "per_structure.csv", **write_artifacts(writers, run_dir, record["notes"])}
         store.save(record)
-    return EvaluationResult(values, table, record, run_dir, notes, writers)
-
-
-def _conditional_options(opts: EvaluateOptions, dataset: str, metrics: Sequence[Metric]) -> dict[str, Any]:
-    """ctx.options of the conditional_generation metric: the resolved targets and the oracle
-    objects that check them (loaded once here; raises EvaluationError for a bad condition set)."""
-    from benchmark.metrics.conditional import ConditionError, build_targets, load_oracles
-
-    try:
-        targets = build_targets(opts.conditions or {}, opts.tolerances, opts.condition_oracles, dataset)
-        oracles = load_oracles(targets, opts.oracle_dir) if any(m.name == "conditional_success" for m in metrics) else {}
-    except ConditionError as exc:
-        raise EvaluationError(str(exc)) from exc
-    return {"condition_targets": targets, "condition_oracle_objects": oracles, "oracle_dir": opts.oracle_dir}
-
-
-def _conditions_record(targets: Sequence[Any]) -> dict[str, Any]:
-    """The condition set as stored in the record: per property its target, tolerance and checker."""
-    from benchmark.metrics.conditional import condition_text, describe_checker
-
-    return {
-        "text": condition_text(targets),
-        "targets": {t.name: {"value": t.value, "code": t.code, "tolerance": t.tolerance, "unit": t.unit, "checker": describe_checker(t.oracle)}
-                    for t in targets},
-    }
-
-
-def _write_relaxed(crystals: Sequence[Any], path: Path) -> None:
-    """The relaxed crystals (in sample order; failed relaxations left out, their labels say which)."""
-    from benchmark.samples import write_extxyz
-
-    write_extxyz([c for c in crystals if c is not None], path)
-
-
-def _relax_options(opts: EvaluateOptions, dataset: str) -> dict[str, Any]:
-    """ctx.options of the ground_state metric: the relaxer and its :class:`RelaxSettings`."""
-    from benchmark.metrics.oracles.chgnet import RelaxSettings
-    from benchmark.tasks.base import DATASET_PRESSURE_GPA
-
-    if opts.relax_optimizer not in ("FIRE", "BFGS"):
-        raise EvaluationError(f"relaxation optimizer {opts.relax_optimizer!r}: valid are FIRE, BFGS")
-    if not (opts.relax_fmax > 0 and opts.relax_steps > 0 and opts.relax_time_limit_s > 0):
-        raise EvaluationError("relaxation fmax, steps and time limit must be positive")
-    pressure = opts.pressure_gpa if opts.pressure_gpa is not None else DATASET_PRESSURE_GPA.get(dataset, 0.0)
-    settings = RelaxSettings(optimizer=opts.relax_optimizer, fmax=opts.relax_fmax, steps=opts.relax_steps,  # type: ignore[arg-type]
-                             time_limit_s=opts.relax_time_limit_s, pressure_gpa=float(pressure))
-    return {"relaxer": opts.relaxer, "relax_settings": settings, "count_unconverged": opts.count_unconverged}
+    return EvaluationResult(values, table, record, run_dir, notes, writers, extras)
 
 
 def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None:
     """The property oracle to use: ``--oracle NAME``, or with ``auto`` the published CDVAE model of
     the dataset's protocol family when its weights can be found (else a note, not an error)."""
+    from benchmark.metrics.oracles.base import PREDICT, NotAnOracle, check_oracle
     from benchmark.registry import RegistryError, get_plugins
 
     reg = get_plugins()["oracles"]
@@ -403,8 +355,8 @@ def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None
     try:
         factory = reg.entry(name).factory
         kwargs = {"oracle_dir": opts.oracle_dir} if opts.oracle_dir else {}
-        return factory(**kwargs) if kwargs else factory()
-    except RegistryError as exc:
+        return check_oracle(factory(**kwargs) if kwargs else factory(), name, PREDICT)
+    except (RegistryError, NotAnOracle) as exc:
         raise EvaluationError(str(exc)) from exc
     except FileNotFoundError as exc:
         if not auto:
@@ -413,34 +365,26 @@ def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None
         return None
 
 
-def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, ref_info: dict[str, Any], notes: list[str]) -> None:
-    """Fill ctx.properties (and ctx.reference_properties for generation) with oracle predictions:
-    the 1,000 drawn valid samples (generation) or every valid crystal (optimisation), and the
-    reference split, whose predictions are cached by the dataset file's hash and the oracle (and its
-    CrystalNN graphs, which all oracles share, by the hash and split)."""
+def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, dataset: Any, ref_info: dict[str, Any], notes: list[str]) -> None:
+    """Fill ctx.properties with oracle predictions for the samples the task names
+    (:meth:`~benchmark.tasks.base.Task.property_indices`), and ctx.reference_properties when the
+    reference is a dataset split: those are cached by the split file's hash and the oracle (and
+    its CrystalNN graphs, which all oracles share, by the hash and split)."""
     from benchmark import settings
     from benchmark.crystal import Crystal
-    from benchmark.metrics.generation import property_sample
 
     oracle = _oracle(opts, dataset, notes)
     if oracle is None:
         return
-    if ctx.task == "generation":
-        wanted = [int(k) for k in property_sample(ctx)]
-    else:
-        wanted = [k for k, r in enumerate(ctx.samples) if r.valid]
+    wanted = task.property_indices(ctx)
     props = np.full(len(ctx.samples), np.nan)
-    crystals = [ctx.sample_crystals[k] for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
     keys = [k for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
-    # workers and a graph cache for oracles that take them (plugin oracles may only take progress)
-    import inspect
-
-    accepted = inspect.signature(oracle.predict).parameters
-    extra = {"n_jobs": 1 if opts.backend == "sequential" else opts.n_jobs} if "n_jobs" in accepted else {}
-    for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress, **extra)):
+    crystals = [ctx.sample_crystals[k] for k in keys]
+    n_jobs = 1 if opts.backend == "sequential" else opts.n_jobs
+    for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress, n_jobs=n_jobs)):
         props[k] = np.nan if p is None else p
     ctx.properties = props
-    if ctx.task == "generation" and ref_info.get("sha256"):
+    if ctx.reference is not None and ref_info.get("sha256"):
         cache = settings.cache_dir() / "oracle" / f"{oracle.name}-{ref_info['sha256'][:24]}.npy"
         ref = None
         if opts.use_cache and cache.is_file():
@@ -448,9 +392,9 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
             if len(ref) != len(ctx.reference_crystals):
                 ref = None
         if ref is None:
-            if opts.use_cache and "cache_key" in accepted:  # the split's graphs, shared by all oracles
-                extra["cache_key"] = f"{ref_info['sha256']}-{ref_info['reference_split']}"
-            preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress, **extra)
+            # the split's own name lets an oracle cache its features (CrystalNN graphs, shared by the CDVAE oracles)
+            key = f"{ref_info['sha256']}-{ref_info['reference_split']}" if opts.use_cache else None
+            preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress, n_jobs=n_jobs, cache_key=key)
             ref = np.array([np.nan if p is None else p for p in preds], dtype=np.float64)
             if opts.use_cache:
                 import io
@@ -469,7 +413,8 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
 
 
 def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample_set: Any, ref_info: dict[str, Any], values: dict[str, MetricValue],
-            timings: dict[str, float], notes: list[str], started_at: str, ctx: EvalContext) -> dict[str, Any]:
+            timings: dict[str, float], notes: list[str], started_at: str, ctx: EvalContext, config: Any) -> dict[str, Any]:
+    from benchmark.config import to_jsonable
     from benchmark.datasets.base import sha256_file
     from benchmark.store import SCHEMA_VERSION, environment_info, new_run_id
 
@@ -480,7 +425,7 @@ def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample
         settings_used["coverage_cutoffs"] = {"struc": ctx.cache["coverage_cutoffs"][0], "comp": ctx.cache["coverage_cutoffs"][1]}
     return {
         "schema_version": SCHEMA_VERSION,
-        "run_id": new_run_id(task, dataset),
+        "run_id": opts.run_id or new_run_id(task, dataset),
         "kind": "evaluate",
         "task": task,
         "status": "ok",
@@ -490,6 +435,7 @@ def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample
         "profile": profile.name,
         "profile_settings": settings_used,
         "seed": opts.seed,
+        "task_config": to_jsonable(config),
         "metrics": {k: v.as_dict() for k, v in values.items()},
         "environment": environment_info(),
         "started_at": started_at,

@@ -1,12 +1,13 @@
-"""Running a model on a task: the path behind ``python -m benchmark run``.
+"""Running a model on a task: the path behind ``python -m benchmark run``, one path for every task.
 
-resolve configs -> train (or reuse / load a checkpoint) -> ask the model for what the task needs,
-if it has the capability -> write the samples (extended XYZ, in the run directory) -> score them
-with the evaluation core -> store the run record with the fully resolved config.
+resolve configs -> check the model has the task's capability (else a stored "not supported"
+record) -> train (or reuse / load a checkpoint) -> the task produces what it scores
+(:meth:`~benchmark.tasks.base.Task.produce`) -> write the samples (extended XYZ, in the run
+directory) -> score them with :func:`benchmark.tasks.evaluation.evaluate` -> store the run record
+with the fully resolved configs.
 
-Every model, built-in or third-party, goes through this same code, so every number in a table
-comes from the same task code. A model without the capability a task needs gets a stored
-"not supported" record (a "-" in tables), not a crash.
+Every model and every task, built-in or third-party, goes through this same code, so every number
+in a table comes from the same path. Nothing here branches on a task's name.
 
 Interrupted work resumes: training continues from the model's last checkpoint (the model's
 ``fit`` does that in its directory, keyed by model, dataset, resolved config and seed), and
@@ -19,17 +20,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
-import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-import numpy as np
+from benchmark.tasks.base import BatchError, RunContext, derive_seed  # noqa: F401  (derive_seed: part of this module's API)
 
-from benchmark.crystal import Crystal
+#: the dataset and preset a run uses when none is given (embedded, needs no data directory)
+DEFAULT_DATASET = "toy"
+DEFAULT_PRESET = "smoke"
 
 
 class RunError(RuntimeError):
@@ -38,12 +40,17 @@ class RunError(RuntimeError):
 
 @dataclass
 class RunOptions:
-    """Arguments of ``python -m benchmark run`` (and ``train``/``sample``)."""
+    """Arguments of ``python -m benchmark run`` (and ``train``/``sample``).
+
+    ``task_options`` are the task's config fields given as command-line options (field -> value,
+    e.g. ``{"conditions": {"band_gap": 3}}``); they apply over the preset, the run file's ``[task]``
+    table and ``--set task.*`` (see :func:`benchmark.tasks.base.merged_options`).
+    """
 
     model: str
-    task: str
-    dataset: str
-    preset: str = "smoke"
+    task: str = ""
+    dataset: str = DEFAULT_DATASET
+    preset: str = DEFAULT_PRESET
     config_file: str | None = None
     overrides: Sequence[str] = ()
     seed: int = 0
@@ -57,20 +64,19 @@ class RunOptions:
     progress: bool = True
     properties: str | None = None
     train_split: str = "train"
-    # conditional_generation: the condition set (``NAME=VALUE`` strings or a mapping), replacing the
-    # task config's ``conditions``; tolerances and checkers per property, merged over the config's
-    conditions: Sequence[str] | Mapping[str, Any] = ()
-    tolerances: Sequence[str] | Mapping[str, Any] = ()
-    condition_oracles: Sequence[str] | Mapping[str, Any] = ()
+    task_options: Mapping[str, Any] = field(default_factory=dict)
     # a model setting: becomes the override model.strategy=NAME (the model's config must have it)
     strategy: str | None = None
 
 
 @dataclass
 class Resolved:
+    """The model class and config, and (for ``run``) the task and its config."""
+
     model_cls: type
     model_config: Any
-    task_config: Any
+    task: Any = None
+    task_config: Any = None
     run_file: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,21 +84,17 @@ def _hash(obj: Any, n: int = 12) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def derive_seed(seed: int, index: int) -> int:
-    """Independent seed of batch ``index`` of a run seeded with ``seed`` (stable across versions)."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-
-
-def resolve(opts: RunOptions) -> Resolved:
+def resolve(opts: RunOptions, *, with_task: bool = True) -> Resolved:
+    """The model class, its resolved config and, with ``with_task``, the task and its resolved
+    config (``train`` and ``sample`` need no task). Raises :class:`RunError`."""
     from benchmark.config import ConfigError, parse_overrides, read_run_file
     from benchmark.config import resolve as resolve_config
     from benchmark.registry import get_plugins
-    from benchmark.tasks.base import TASK_CONFIGS
+    from benchmark.tasks.base import TaskError
 
     plugins = get_plugins()
     model_cls = plugins["models"].get(opts.model)
-    if opts.task not in TASK_CONFIGS:
-        raise RunError(f"task {opts.task!r} cannot be run; runnable tasks: {', '.join(TASK_CONFIGS)}")
+    task = plugins["tasks"].get(opts.task) if with_task else None
     plugins["datasets"].entry(opts.dataset)  # unknown names fail here, with a suggestion
     try:
         run_file = read_run_file(opts.config_file)
@@ -102,15 +104,14 @@ def resolve(opts: RunOptions) -> Resolved:
             raise ConfigError(f"unknown config sections {sorted(unknown)}; use [model] and [task]")
         if opts.strategy is not None:
             overrides.setdefault("model", {})["strategy"] = _strategy_override(model_cls, opts)
-        if opts.conditions or opts.tolerances or opts.condition_oracles:
-            overrides.setdefault("task", {}).update(_condition_overrides(opts, run_file, overrides))
         model_config = resolve_config(model_cls.Config, opts.preset, opts.dataset, run_file.get("model"), overrides.get("model"), "model")
-        task_config = resolve_config(TASK_CONFIGS[opts.task], opts.preset, opts.dataset, run_file.get("task"), overrides.get("task"), "task")
-    except ConfigError as exc:
+        task_config = None
+        if task is not None:
+            task_config = task.resolve_config(preset=opts.preset, dataset=opts.dataset, section=run_file.get("task"),
+                                              overrides=overrides.get("task"), given=opts.task_options)
+    except (ConfigError, TaskError) as exc:
         raise RunError(str(exc)) from exc
-    if opts.task == "conditional_generation":
-        task_config = _checked_conditions(task_config, opts.dataset)
-    return Resolved(model_cls, model_config, task_config, run_file)
+    return Resolved(model_cls, model_config, task, task_config, run_file)
 
 
 def _strategy_override(model_cls: type, opts: RunOptions) -> str:
@@ -123,55 +124,6 @@ def _strategy_override(model_cls: type, opts: RunOptions) -> str:
         raise RunError(f"--strategy {opts.strategy}: model {opts.model!r} has no strategy setting (its config has no 'strategy' field; "
                        f"fields: {', '.join(fields) or '(none)'})")
     return str(opts.strategy)
-
-
-def _condition_overrides(opts: RunOptions, run_file: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``--condition`` replaces the task's ``conditions`` (a condition set is one unit);
-    ``--tolerance`` and ``--condition-oracle`` values are merged over the run file's and ``--set``'s
-    ``tolerances`` / ``oracles``."""
-    from benchmark.metrics.conditional import ConditionError, parse_assignments
-
-    if opts.task != "conditional_generation":
-        raise RunError(f"--condition / --tolerance / --condition-oracle apply to the conditional_generation task, not {opts.task}")
-
-    def given(items: Sequence[str] | Mapping[str, Any], flag: str) -> dict[str, Any]:
-        return dict(items) if isinstance(items, Mapping) else parse_assignments(items, flag)
-
-    def merged(field: str, items: Sequence[str] | Mapping[str, Any], flag: str) -> dict[str, Any]:
-        base = {**dict((run_file.get("task") or {}).get(field) or {}), **dict((overrides.get("task") or {}).get(field) or {})}
-        return {**base, **given(items, flag)}
-
-    out: dict[str, Any] = {}
-    try:
-        if opts.conditions:
-            out["conditions"] = given(opts.conditions, "--condition")
-        if opts.tolerances:
-            out["tolerances"] = merged("tolerances", opts.tolerances, "--tolerance")
-        if opts.condition_oracles:
-            out["oracles"] = merged("oracles", opts.condition_oracles, "--condition-oracle")
-    except ConditionError as exc:
-        raise RunError(str(exc)) from exc
-    return out
-
-
-def _checked_conditions(cfg: Any, dataset: str) -> Any:
-    """The task config with its condition set validated and normalised (canonical names, class
-    labels, floats), so that equal requests resolve to the same config (and work directory)."""
-    import dataclasses
-
-    from benchmark.metrics.conditional import ConditionError, build_targets, canonical_name, normalize_conditions
-
-    try:
-        conditions = normalize_conditions(cfg.conditions, cfg.oracles)
-        build_targets(conditions, cfg.tolerances, cfg.oracles, dataset)  # tolerances and checkers fit the targets
-        names = list(conditions) + [k for k in cfg.oracles if k not in conditions]
-        tolerances = dict(sorted((canonical_name(k, names), float(v)) for k, v in cfg.tolerances.items()))
-        oracles = dict(sorted((canonical_name(k, names), str(v)) for k, v in cfg.oracles.items()))
-    except ConditionError as exc:
-        raise RunError(str(exc)) from exc
-    if cfg.n_samples <= 0 or cfg.batch_size <= 0:
-        raise RunError("task.n_samples and task.batch_size must be positive")
-    return dataclasses.replace(cfg, conditions=conditions, tolerances=tolerances, oracles=oracles)
 
 
 # ------------------------------------------------------------------ training / checkpoints
@@ -256,67 +208,7 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     return model, {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": True, "fit": summary}
 
 
-# ------------------------------------------------------------------ resumable batched work
-def batched(
-    work_dir: Path,
-    n: int,
-    batch_size: int,
-    make: Callable[[int, int], tuple[list[Crystal], int | None]],
-    progress: bool = True,
-    desc: str = "sampling",
-) -> tuple[list[Crystal], int | None]:
-    """Run ``make(batch_index, batch_n)`` for each batch, keeping each batch's crystals in
-    ``work_dir/batch_<i>.extxyz`` (written atomically). Batches already there are read back, not
-    recomputed: an interrupted run continues where it stopped. Returns (crystals, evaluations)."""
-    from tqdm.auto import tqdm
-
-    from benchmark.samples import read_samples, write_extxyz
-
-    work_dir.mkdir(parents=True, exist_ok=True)
-    n_batches = max(1, math.ceil(n / batch_size)) if n > 0 else 0
-    out: list[Crystal] = []
-    evals: int | None = 0
-    for b in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress):
-        bn = min(batch_size, n - b * batch_size)
-        path = work_dir / f"batch_{b:05d}.extxyz"
-        meta = work_dir / f"batch_{b:05d}.json"
-        if path.is_file() and meta.is_file():
-            crystals = [c for c in read_samples(path).entries if isinstance(c, Crystal)]
-            info = json.loads(meta.read_text())
-            if len(crystals) == bn == info.get("n"):
-                out.extend(crystals)
-                evals = None if evals is None or info.get("model_evaluations") is None else evals + int(info["model_evaluations"])
-                continue
-        crystals, n_eval = make(b, bn)
-        if len(crystals) != bn:
-            raise RunError(f"the model returned {len(crystals)} crystals for a batch of {bn}")
-        write_extxyz(crystals, path)
-        from benchmark.store import write_json_atomic
-
-        write_json_atomic(meta, {"n": bn, "model_evaluations": n_eval})  # written last: marks the batch complete
-        out.extend(crystals)
-        evals = None if evals is None or n_eval is None else evals + int(n_eval)
-    return out, evals
-
-
-def _device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-
-
-def _resolve_device(device: str) -> str:
+def resolve_device(device: str) -> str:
     import torch
 
     if device == "auto":
@@ -326,56 +218,45 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-# ------------------------------------------------------------------ tasks
-def _time_sampling(model: Any, cfg: Any, seed: int, device: str) -> dict[str, Any]:
-    """Sampling speed: ``warmup_batches`` untimed, then the timed batches. On CUDA the device is
-    synchronised around the timed region (CUDA events) and peak memory is read."""
-    import torch
+def run_context(opts: RunOptions, res: Resolved, work: Path) -> RunContext:
+    """What the task's :meth:`~benchmark.tasks.base.Task.produce` is given."""
+    from benchmark.registry import get_plugins
 
-    cuda = device.startswith("cuda")
-    for w in range(cfg.warmup_batches):
-        model.sample(min(cfg.batch_size, cfg.n_samples), seed=derive_seed(seed, 10_000 + w), device=device)
-    n_batches = math.ceil(cfg.n_samples / cfg.batch_size)
-    evals: int | None = 0
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start_ev, end_ev = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start_ev.record()
-    t0 = time.perf_counter()
-    done = 0
-    for b in range(n_batches):
-        bn = min(cfg.batch_size, cfg.n_samples - b * cfg.batch_size)
-        batch = model.sample(bn, seed=derive_seed(seed, b), device=device)
-        done += len(batch.crystals)
-        evals = None if evals is None or batch.model_evaluations is None else evals + batch.model_evaluations
-    if cuda:
-        end_ev.record()
-        torch.cuda.synchronize()
-        seconds = start_ev.elapsed_time(end_ev) / 1000.0
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        seconds = time.perf_counter() - t0
-        peak = None
-    return {"seconds": seconds, "n": done, "model_evaluations": evals, "peak_memory_mb": peak, "n_batches": n_batches}
+    dataset = get_plugins()["datasets"].get(opts.dataset)
+    return RunContext(config=res.task_config, dataset=dataset, data_dir=opts.data_dir, seed=opts.seed, device=opts.device,
+                      work_dir=work, progress=opts.progress)
 
 
+def check_task_options(opts: RunOptions, res: Resolved) -> None:
+    """The task's own checks of its options before any training (e.g. a condition set's checkers
+    must load): the options its metrics will read, built once and dropped."""
+    from benchmark.registry import get_plugins
+    from benchmark.tasks.base import TaskError
+
+    if not res.task.evaluable:
+        return
+    try:
+        res.task.evaluation_options(res.task_config, get_plugins()["datasets"].get(opts.dataset), progress=opts.progress)
+    except TaskError as exc:
+        raise RunError(str(exc)) from exc
+
+
+# ------------------------------------------------------------------ the run
 def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run a model on a task and store the record (see module doc). Returns the record."""
     from benchmark import settings
     from benchmark.config import to_jsonable
-    from benchmark.models.base import TASK_CAPABILITY, NotSupported
-    from benchmark.registry import get_plugins
+    from benchmark.models.base import NotSupported
     from benchmark.samples import write_extxyz
     from benchmark.store import SCHEMA_VERSION, ResultsStore, environment_info, new_run_id, utc_now_iso
 
     t_start = time.time()
     started_at = utc_now_iso()
     res = resolve(opts)
-    opts.device = _resolve_device(opts.device)
+    task = res.task
+    opts.device = resolve_device(opts.device)
     store = ResultsStore(settings.runs_dir(opts.runs_dir))
     run_id = new_run_id(opts.task, opts.dataset)
-    needed = TASK_CAPABILITY[opts.task]
     model_info: dict[str, Any] = {
         "name": opts.model,
         "version": res.model_cls.version,
@@ -385,7 +266,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         "capabilities": sorted(res.model_cls.capabilities),
         "checkpoint_sha256": None,
     }
-    base_record: dict[str, Any] = {
+    record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "kind": "run",
@@ -406,107 +287,51 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         "notes": [],
         "artifacts": {},
     }
-    if needed not in res.model_cls.capabilities:
-        base_record["status"] = "not_supported"
-        base_record["notes"].append(f"{opts.model} does not declare the {needed!r} capability the {opts.task} task needs")
-        base_record["duration_s"] = time.time() - t_start
-        store.save(base_record)
-        return base_record
+    if task.capability is None or task.capability not in res.model_cls.capabilities:
+        record["status"] = "not_supported"
+        record["notes"].append(f"{opts.model} does not declare the {task.capability!r} capability the {opts.task} task needs"
+                               if task.capability else f"the {opts.task} task scores sample files only (evaluate)")
+        record["duration_s"] = time.time() - t_start
+        store.save(record)
+        return record
 
-    if opts.task == "conditional_generation":
-        _check_oracles(res.task_config, opts.dataset)  # before training and sampling, not after
-
+    check_task_options(opts, res)  # before training, not after
     model, ckpt_info = trained_model(opts, res, log)
     model_info["checkpoint_sha256"] = ckpt_info.get("checkpoint_sha256")
     model_info["checkpoint"] = ckpt_info.get("checkpoint")
     if ckpt_info.get("fit"):
-        base_record["fit"] = ckpt_info["fit"]
-    run_dir = store.run_dir(run_id)
-    cfg = res.task_config
-    work = settings.runs_dir(opts.runs_dir) / "work" / _hash({"model_key": str(model_dir(opts, res)), "ckpt": model_info["checkpoint_sha256"], "task": opts.task, "cfg": to_jsonable(cfg), "seed": opts.seed, "device": opts.device})
-    dataset = get_plugins()["datasets"].get(opts.dataset)
-    extra: dict[str, Any] = {}
+        record["fit"] = ckpt_info["fit"]
+    work = settings.runs_dir(opts.runs_dir) / "work" / _hash({"model_key": str(model_dir(opts, res)), "ckpt": model_info["checkpoint_sha256"], "task": opts.task,
+                                                               "cfg": to_jsonable(res.task_config), "seed": opts.seed, "device": opts.device})
     t = time.time()
     try:
-        if opts.task == "sampling_speed":
-            timing = _time_sampling(model, cfg, opts.seed, opts.device)
-            per = timing["seconds"] / max(timing["n"], 1)
-            extra = {
-                "seconds_per_crystal": {"value": per, "n": timing["n"], "higher_is_better": False, "unit": "s"},
-                "crystals_per_second": {"value": 1.0 / per if per > 0 else None, "n": timing["n"], "higher_is_better": True, "unit": "1/s"},
-                "seconds_for_10000": {"value": per * 10000, "n": timing["n"], "higher_is_better": False, "unit": "s"},
-            }
-            if timing["model_evaluations"] is not None:
-                extra["model_evaluations_per_batch"] = {"value": timing["model_evaluations"] / timing["n_batches"], "n": timing["n_batches"], "higher_is_better": False, "unit": "evaluations"}
-            base_record["speed"] = {"device_name": _device_name(opts.device), "batch_size": cfg.batch_size, "warmup_batches": cfg.warmup_batches,
-                                    "peak_memory_mb": timing["peak_memory_mb"], "timed_seconds": timing["seconds"]}
-            crystals: list[Crystal] = []
-        elif opts.task in ("generation", "ground_state"):
-            crystals, _ = batched(work, cfg.n_samples, cfg.batch_size, lambda b, bn: _sample(model, bn, derive_seed(opts.seed, b), opts.device), opts.progress, "sampling")
-        elif opts.task == "conditional_generation":
-            from benchmark.metrics.conditional import build_targets, model_conditions
-
-            wanted = model_conditions(build_targets(cfg.conditions, cfg.tolerances, cfg.oracles, opts.dataset))
-            crystals, _ = batched(work, cfg.n_samples, cfg.batch_size,
-                                  lambda b, bn: _conditional_sample(model, bn, wanted, derive_seed(opts.seed, b), opts.device),
-                                  opts.progress, "conditional sampling")
-        elif opts.task == "reconstruction":
-            test = dataset.load("test", opts.data_dir, limit=cfg.limit, progress=opts.progress)
-            crystals, _ = batched(work, len(test), cfg.batch_size,
-                                  lambda b, bn: (model.reconstruct(test[b * cfg.batch_size: b * cfg.batch_size + bn], seed=derive_seed(opts.seed, b), device=opts.device), None),
-                                  opts.progress, "reconstructing")
-        elif opts.task == "property_optimization":
-            starts = dataset.load("test", opts.data_dir, limit=cfg.num_opt, progress=opts.progress)
-            steps = model.optimize(starts, seed=opts.seed, device=opts.device, steps=cfg.steps, lr=cfg.lr, n_decode=cfg.n_decode)
-            crystals = [c for step in steps for c in step]  # step-major, as CDVAE's eval_opt.pt
-        else:  # pragma: no cover - guarded by resolve()
-            raise RunError(f"task {opts.task!r} cannot be run")
+        produced = task.produce(model, run_context(opts, res, work))
     except NotSupported as exc:
-        base_record["status"] = "not_supported"
-        base_record["notes"].append(str(exc))
-        store.save(base_record)
-        return base_record
-    base_record["timings"]["model_s"] = time.time() - t
+        record["status"] = "not_supported"
+        record["notes"].append(str(exc))
+        store.save(record)
+        return record
+    except BatchError as exc:
+        raise RunError(str(exc)) from exc
+    record["timings"]["model_s"] = time.time() - t
+    record.update(produced.record)
 
-    record = base_record
-    if opts.task != "sampling_speed":
-        samples_path = run_dir / "samples.extxyz"
-        write_extxyz(crystals, samples_path)
-        record = _score(opts, base_record, samples_path, cfg)
+    if produced.crystals is not None and task.evaluable:
+        samples_path = store.run_dir(run_id) / "samples.extxyz"
+        write_extxyz(produced.crystals, samples_path)
+        record = _score(opts, res, record, samples_path)
         record["artifacts"]["samples"] = "samples.extxyz"
-    for k, v in extra.items():
-        record["metrics"][k] = {**{"uncertainty": None}, **v}
+    for key, value in task.stamp(produced.metrics).items():
+        record["metrics"][key] = value.as_dict()
     record["duration_s"] = time.time() - t_start
     store.save(record)
     if work.exists():
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)  # the run is complete: its samples are in the run dir
     return record
 
 
-def _sample(model: Any, n: int, seed: int, device: str) -> tuple[list[Crystal], int | None]:
-    batch = model.sample(n, seed=seed, device=device)
-    return list(batch.crystals), batch.model_evaluations
-
-
-def _conditional_sample(model: Any, n: int, conditions: Mapping[str, Any], seed: int, device: str) -> tuple[list[Crystal], int | None]:
-    """One batch of ``Model.conditional_sample``; the model gets a fresh copy of the conditions."""
-    batch = model.conditional_sample(n, dict(conditions), seed=seed, device=device)
-    return list(batch.crystals), batch.model_evaluations
-
-
-def _check_oracles(cfg: Any, dataset: str) -> None:
-    """Fail early when a checker of the condition set is unknown or its weights are missing."""
-    from benchmark.metrics.conditional import ConditionError, build_targets, load_oracles
-
-    try:
-        load_oracles(build_targets(cfg.conditions, cfg.tolerances, cfg.oracles, dataset))
-    except ConditionError as exc:
-        raise RunError(str(exc)) from exc
-
-
-def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: Any) -> dict[str, Any]:
+def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path: Path) -> dict[str, Any]:
+    """Score the run's samples with the evaluation path; its results go into the run's record."""
     from benchmark import settings
     from benchmark.store import ResultsStore
     from benchmark.tasks.evaluation import EvaluateOptions, EvaluationError, evaluate
@@ -523,15 +348,11 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
         progress=opts.progress,
         store=False,
         properties=opts.properties,
-        num_opt=getattr(cfg, "num_opt", 100),
         model_name=opts.model,
         train_split=opts.train_split,  # novelty is measured against what the model saw
+        task_config=res.task_config,
+        run_id=record["run_id"],
     )
-    if opts.task == "conditional_generation":
-        eopts.conditions, eopts.tolerances, eopts.condition_oracles = cfg.conditions, cfg.tolerances, cfg.oracles
-    if opts.task == "ground_state":
-        eopts.relaxer, eopts.relax_optimizer, eopts.relax_fmax = cfg.relaxer, cfg.optimizer, cfg.fmax
-        eopts.relax_steps, eopts.relax_time_limit_s, eopts.pressure_gpa = cfg.steps, cfg.time_limit_s, cfg.pressure_gpa
     try:
         result = evaluate(eopts)
     except EvaluationError as exc:
@@ -544,8 +365,7 @@ def _score(opts: RunOptions, record: dict[str, Any], samples_path: Path, cfg: An
     out["metrics"] = ev["metrics"]
     out["timings"] = {**record["timings"], **ev["timings"]}
     out["notes"] = record["notes"] + ev["notes"]
-    if ev.get("conditions"):
-        out["conditions"] = ev["conditions"]
+    out.update(result.extras)
     store = ResultsStore(settings.runs_dir(opts.runs_dir))
     store.write_per_structure(record["run_id"], result.per_structure)
     written = result.write_artifacts(store.run_dir(record["run_id"]))

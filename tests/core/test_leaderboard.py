@@ -12,14 +12,15 @@ import pandas as pd
 import pytest
 
 from benchmark.leaderboard import (
-    METRIC_INFO,
-    TASK_COLUMNS,
     build_table,
+    declarations,
     format_value,
     latex_escape,
     load_reported,
+    metric_key,
     render,
 )
+from benchmark.registry import get_plugins
 
 
 def metric(value, hib=None):
@@ -68,7 +69,7 @@ def test_best_value_bold_higher_and_lower_is_better():
     assert table.columns == ["struct_valid", "wdist_density"]
     text = render(table, "markdown")
     header = md_header(text)
-    sv, wd = header.index("Struc. valid (%)"), header.index(METRIC_INFO["wdist_density"].label)
+    sv, wd = header.index("Struc. valid (%)"), header.index(metric_key("wdist_density").label)
     alpha, beta = md_row(text, "alpha"), md_row(text, "beta")
     # struct_valid: higher is better -> beta (95.00) bold, alpha not
     assert beta[sv] == "**95.00**" and alpha[sv] == "90.00"
@@ -105,9 +106,9 @@ def test_reported_cdvae_perov5_generation_numbers():
         "Comp. valid (%)": "98.59",
         "COV-R (%)": "99.45",
         "COV-P (%)": "98.46",
-        METRIC_INFO["wdist_density"].label: "0.1258",
-        METRIC_INFO["wdist_prop"].label: "0.0264",
-        METRIC_INFO["wdist_num_elems"].label: "0.0628",
+        metric_key("wdist_density").label: "0.1258",
+        metric_key("wdist_prop").label: "0.0264",
+        metric_key("wdist_num_elems").label: "0.0628",
     }
     for label, value in expected.items():
         assert row[header.index(label)].strip("*") == value, label
@@ -198,7 +199,7 @@ def test_sampling_speed_upper_bound_and_derived_column():
     table = build_table(records, "sampling_speed", "perov_5")
     text = render(table, "markdown")
     header = md_header(text)
-    col = header.index(METRIC_INFO["seconds_for_10000"].label)
+    col = header.index(metric_key("seconds_for_10000").label)
     assert md_row(text, "FTCP")[col] == "**< 60.00**"
     assert md_row(text, "CDVAE")[col] == "11160"  # 3.1 h
     assert md_row(text, "ours")[col] == "5000"
@@ -225,19 +226,21 @@ def _files():
 def test_reported_files_wellformed():
     files = _files()
     assert {"cdvae.json", "dp_cdvae.json"} <= set(files)
-    known = {k for cols in TASK_COLUMNS.values() for k in cols}
+    tasks = {e.name: e.load() for e in get_plugins()["tasks"]}
+    keys, dynamic = declarations()
     for name, data in files.items():
         assert data["rows"], name
         for row in data["rows"]:
             # Con-CDVAE also reports models trained on its MP40 and OQMD20 data
             datasets = {"perov_5", "carbon_24", "mp_20"} | ({"mp_40", "oqmd_20"} if name == "con_cdvae.json" else set())
-            assert row["task"] in TASK_COLUMNS and row["dataset"] in datasets, (name, row["model"], row["dataset"])
-            assert set(row["metrics"]) <= known, (name, row)
-            assert set(row["metrics"]) <= set(data["metrics_meta"]), (name, row)
+            assert row["task"] in tasks and row["dataset"] in datasets, (name, row["model"], row["dataset"])
+            # every key is a column of its task's table, declared by a metric or by the task
+            assert set(row["metrics"]) <= set(tasks[row["task"]].table_columns(row["metrics"])), (name, row)
+            assert all(k in keys or any(m.describe_key(k) for m in dynamic) for k in row["metrics"]), (name, row)
             assert row["source"]
             for key, v in row["metrics"].items():
                 assert v is None or isinstance(v, (int, float))
-                if v is not None and data["metrics_meta"][key]["display"] == "percent":
+                if v is not None and metric_key(key).display == "percent":
                     assert 0.0 <= v <= 1.0, (name, row["model"], key, v)
 
 

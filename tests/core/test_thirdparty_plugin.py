@@ -116,6 +116,7 @@ def test_installed_plugin_in_process_registry(plugin_site, tmp_path):
     """Source attribution, lazy factories, and that listing does not build anything."""
     script = """
 import json, sys
+from types import SimpleNamespace
 from benchmark.registry import Plugins
 plugins = Plugins()
 ds = plugins["datasets"].entry("thirdparty_toy")
@@ -126,7 +127,7 @@ print(json.dumps({
     "plugin_names": plugins.plugin_names,
     "sources": [ds.source, mt.source],
     "dataset": [built.name, built.rows],
-    "metric": metric.compute([1, 2, 3]),
+    "metric": metric.compute(SimpleNamespace(samples=[1, 2, 3]))["n_samples"].value,
     "module": sys.modules["thirdparty_benchmark_plugin"].__file__,
 }))
 """
@@ -136,7 +137,7 @@ print(json.dumps({
     assert PLUGIN_NAME in out["plugin_names"]
     assert out["sources"] == [PLUGIN_NAME, PLUGIN_NAME]
     assert out["dataset"] == ["thirdparty_toy", 2]
-    assert out["metric"] == {"n_samples": 3}
+    assert out["metric"] == 3
     assert Path(out["module"]).resolve().parent == plugin_site.resolve()
 
 
@@ -147,3 +148,36 @@ def test_plugin_not_visible_without_its_install(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmark", "list"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "thirdparty_toy" not in proc.stdout
+
+
+def test_installed_task_runs_through_run_evaluate_and_leaderboard(plugin_site, tmp_path):
+    """A task from an installed package (tests/fixtures/thirdparty_plugin: one class and its
+    registration) runs end to end through the harness's own commands, its config fields as
+    command-line options, its metric's labels in the leaderboard."""
+    runs = tmp_path / "runs"
+    common = ["--runs-dir", str(runs), "--no-progress"]
+    helped = _run(["-m", "benchmark", "run", "--task", "element_coverage", "--model", "replay", "--help"], plugin_site, tmp_path)
+    assert helped.returncode == 0 and "--min-count" in helped.stdout and "element_coverage task options" in helped.stdout
+
+    out = tmp_path / "m.json"
+    ran = _run(["-m", "benchmark", "run", "--model", "replay", "--task", "element_coverage", "--dataset", "toy", "--n-samples", "12",
+                "--batch-size", "6", "--json", str(out), *common], plugin_site, tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["valid"] == 1.0 and 0 < metrics["element_coverage"] <= 1.0  # replayed training crystals
+    (record,) = [json.loads(p.read_text()) for p in runs.glob("*/record.json")]
+    assert record["task"] == "element_coverage" and record["task_config"] == {"n_samples": 12, "batch_size": 6, "min_count": 1}
+    assert record["metrics"]["element_coverage"]["higher_is_better"] is True and record["metrics"]["element_coverage"]["unit"] == "fraction"
+    samples = runs / record["run_id"] / "samples.extxyz"
+
+    scored = _run(["-m", "benchmark", "evaluate", "--task", "element_coverage", "--dataset", "toy", "--samples", str(samples),
+                   "--min-count", "13", "--model-name", "strict", "--json", str(out), *common], plugin_site, tmp_path)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(out.read_text())["element_coverage"] == 0.0  # no element is in 13 of 12 samples
+
+    board = _run(["-m", "benchmark", "leaderboard", "--task", "element_coverage", "--runs-dir", str(runs)], plugin_site, tmp_path)
+    assert board.returncode == 0, board.stderr
+    assert "Elem. coverage (%)" in board.stdout and "Valid (%)" in board.stdout
+    assert _listed(board.stdout.replace("|", " "), "replay") and _listed(board.stdout.replace("|", " "), "strict")
+    plain = _run(["-m", "benchmark", "leaderboard", "--runs-dir", str(runs)], plugin_site, tmp_path)
+    assert plain.returncode == 0 and "Element coverage" in plain.stdout  # a task with stored runs gets its table

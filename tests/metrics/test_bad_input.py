@@ -278,7 +278,7 @@ def _options(samples: Path, runs: Path) -> Any:
         runs_dir=str(runs),
         n_jobs=1,
         progress=False,
-        n_property_samples=5,
+        task_options={"n_property_samples": 5},
         metrics=["validity", "coverage", "property_statistics"],
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import torch
 
 from benchmark.crystal import Crystal
+from benchmark.metrics.oracles.base import PREDICT, Oracle
 from benchmark.models.base import CONDITIONAL_SAMPLE, Model, ModelConfig, SampleBatch
 from benchmark.registry import Entry, get_plugins
 from benchmark.store import ResultsStore
@@ -57,12 +59,14 @@ class RockSaltModel(Model):
         return SampleBatch([nacl(5.5 + 0.3 * float(rng.random())) for _ in range(n)], model_evaluations=n)
 
 
-class FakeBandGap:
+class FakeBandGap(Oracle):
     """A band gap 'oracle': 3.2 eV for every crystal with a lattice parameter below 5.65 Å, else 1 eV."""
 
     name, property, unit = ORACLE, "band_gap", "eV"
+    capabilities = frozenset({PREDICT})
 
-    def predict(self, crystals: Sequence[Crystal], progress: bool = True) -> list[float | None]:
+    def predict(self, crystals: Sequence[Crystal], *, progress: bool = True, n_jobs: int | None = None,
+                cache_key: str | None = None) -> list[float | None]:
         return [3.2 if c.lengths[0] < 5.65 else 1.0 for c in crystals]
 
 
@@ -75,9 +79,27 @@ def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     RockSaltModel.calls.clear()
 
 
+def squeeze(markdown: str) -> str:
+    """Markdown table text with the cells' padding removed ("| a   |  b |" -> "| a | b |")."""
+    return re.sub(r" {2,}", " ", markdown)
+
+
+def given(conditions: list[str] | None = None, tolerances: list[str] | None = None, condition_oracles: list[str] | None = None) -> dict[str, Any]:
+    """What --condition / --tolerance / --condition-oracle give the task (its config fields)."""
+    from benchmark.metrics.conditional import parse_assignments
+
+    out: dict[str, Any] = {}
+    for name, items, flag in (("conditions", conditions, "--condition"), ("tolerances", tolerances, "--tolerance"),
+                              ("oracles", condition_oracles, "--condition-oracle")):
+        if items:
+            out[name] = parse_assignments(items, flag)
+    return out
+
+
 def options(runs: Path, conditions: list[str], **kw: Any) -> RunOptions:
+    task_options = given(conditions, kw.pop("tolerances", None), kw.pop("condition_oracles", None))
     return RunOptions(model=kw.pop("model", MODEL), task="conditional_generation", dataset="mp_20_sample", runs_dir=str(runs),
-                      overrides=["task.n_samples=6", "task.batch_size=4"], conditions=conditions, progress=False, n_jobs=1, **kw)
+                      overrides=["task.n_samples=6", "task.batch_size=4"], task_options=task_options, progress=False, n_jobs=1, **kw)
 
 
 @pytest.mark.data
@@ -117,7 +139,7 @@ def test_run_asks_for_conditional_samples_in_batches_and_scores_them(shared_data
     from benchmark.cli import main
 
     assert main(["leaderboard", "--runs-dir", str(runs)]) == 0
-    assert f"| {MODEL} (full) | mp_20_sample |" in capsys.readouterr().out
+    assert f"| {MODEL} (full) | mp_20_sample |" in squeeze(capsys.readouterr().out)
 
 
 @pytest.mark.data
@@ -141,8 +163,8 @@ def test_strategy_and_condition_errors_are_clear(tmp_path: Path, plugins: None) 
         resolve(options(tmp_path, ["BG_type=maybe"]))
     with pytest.raises(RunError, match="no conditions"):
         resolve(options(tmp_path, []))
-    with pytest.raises(RunError, match="conditional_generation task"):
-        resolve(RunOptions(model="random", task="generation", dataset="mp_20_sample", conditions=["band_gap=1"]))
+    with pytest.raises(RunError, match="unknown field 'conditions'"):  # the generation task has no conditions
+        resolve(RunOptions(model="random", task="generation", dataset="mp_20_sample", task_options=given(["band_gap=1"])))
     # equal requests resolve to the same config: labels or codes, aliases or column names
     a = resolve(options(tmp_path, ["crystal_system=6", "bg_type=1"])).task_config
     b = resolve(options(tmp_path, ["BG_type=non-zero", "CS_type=cubic"])).task_config
@@ -150,7 +172,7 @@ def test_strategy_and_condition_errors_are_clear(tmp_path: Path, plugins: None) 
     tol = resolve(options(tmp_path, ["band_gap=3"], tolerances=["band_gap=0.25"])).task_config
     assert tol.tolerances == {"band_gap": 0.25}
     assert resolve(RunOptions(model=MODEL, task="conditional_generation", dataset="mp_20_sample", preset="paper",
-                              conditions=["band_gap=3"])).task_config.n_samples == 200
+                              task_options=given(["band_gap=3"]))).task_config.n_samples == 200
 
 
 def test_conditions_from_a_run_file(tmp_path: Path, plugins: None) -> None:
@@ -162,7 +184,8 @@ def test_conditions_from_a_run_file(tmp_path: Path, plugins: None) -> None:
     path.write_text('[task]\nn_samples = 8\nconditions = { band_gap = 3, BG_type = "non-zero" }\ntolerances = { band_gap = 0.3 }\n')
 
     def cfg(**kw: Any) -> Any:
-        return resolve(RunOptions(model=MODEL, task="conditional_generation", dataset="mp_20_sample", config_file=str(path), **kw)).task_config
+        return resolve(RunOptions(model=MODEL, task="conditional_generation", dataset="mp_20_sample", config_file=str(path),
+                                  task_options=given(**kw))).task_config
 
     base = cfg()
     assert base.conditions == {"BG_type": "non-zero", "band_gap": 3.0} and base.tolerances == {"band_gap": 0.3} and base.n_samples == 8
@@ -179,7 +202,7 @@ def test_generation_only_settings_reuse_the_trained_model(tmp_path: Path) -> Non
 
     def key(**kw: Any) -> Path:
         opts = RunOptions(model="con_cdvae", task="conditional_generation", dataset="mp_20_sample", preset="smoke", runs_dir=str(tmp_path),
-                          conditions=["formation_energy_per_atom=-2"], overrides=kw.pop("overrides", []), **kw)
+                          task_options=given(["formation_energy_per_atom=-2"]), overrides=kw.pop("overrides", []), **kw)
         return model_dir(opts, resolve(opts))
 
     base = key()
@@ -200,7 +223,7 @@ def test_cli_argument_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert main(base) == 2
     assert "no conditions" in capsys.readouterr().err
     assert main(["evaluate", "--task", "generation", "--dataset", "mp_20_sample", "--samples", "x", "--condition", "band_gap=1"]) == 2
-    assert "conditional_generation" in capsys.readouterr().err
+    assert "an option of the conditional_generation task" in capsys.readouterr().err
     assert main(["run", "--model", "random", "--task", "conditional_generation", "--dataset", "mp_20_sample", "--strategy", "full",
                  "--condition", "CS_type=cubic", "--runs-dir", str(tmp_path), "--no-progress"]) == 2
     assert "no strategy setting" in capsys.readouterr().err
@@ -255,5 +278,5 @@ def test_leaderboard_prints_the_reported_con_cdvae_rows(tmp_path: Path, capsys: 
     assert main(["leaderboard", "--task", "conditional_generation", "--runs-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "BG:zero; FE:high (%)" in text and "CS:cubic (%)" in text
-    assert "| Con-CDVAE (full) | mp_20 | **100.0** | **74.00** |" in text
+    assert "| Con-CDVAE (full) | mp_20 | **100.0** | **74.00** |" in squeeze(text)
     assert "Table B1, row OQMD-F" in text

@@ -109,7 +109,7 @@ def test_property_optimization_success_rates_from_properties_file(shared_data: P
              0.9, 0.5, 0.74, 2.0]
     prop_file = tmp_path / "pred.json"
     prop_file.write_text(json.dumps({"oracle": "test", "predictions": props}))
-    res = evaluate(EvaluateOptions(task="property_optimization", dataset="perov_5_dev", samples=path, num_opt=4, properties=str(prop_file), n_jobs=1, progress=False, store=False))
+    res = evaluate(EvaluateOptions(task="property_optimization", dataset="perov_5_dev", samples=path, task_options={"num_opt": 4}, properties=str(prop_file), n_jobs=1, progress=False, store=False))
     valid = res.per_structure["valid"].to_numpy().reshape(2, 4)
     p = np.where(valid, np.array(props).reshape(2, 4), np.inf).min(axis=0)
     assert res.metrics["SR5"].value == pytest.approx(np.mean(p <= 0.43924842))
@@ -169,7 +169,7 @@ def test_success_rates_from_the_oracle(shared_data: Path, tmp_path: Path, monkey
     starts = dev("test")[:4]
     path = tmp_path / "eval_opt.pt"
     _save_cdvae(path, starts + starts)
-    res = evaluate(EvaluateOptions(task="property_optimization", dataset="perov_5_dev", samples=path, num_opt=4, n_jobs=1, progress=False, store=False))
+    res = evaluate(EvaluateOptions(task="property_optimization", dataset="perov_5_dev", samples=path, task_options={"num_opt": 4}, n_jobs=1, progress=False, store=False))
     preds = res.per_structure["oracle_heat_ref"].to_numpy(dtype=float).reshape(2, 4)
     best = np.nanmin(np.where(res.per_structure["valid"].to_numpy().reshape(2, 4), preds, np.inf), axis=0)
     assert res.metrics["SR5"].value == pytest.approx(np.mean(best <= 0.43924842))

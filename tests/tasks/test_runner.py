@@ -38,7 +38,7 @@ def test_replay_generation_is_trained_once_scored_and_stored(shared_data: Path, 
     assert metrics["struct_valid"] == 1.0 and "cov_recall" in metrics and metrics["novelty"] == 0.0
     rec = records(runs)[-1]
     assert rec["kind"] == "run" and rec["status"] == "ok" and rec["model"]["name"] == "replay"
-    assert rec["task_config"] == {"n_samples": 30, "batch_size": 10}
+    assert rec["task_config"] == {"n_samples": 30, "batch_size": 10, "n_property_samples": None, "cov_cutoffs": None}
     assert rec["model"]["checkpoint_sha256"]
     run_dir = runs / rec["run_id"]
     assert (run_dir / "samples.extxyz").is_file() and (run_dir / "per_structure.csv").is_file()
@@ -58,7 +58,8 @@ def test_missing_capability_is_a_stored_not_supported_row(shared_data: Path, tmp
     board = cli(["leaderboard", "--task", "reconstruction", "--dataset", "perov_5_dev", "--runs-dir", str(runs)], tmp_path)
     assert board.returncode == 0
     row = [line for line in board.stdout.splitlines() if line.startswith("| replay")][0]
-    assert "not supported" in row and "| - | - |" in row
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    assert "not supported" in cells[-1] and cells[1:3] == ["-", "-"]
 
 
 @pytest.mark.data
@@ -165,8 +166,7 @@ def test_killed_sampling_run_resumes_without_lost_or_duplicated_crystals(shared_
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device; this project has not measured sampling speed on a GPU yet")
 def test_sampling_speed_on_cuda_synchronises_and_reads_peak_memory(tmp_path: Path) -> None:
-    from benchmark.tasks.base import SamplingSpeedConfig
-    from benchmark.tasks.runner import _time_sampling
+    from benchmark.tasks.sampling_speed import SamplingSpeedConfig, time_sampling
 
     class Tiny:
         def sample(self, n, *, seed, device):
@@ -176,5 +176,5 @@ def test_sampling_speed_on_cuda_synchronises_and_reads_peak_memory(tmp_path: Pat
             (x @ x).sum().item()
             return SampleBatch([None] * n, model_evaluations=1)
 
-    out = _time_sampling(Tiny(), SamplingSpeedConfig(n_samples=8, batch_size=4), 0, "cuda")
+    out = time_sampling(Tiny(), SamplingSpeedConfig(n_samples=8, batch_size=4), 0, "cuda")
     assert out["seconds"] > 0 and out["peak_memory_mb"] > 0 and out["n"] == 8
