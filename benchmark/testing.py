@@ -356,3 +356,111 @@ class ModelContract:
         model, _ = self._fitted(tmp_path_factory)
         model.save(tmp_path / "model.ckpt")
         check_checkpoint_files(tmp_path)
+
+
+# ---------------------------------------------------------------------- oracles
+def check_oracle_interface(oracle: Any) -> None:
+    """An :class:`~benchmark.metrics.oracles.base.Oracle` with a name, known capabilities that
+    match the methods it overrides (both ways), and a property and unit when it predicts."""
+    from benchmark.metrics.oracles.base import CAPABILITIES, PREDICT, Oracle
+
+    assert isinstance(oracle, Oracle), f"{oracle!r} is not a benchmark.metrics.oracles.base.Oracle"
+    assert isinstance(oracle.name, str) and oracle.name, f"oracle name must be a non-empty string, got {oracle.name!r}"
+    caps = set(oracle.capabilities)
+    assert caps and caps <= set(CAPABILITIES), f"capabilities {sorted(caps)} must be a non-empty subset of {CAPABILITIES}"
+    for cap in CAPABILITIES:
+        overridden = getattr(type(oracle), cap) is not getattr(Oracle, cap)
+        assert overridden == (cap in caps), f"{'declares' if cap in caps else 'overrides'} {cap!r} without {'overriding' if cap in caps else 'declaring'} it"
+    if PREDICT in caps:
+        assert oracle.property and oracle.unit, f"an oracle that predicts names its property and unit (got {oracle.property!r}, {oracle.unit!r})"
+    assert isinstance(oracle.describe(), str) and oracle.describe()
+
+
+def _bad_entries() -> list[Any]:
+    """Inputs an oracle must answer with None / a failed relaxation, not an exception: an
+    unreadable entry, a NaN lattice, overlapping atoms, an empty cell."""
+    from types import SimpleNamespace
+
+    good = contract_crystals(1)[0]
+    nan_cell = Crystal(good.atomic_numbers, good.frac_coords, [np.nan, *good.lengths[1:].tolist()], good.angles, label="nan")
+    overlap = Crystal([11, 17], [[0.0, 0.0, 0.0], [0.001, 0.0, 0.0]], [4.0] * 3, [90.0] * 3, label="overlap")
+    empty = Crystal(np.zeros(0, dtype=int), np.zeros((0, 3)), [4.0] * 3, [90.0] * 3, label="empty")
+    return [SimpleNamespace(source="x", reason="malformed CIF"), nan_cell, overlap, empty]
+
+
+def check_predict(oracle: Any, n: int = N_SAMPLES) -> None:
+    """One value per crystal, in input order (reversing the input reverses the output), each None
+    or a finite number; bad entries among good ones give None, not an exception, and leave the
+    good ones' values alone."""
+    crystals = contract_crystals(n)
+    values = oracle.predict(crystals, progress=False, n_jobs=1)
+    assert len(values) == n, f"predict returned {len(values)} values for {n} crystals"
+    assert all(v is None or (isinstance(v, (int, float)) and np.isfinite(v)) for v in values), f"values must be finite or None: {values}"
+    assert any(v is not None for v in values), "predict scored none of the ideal perovskites and rock salts"
+    backwards = oracle.predict(crystals[::-1], progress=False, n_jobs=1)
+    assert np.allclose([np.nan if v is None else v for v in backwards[::-1]], [np.nan if v is None else v for v in values],
+                       rtol=1e-5, atol=1e-6, equal_nan=True), "predict depends on the order of its input"
+    bad = _bad_entries()
+    mixed = oracle.predict(bad + crystals[:1], progress=False, n_jobs=1)
+    assert len(mixed) == len(bad) + 1, f"predict returned {len(mixed)} values for {len(bad) + 1} entries"
+    # unreadable, non-finite and empty entries cannot be scored; overlapping atoms may be (a property
+    # model answers for any geometry; validity is the metrics' business)
+    assert [mixed[k] for k in (0, 1, 3)] == [None] * 3, f"unreadable / NaN / empty entries must give None, got {mixed[:4]}"
+    assert mixed[2] is None or np.isfinite(mixed[2]), f"overlapping atoms gave {mixed[2]}"
+    assert mixed[-1] is not None and np.isclose(mixed[-1], values[0], rtol=1e-5, atol=1e-6), "a bad entry changed a good crystal's value"
+
+
+def check_relax(oracle: Any) -> None:
+    """One :class:`~benchmark.metrics.oracles.base.Relaxation` per crystal, in order; a crystal
+    that cannot be relaxed gets ``relaxed=None`` and a reason, the others a relaxed crystal."""
+    from benchmark.metrics.oracles.base import Relaxation, RelaxSettings
+
+    crystals = contract_crystals(1) + _bad_entries()
+    out = oracle.relax(crystals, RelaxSettings(steps=3, time_limit_s=120.0), progress=False, n_jobs=1)
+    assert len(out) == len(crystals) and all(isinstance(r, Relaxation) for r in out), "relax must return one Relaxation per crystal"
+    assert out[0].relaxed is not None and out[0].relaxed.num_atoms == crystals[0].num_atoms, f"a good crystal was not relaxed: {out[0].reason}"
+    for r in out[1:]:
+        assert r.relaxed is None and not r.converged and r.reason, f"a bad crystal must fail with a reason, got {r}"
+
+
+class OracleContract:
+    """Subclass as ``Test<Something>`` and set ``oracle_name`` (a registered oracle) or override
+    :meth:`make_oracle`; the tests skip when the oracle's weights are not at hand."""
+
+    oracle_name: str | None = None
+
+    def make_oracle(self) -> Any:
+        from benchmark.registry import get_plugins
+
+        if self.oracle_name is None:
+            raise AssertionError(f"{type(self).__name__}: set oracle_name or override make_oracle")
+        return get_plugins()["oracles"].get(self.oracle_name)
+
+    def _oracle(self) -> Any:
+        import pytest
+
+        cache = type(self).__dict__.get("_built")
+        if cache is None:
+            try:
+                cache = self.make_oracle()
+            except FileNotFoundError as exc:  # weights not at hand (OracleWeightsNotFound is one)
+                pytest.skip(f"{self.oracle_name}: {str(exc).splitlines()[0]}")
+            type(self)._built = cache  # type: ignore[attr-defined]
+        return cache
+
+    def _require(self, capability: str) -> Any:
+        import pytest
+
+        oracle = self._oracle()
+        if not oracle.supports(capability):
+            pytest.skip(f"{oracle.name} does not declare {capability!r}")
+        return oracle
+
+    def test_interface(self) -> None:
+        check_oracle_interface(self._oracle())
+
+    def test_predict_one_value_per_crystal(self) -> None:
+        check_predict(self._require("predict"))
+
+    def test_relax_one_result_per_crystal(self) -> None:
+        check_relax(self._require("relax"))

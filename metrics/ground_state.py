@@ -105,19 +105,20 @@ def histogram_png(delta_e_mev: np.ndarray, path: Path, title: str, bin_mev: floa
 
 
 def relaxer_from_options(options: dict[str, Any]) -> Any:
-    """The relaxing oracle named in ``options["relaxer"]`` (default ``chgnet``)."""
+    """The relaxing oracle named in ``options["relaxer"]`` (default ``chgnet``); it must declare
+    the ``relax`` capability."""
+    from benchmark.metrics.oracles.base import RELAX, check_oracle
     from benchmark.registry import get_plugins
 
-    oracle = get_plugins()["oracles"].get(options.get("relaxer") or "chgnet")
-    if not getattr(oracle, "can_relax", False):
-        raise ValueError(f"oracle {oracle.name!r} cannot relax crystals")
-    return oracle
+    name = options.get("relaxer") or "chgnet"
+    return check_oracle(get_plugins()["oracles"].get(name), name, RELAX)
 
 
 def ground_state(ctx: EvalContext) -> dict[str, MetricValue]:
     """Table III's metrics (see module doc); per-sample results go into the per-structure table."""
-    from benchmark.metrics.oracles.chgnet import RelaxSettings
+    from benchmark.metrics.oracles.base import RelaxSettings
     from benchmark.metrics.reconstruction import rms_distances
+    from benchmark.samples import write_extxyz
 
     opts = ctx.options
     relaxer = opts.get("relaxer_object") or relaxer_from_options(opts)
@@ -130,7 +131,7 @@ def ground_state(ctx: EvalContext) -> dict[str, MetricValue]:
                         n_jobs=opts.get("n_jobs"), backend=opts.get("backend", "loky"))
     s = summarise(crystals, relaxations, rms, opts.get("count_unconverged", False))
 
-    potential = relaxer.describe() if hasattr(relaxer, "describe") else relaxer.name
+    potential = relaxer.describe()
     ctx.options["relaxer_name"] = relaxer.name
     ctx.options["potential"] = potential
     ctx.column("relax_status", ["converged" if r.converged else ("failed" if r.relaxed is None else "unconverged") for r in relaxations])
@@ -143,19 +144,21 @@ def ground_state(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.column("delta_v_per_atom", [None if r.volume_final is None else r.volume_initial - r.volume_final for r in relaxations])
     ctx.column("gs_matched", [x is not None for x in rms])
     ctx.column("gs_rms_dist", rms)
-    ctx.cache["relaxed_crystals"] = [r.relaxed for r in relaxations]
     ctx.cache["ground_state_delta_e_mev"] = s["delta_e_mev"]
     title = f"{ctx.dataset}: ΔE after relaxation with {potential} ({settings.optimizer}, fmax {settings.fmax:g} eV/Å, {settings.pressure_gpa:g} GPa)"
-    ctx.cache.setdefault("artifact_writers", {})["ground_state_delta_e.png"] = lambda path, de=s["delta_e_mev"], t=title: histogram_png(de, path, t)
+    writers = ctx.cache.setdefault("artifact_writers", {})
+    writers["ground_state_delta_e.png"] = lambda path, de=s["delta_e_mev"], t=title: histogram_png(de, path, t)
+    # the relaxed crystals in sample order (failed relaxations left out; their labels say which)
+    writers["relaxed.extxyz"] = lambda path, cs=[r.relaxed for r in relaxations if r.relaxed is not None]: write_extxyz(cs, path)
     failed = len(crystals) - s["n_relaxed"]
     if failed:
         ctx.notes.append(f"ground state: {failed} of {len(crystals)} relaxations failed or did not converge (reasons in the per-structure table); counted as not matched")
     ctx.notes.append(f"ground state relaxed with {potential}: {settings.optimizer}, fmax {settings.fmax:g} eV/Å, at most {settings.steps} steps, "
                      f"{settings.pressure_gpa:g} GPa, {settings.time_limit_s:g} s per crystal; the paper relaxed with DFT (VASP, PBE)")
     return {
-        "gs_match_rate": MetricValue(s["match_rate"], s["n"], True, "fraction", oracle=potential),
-        "gs_mean_rms": MetricValue(s["rms_dist"], s["n_matched"], False, "normalised RMS", oracle=potential),
-        "gs_rms_dvolume_per_atom": MetricValue(s["dv_rms"], s["n_relaxed"], False, "Å^3/atom", oracle=potential),
+        "gs_match_rate": MetricValue(s["match_rate"], s["n"], oracle=potential),
+        "gs_mean_rms": MetricValue(s["rms_dist"], s["n_matched"], oracle=potential),
+        "gs_rms_dvolume_per_atom": MetricValue(s["dv_rms"], s["n_relaxed"], oracle=potential),
         # stored in eV/atom like the other energies (Table III prints meV/atom)
-        "gs_rms_denergy_per_atom": MetricValue(None if s["de_rms"] is None else s["de_rms"] / 1000.0, s["n_relaxed"], False, "eV/atom", oracle=potential),
+        "gs_rms_denergy_per_atom": MetricValue(None if s["de_rms"] is None else s["de_rms"] / 1000.0, s["n_relaxed"], oracle=potential),
     }

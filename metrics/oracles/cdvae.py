@@ -39,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmark.crystal import Crystal
+from benchmark.metrics.oracles.base import PREDICT, Oracle
 
 __all__ = [
     "ORACLES",
@@ -506,7 +507,7 @@ def build_graphs(
 
 
 # ---------------------------------------------------------------------------------- the oracle
-class CDVAEPropertyOracle:
+class CDVAEPropertyOracle(Oracle):
     """One published CDVAE property model.
 
     Attributes:
@@ -518,6 +519,7 @@ class CDVAEPropertyOracle:
     """
 
     unit = "eV/atom"
+    capabilities = frozenset({PREDICT})
 
     def __init__(self, name: str, oracle_dir: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
         if name not in ORACLES:
@@ -572,10 +574,11 @@ class CDVAEPropertyOracle:
     def predict(
         self,
         crystals: Sequence[Crystal],
-        batch_size: int = 256,
+        *,
         progress: bool = True,
-        cache_key: str | None = None,
         n_jobs: int | None = None,
+        cache_key: str | None = None,
+        batch_size: int = 256,
     ) -> list[float | None]:
         """Predicted property (eV/atom) per crystal, in input order; None where no graph could be built.
 
@@ -584,11 +587,14 @@ class CDVAEPropertyOracle:
         :func:`build_graphs`.
         """
         self.load()
-        graphs = build_graphs(crystals, n_jobs=n_jobs, cache_key=cache_key, progress=progress, desc=f"{self.name} graphs")
-        ok = [k for k, g in enumerate(graphs) if g is not None]
-        preds = self.predict_graphs([graphs[k] for k in ok], batch_size=batch_size)
+        readable = [k for k, c in enumerate(crystals) if isinstance(c, Crystal)]  # an unreadable entry has no graph
+        if len(readable) < len(crystals):
+            cache_key = None  # the cache is for whole, readable splits
+        built = build_graphs([crystals[k] for k in readable], n_jobs=n_jobs, cache_key=cache_key, progress=progress, desc=f"{self.name} graphs")
+        ok = [(k, g) for k, g in zip(readable, built) if g is not None]
+        preds = self.predict_graphs([g for _, g in ok], batch_size=batch_size)
         result: list[float | None] = [None] * len(crystals)
-        for k, p in zip(ok, preds):
+        for (k, _), p in zip(ok, preds):
             result[k] = p if np.isfinite(p) else None
         return result
 

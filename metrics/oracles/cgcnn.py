@@ -65,6 +65,7 @@ import torch
 from torch import nn
 
 from benchmark.crystal import Crystal
+from benchmark.metrics.oracles.base import PREDICT, Oracle
 from benchmark.metrics.oracles.cdvae import CheckpointError, OracleWeightsNotFound
 
 __all__ = [
@@ -384,7 +385,7 @@ def build_model(checkpoint: dict[str, Any], path: str | os.PathLike[str] = "?") 
 
 
 # ---------------------------------------------------------------------------------- the oracle
-class CGCNNOracle:
+class CGCNNOracle(Oracle):
     """One of Con-CDVAE's twelve pretrained CGCNN models.
 
     Attributes:
@@ -396,6 +397,8 @@ class CGCNNOracle:
         directory: the folder with ``atom_init.json`` and the checkpoints
             (:func:`benchmark.metrics.oracles.fetch.con_cdvae_dir`).
     """
+
+    capabilities = frozenset({PREDICT})
 
     def __init__(self, name: str, oracle_dir: str | os.PathLike[str] | None = None, device: str = "cpu") -> None:
         from benchmark.metrics.oracles.fetch import con_cdvae_dir
@@ -459,12 +462,22 @@ class CGCNNOracle:
                 out.extend(float(v) for v in values)
         return out
 
-    def predict(self, crystals: Sequence[Crystal], batch_size: int = 256, progress: bool = True) -> list[float | None]:
+    def problem(self, crystal: Crystal) -> str | None:
+        """Why this oracle cannot score ``crystal``: its featuriser's error (None: it can)."""
+        try:
+            self.featurize(crystal)
+        except Exception as exc:
+            return f"cannot featurise ({type(exc).__name__}: {str(exc)[:120]})"
+        return None
+
+    def predict(self, crystals: Sequence[Crystal], *, progress: bool = True, n_jobs: int | None = None, cache_key: str | None = None,
+                batch_size: int = 256) -> list[float | None]:
         """Prediction per crystal, in input order (eV/atom, eV, or the probability of class 1);
         None for a crystal that cannot be featurised (see :func:`featurize`) or a non-finite output.
 
         Atoms with fewer than 12 neighbours within 8 Å are padded as the reference code pads them;
-        one RuntimeWarning per call says how many crystals had such atoms.
+        one RuntimeWarning per call says how many crystals had such atoms. (Graphs are built in
+        this process and not cached: ``n_jobs`` and ``cache_key`` do not apply.)
         """
         from tqdm.auto import tqdm
 

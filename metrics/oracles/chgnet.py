@@ -17,90 +17,20 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from benchmark.crystal import Crystal
+from benchmark.metrics.oracles.base import PREDICT, RELAX, Oracle, Relaxation, RelaxSettings, input_problem
 
-__all__ = ["CHGNetOracle", "Relaxation", "RelaxSettings", "input_problem"]
+__all__ = ["CHGNetOracle"]
 
 #: eV/Å^3 per GPa (1 GPa = 1e9 J/m^3; 1 eV = 1.602176634e-19 J; 1 Å^3 = 1e-30 m^3)
 EV_PER_A3_PER_GPA = 1.0 / 160.21766208
 
 
-@dataclass(frozen=True)
-class RelaxSettings:
-    """How a relaxation is run.
-
-    Attributes:
-        optimizer: ``FIRE`` or ``BFGS`` (ASE).
-        fmax: force tolerance in eV/Å (for the cell, the filter's stress-derived generalised force).
-        steps: step cap; a relaxation that reaches it is recorded as not converged.
-        time_limit_s: wall-time limit per crystal; reaching it is a failure with that reason.
-        pressure_gpa: external hydrostatic pressure in GPa (Carbon-24 was searched at 10 GPa).
-        relax_cell: relax the cell as well as the positions.
-    """
-
-    optimizer: Literal["FIRE", "BFGS"] = "FIRE"
-    fmax: float = 0.05
-    steps: int = 500
-    time_limit_s: float = 300.0
-    pressure_gpa: float = 0.0
-    relax_cell: bool = True
-
-
-@dataclass
-class Relaxation:
-    """The outcome of relaxing one crystal.
-
-    ``relaxed`` is None when the relaxation failed (``reason`` says why); a relaxation that hit the
-    step cap keeps its last structure with ``converged=False`` and a reason.
-    Energies are CHGNet energies per atom (eV/atom); volumes per atom in Å^3/atom.
-    """
-
-    relaxed: Crystal | None
-    converged: bool
-    reason: str
-    steps: int = 0
-    seconds: float = 0.0
-    energy_initial: float | None = None
-    energy_final: float | None = None
-    volume_initial: float | None = None
-    volume_final: float | None = None
-    fmax_final: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.relaxed is not None and self.converged
-
-
-def input_problem(crystal: Any, min_dist: float = 0.5) -> str | None:
-    """Why a crystal cannot be given to the potential (None if it can): unreadable entries,
-    non-finite or degenerate cells, and atoms closer than ``min_dist`` Å."""
-    if not isinstance(crystal, Crystal):
-        return f"unreadable: {getattr(crystal, 'reason', 'not a crystal')}"
-    if crystal.num_atoms == 0:
-        return "no atoms"
-    if not (np.all(np.isfinite(crystal.frac_coords)) and np.all(np.isfinite(crystal.lengths)) and np.all(np.isfinite(crystal.angles))):
-        return "non-finite coordinates or lattice"
-    lattice = crystal.lattice_matrix
-    volume = abs(float(np.linalg.det(lattice)))
-    if not volume > 1e-3:
-        return "degenerate cell (zero volume)"
-    if crystal.num_atoms > 1:
-        from pymatgen.core import Lattice
-
-        d = Lattice(lattice).get_all_distances(crystal.frac_coords, crystal.frac_coords)
-        np.fill_diagonal(d, np.inf)
-        if float(d.min()) < min_dist:
-            return f"overlapping atoms (closest pair {float(d.min()):.3f} Å < {min_dist} Å)"
-    return None
-
-
-class CHGNetOracle:
+class CHGNetOracle(Oracle):
     """CHGNet energies per atom and relaxations.
 
     Attributes:
@@ -111,7 +41,7 @@ class CHGNetOracle:
     name = "chgnet"
     unit = "eV/atom"
     dataset = None
-    can_relax = True
+    capabilities = frozenset({PREDICT, RELAX})
 
     def __init__(self, device: str = "cpu", model_version: str | None = None) -> None:
         self.property = "energy_per_atom"  # an instance attribute: as a class attribute it would shadow `property`
@@ -140,9 +70,11 @@ class CHGNetOracle:
         return f"CHGNet {self.version}"
 
     # ------------------------------------------------------------------ energies
-    def predict(self, crystals: Sequence[Any], batch_size: int = 32, progress: bool = True) -> list[float | None]:
+    def predict(self, crystals: Sequence[Any], *, progress: bool = True, n_jobs: int | None = None, cache_key: str | None = None,
+                batch_size: int = 32) -> list[float | None]:
         """CHGNet energy per atom (eV/atom) per crystal, in input order; None where the crystal
-        cannot be given to the potential or the prediction is not finite."""
+        cannot be given to the potential or the prediction is not finite. (Batched in this
+        process: ``n_jobs`` and ``cache_key`` do not apply.)"""
         out: list[float | None] = [None] * len(crystals)
         ok = [k for k, c in enumerate(crystals) if input_problem(c) is None]
         bar = _bar(len(ok), "chgnet energies", progress)
@@ -175,7 +107,8 @@ class CHGNetOracle:
         return [float(np.asarray(p["e"]).reshape(-1)[0]) for p in preds]
 
     # ------------------------------------------------------------------ relaxations
-    def relax(self, crystals: Sequence[Any], settings: RelaxSettings | None = None, progress: bool = True, n_jobs: int | None = 1) -> list[Relaxation]:
+    def relax(self, crystals: Sequence[Any], settings: RelaxSettings | None = None, *, progress: bool = True,
+              n_jobs: int | None = 1) -> list[Relaxation]:
         """Relax every crystal (see module doc); one :class:`Relaxation` per input, in order.
 
         ``n_jobs`` > 1 relaxes in that many worker processes, each with one torch thread and its own

@@ -12,6 +12,7 @@ import pytest
 from benchmark.crystal import Crystal
 from benchmark.metrics import conditional as cond
 from benchmark.metrics.base import EvalContext
+from benchmark.metrics.oracles.base import PREDICT, Oracle
 from benchmark.metrics.crystal_eval import CrystalResult, unreadable_result
 from benchmark.metrics.profiles import get_profile
 from benchmark.samples import Unreadable
@@ -29,18 +30,20 @@ def triclinic() -> Crystal:
     return Crystal([11, 17, 8], coords, [4.1, 5.3, 6.7], [81, 97, 103], label="P1")
 
 
-class FakeOracle:
+class FakeOracle(Oracle):
     """An oracle answering from a table keyed by crystal label; label "bad" cannot be featurised."""
+
+    capabilities = frozenset({PREDICT})
 
     def __init__(self, name: str, unit: str, table: dict[str, float]) -> None:
         self.name, self.unit, self.property, self.table = name, unit, name, table
         self.calls = 0
 
-    def featurize(self, crystal: Crystal) -> None:
-        if crystal.label == "bad":
-            raise ValueError("cell volume is zero")
+    def problem(self, crystal: Crystal) -> str | None:
+        return "cannot featurise (ValueError: cell volume is zero)" if crystal.label == "bad" else None
 
-    def predict(self, crystals: Sequence[Crystal], progress: bool = True) -> list[float | None]:
+    def predict(self, crystals: Sequence[Crystal], *, progress: bool = True, n_jobs: int | None = None,
+                cache_key: str | None = None) -> list[float | None]:
         self.calls += 1
         return [None if c.label == "bad" else self.table[c.label] for c in crystals]
 

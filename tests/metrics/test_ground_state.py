@@ -13,7 +13,7 @@ from benchmark.crystal import Crystal
 from benchmark.metrics.base import EvalContext
 from benchmark.metrics.crystal_eval import evaluate_crystal
 from benchmark.metrics.ground_state import ground_state, histogram_png, summarise
-from benchmark.metrics.oracles.chgnet import RelaxSettings, input_problem
+from benchmark.metrics.oracles.base import RELAX, Oracle, RelaxSettings, input_problem
 from benchmark.metrics.profiles import get_profile
 
 
@@ -65,16 +65,16 @@ def test_input_problems_are_reasons_not_crashes():
     assert "unreadable" in input_problem(object())
 
 
-class FakeRelaxer:
+class FakeRelaxer(Oracle):
     """Relaxes a crystal to diamond at a = 3.567 and reports energies from a made-up curve."""
 
     name = "fake"
-    can_relax = True
+    capabilities = frozenset({RELAX})
 
     def describe(self) -> str:
         return "FakePotential 1.0"
 
-    def relax(self, crystals, settings, progress=False, n_jobs=1):
+    def relax(self, crystals, settings=None, *, progress=False, n_jobs=1):
         out = []
         for c in crystals:
             if input_problem(c):
