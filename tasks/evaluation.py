@@ -186,7 +186,8 @@ def select_metrics(task: str, names: Sequence[str] | None) -> list[Metric]:
 def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     """Score a sample file for a task (see module doc)."""
     from benchmark import settings
-    from benchmark.datasets.base import DatasetNotFound, sha256_file
+    from benchmark.datasets.base import DatasetNotFound
+    from benchmark.files import sha256_file
     from benchmark.metrics.featurize import check_backend, evaluate_entries, evaluate_reference
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
@@ -455,7 +456,7 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
             if opts.use_cache:
                 import io
 
-                from benchmark.store import atomic_write_bytes
+                from benchmark.files import atomic_write_bytes
 
                 buf = io.BytesIO()
                 np.save(buf, ref, allow_pickle=False)
@@ -470,7 +471,7 @@ def _oracle_properties(ctx: EvalContext, opts: EvaluateOptions, dataset: Any, re
 
 def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample_set: Any, ref_info: dict[str, Any], values: dict[str, MetricValue],
             timings: dict[str, float], notes: list[str], started_at: str, ctx: EvalContext) -> dict[str, Any]:
-    from benchmark.datasets.base import sha256_file
+    from benchmark.files import sha256_file
     from benchmark.store import SCHEMA_VERSION, environment_info, new_run_id
 
     sample_path = Path(opts.samples)
