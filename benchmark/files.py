@@ -178,11 +178,9 @@ def replace_directory(path: PathLike, build: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         if old is not None and not path.exists():
             os.replace(old, path)  # put the previous directory back
-            old = None
         raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+    if old is not None:  # only once the new directory is in place
+        shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(path.parent)
     return path
 

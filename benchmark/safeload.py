@@ -30,6 +30,7 @@ from __future__ import annotations
 import _compat_pickle
 import builtins
 import collections
+import contextlib
 import functools
 import io
 import os
@@ -442,10 +443,12 @@ def load_weights(path: PathLike, *, extra_globals: Iterable[Any] = (), map_locat
     import torch
 
     allowed = [*weights_only_globals(), *extra_globals]
+    # torch < 2.5 has no allow-list context: plain weights_only there (numpy values then take path (b))
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation notes about pickled numpy names say nothing actionable
-            with torch.serialization.safe_globals(allowed):
+            with safe_globals(allowed) if safe_globals is not None else contextlib.nullcontext():
                 return torch.load(str(path), map_location=map_location, weights_only=True)
     except OSError:
         raise

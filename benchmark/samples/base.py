@@ -350,7 +350,10 @@ def _unknown(kind: str, name: str, names: Sequence[str]) -> ValueError:
 
 
 def _sniff(path: Path, formats: dict[str, SampleFormat]) -> SampleFormat:
-    probe = Probe(path)
+    try:
+        probe = Probe(path)
+    except OSError as exc:
+        raise SampleFileError(path, f"cannot read: {exc_text(exc)}") from None
     scored = [(fmt.match(probe), fmt.suffix_length(probe.name), fmt) for fmt in formats.values()]
     best = max((s[0] for s in scored), default=Match.NONE)
     if best == Match.NONE:
