@@ -164,7 +164,7 @@ def _report(header: str, flat: dict, notes: list, stored: str | None, json_out: 
     if stored:
         print(stored)
     if json_out:
-        from benchmark.store import write_json_atomic
+        from benchmark.files import write_json_atomic
 
         write_json_atomic(json_out, flat)
         print(f"metrics written to {json_out}")

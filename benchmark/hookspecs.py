@@ -64,3 +64,18 @@ def benchmark_models() -> "list[Entry]":
 @hookspec
 def benchmark_oracles() -> "list[Entry]":
     """Independent property oracles this plugin provides. Each entry's factory returns an oracle."""
+
+
+@hookspec
+def benchmark_sample_formats() -> "list[Entry]":
+    """Sample-file formats this plugin reads (and perhaps writes).
+
+    Each entry's name is the format's name (what ``read_samples(fmt=...)`` takes and a run record
+    stores) and its factory returns a :class:`benchmark.samples.SampleFormat`: a one-line
+    description, the file suffixes it claims (``(".crystals.json",)``), an optional
+    ``sniff(probe) -> Match`` that recognises its files by content, ``read(path, limit, batch_idx)
+    -> ReadResult`` and an optional ``write(crystals, path) -> Path``. Once registered, the format
+    is found by :func:`benchmark.samples.read_samples` when it sniffs a path, so ``evaluate`` and
+    ``oracle predict`` read its files with no other change; a tie with another format's claim is an
+    error naming both.
+    """

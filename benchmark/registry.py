@@ -1,4 +1,4 @@
-"""Registries of named plugins: datasets, metrics, tasks, models, oracles.
+"""Registries of named plugins: datasets, metrics, tasks, models, oracles, sample formats.
 
 Every entry, built-in or third-party, comes in through the same pluggy hooks
 (:mod:`benchmark.hookspecs`). A registry refuses a second entry with the same name (naming both
@@ -20,7 +20,9 @@ from benchmark.hookspecs import hookimpl  # noqa: F401  (re-exported for plugin 
 
 T = TypeVar("T")
 
-KINDS = ("datasets", "metrics", "tasks", "models", "oracles")
+KINDS = ("datasets", "metrics", "tasks", "models", "oracles", "formats")
+#: the hook that fills each kind's registry (``benchmark_<kind>`` unless named here)
+HOOKS: dict[str, str] = {kind: f"benchmark_{kind}" for kind in KINDS} | {"formats": "benchmark_sample_formats"}
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 BUILTIN_PLUGINS = (
     "benchmark.datasets.plugin",
@@ -28,6 +30,7 @@ BUILTIN_PLUGINS = (
     "benchmark.tasks.plugin",
     "benchmark.models.plugin",
     "benchmark.metrics.oracles.plugin",
+    "benchmark.samples.plugin",
 )
 
 
@@ -135,12 +138,12 @@ class Plugins:
 
     def _collect(self) -> None:
         for kind in KINDS:
-            hook = getattr(self.pm.hook, f"benchmark_{kind}")
+            hook = getattr(self.pm.hook, HOOKS[kind])
             for impl in hook.get_hookimpls():
                 entries = impl.function() or []
                 for entry in entries:
                     if not isinstance(entry, Entry):
-                        raise RegistryError(f"plugin {impl.plugin_name!r} returned {type(entry).__name__} from benchmark_{kind}; expected Entry")
+                        raise RegistryError(f"plugin {impl.plugin_name!r} returned {type(entry).__name__} from {HOOKS[kind]}; expected Entry")
                     if not entry.source:
                         entry = Entry(entry.name, entry.description, entry.factory, impl.plugin_name)
                     self.registries[kind].add(entry)

@@ -29,10 +29,11 @@ A run record is a JSON-serialisable dict whose first key is ``schema_version``::
       "artifacts": {name: relative path},
     }
 
-The JSON file is always written first (atomically: temporary file in the same directory, fsync,
-``os.replace``); the index is updated afterwards in a single transaction. An interrupted save
-therefore leaves at worst a record that is not yet indexed, which :meth:`ResultsStore.rebuild_index`
-recovers. Deleting ``index.sqlite`` loses nothing.
+The JSON file is always written first (atomically, through :mod:`benchmark.files`: temporary
+file in the same directory, fsync, rename); the index is updated afterwards in a single
+transaction. An interrupted save therefore leaves at worst a record that is not yet indexed, which
+:meth:`ResultsStore.rebuild_index` recovers. Deleting ``index.sqlite`` loses nothing; a corrupt
+one is moved aside (``index.sqlite.corrupt-<hex>``) and rebuilt.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ import platform
 import secrets
 import sqlite3
 import subprocess
-import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from benchmark.files import atomic_write_bytes, move_aside, to_jsonable, write_json_atomic
 
 SCHEMA_VERSION = 1
 
@@ -165,92 +166,6 @@ def environment_info(packages: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, An
         "git_commit": _git_commit(src_dir),
         "plugins": {},
     }
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, paths, tuples and sets to JSON types; NaN/inf become None."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, datetime):
-        return obj.isoformat()
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(obj, np.ndarray):
-            return [to_jsonable(v) for v in obj.tolist()]
-        if isinstance(obj, np.bool_):
-            return bool(obj)
-        if isinstance(obj, np.integer):
-            return int(obj)
-        if isinstance(obj, np.floating):
-            return to_jsonable(float(obj))
-        if isinstance(obj, np.generic):
-            return to_jsonable(obj.item())
-    pd = sys.modules.get("pandas")
-    if pd is not None:
-        if obj is pd.NA or obj is pd.NaT:
-            return None
-        if isinstance(obj, pd.Timestamp):
-            return obj.isoformat()
-    if hasattr(obj, "tolist"):
-        return to_jsonable(obj.tolist())
-    if hasattr(obj, "item"):
-        return to_jsonable(obj.item())
-    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(str(directory), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as pretty JSON to ``path`` atomically (temp file in the same dir, fsync, replace).
-
-    numpy scalars/arrays are converted; NaN and infinities are written as ``null``.
-    """
-    text = json.dumps(to_jsonable(obj), indent=2, ensure_ascii=False, allow_nan=False)
-    return atomic_write_bytes(Path(path), (text + "\n").encode("utf-8"))
 
 
 def normalize_record(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -529,7 +444,7 @@ class ResultsStore:
         except sqlite3.DatabaseError:
             corrupt = self.index_path
             if corrupt.exists():
-                os.replace(corrupt, corrupt.with_name(corrupt.name + f".corrupt-{secrets.token_hex(3)}"))
+                move_aside(corrupt, "corrupt")
             for suffix in ("-wal", "-shm", "-journal"):
                 extra = corrupt.with_name(corrupt.name + suffix)
                 if extra.exists():
@@ -576,8 +491,6 @@ __all__ = [
     "environment_info",
     "new_run_id",
     "normalize_record",
-    "to_jsonable",
     "utc_now_iso",
     "validate_record",
-    "write_json_atomic",
 ]

@@ -18,7 +18,8 @@ the overridden capability methods (both ways); ``fit`` on a few crystals returns
 returns a :class:`~benchmark.models.base.SampleBatch` of exactly ``n`` well-formed crystals, the
 same for the same seed and different for another; ``save``/``load`` round-trips (the loaded model
 samples the same crystals for a seed); and every file ``save`` writes is readable without pickled
-code (``torch.load(weights_only=True)``, ``np.load(allow_pickle=False)`` or JSON).
+code (:func:`benchmark.safeload.load_weights`, i.e. ``torch.load(weights_only=True)``;
+``np.load(allow_pickle=False)``; or JSON).
 
 The crystals used are built here (ideal cubic perovskites and rock salts), so the checks need no
 dataset download. pytest is imported only inside the test methods, so importing this module works
@@ -37,6 +38,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from benchmark import safeload
 from benchmark.crystal import Crystal
 from benchmark.models.base import CAPABILITIES, CONDITIONAL_SAMPLE, SAMPLE, Model, ModelConfig, SampleBatch
 
@@ -188,8 +190,6 @@ def check_checkpoint_files(directory: Path) -> None:
 
 
 def _check_data_file(path: Path) -> None:
-    import torch
-
     if path.suffix == ".json":
         json.loads(path.read_text())
         return
@@ -206,12 +206,9 @@ def _check_data_file(path: Path) -> None:
         np.load(path, allow_pickle=False)
         return
     try:
-        torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise AssertionError(
-            f"checkpoint file {path.name} cannot be read without pickled code "
-            f"(torch.load(weights_only=True) failed: {type(exc).__name__}: {exc})"
-        ) from None
+        safeload.load_weights(path)
+    except safeload.SafeLoadError as exc:
+        raise AssertionError(f"checkpoint file {path.name} cannot be read without pickled code ({exc.problem})") from None
 
 
 def check_save_load(model: Model, directory: Path, n: int = N_SAMPLES) -> None:

@@ -8,8 +8,8 @@ from its lattice parameters (``Lattice.from_parameters``), which fixes the orien
 Files are looked up in the data directories of :func:`benchmark.settings.data_dirs`
 (``--data-dir``, ``BENCHMARK_DATA_DIR``, the user cache); an official file that is missing
 everywhere is downloaded from the pinned commit of the CDVAE repository into the cache and checked
-byte for byte against its git blob id. Parsed splits are cached (keyed by the file's SHA-256), so
-CIFs are parsed once.
+byte for byte against its git blob id. Parsed splits are cached (:class:`benchmark.files.ArrayCache`,
+keyed by the file's SHA-256, :data:`PARSE_VERSION` and pymatgen's version), so CIFs are parsed once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark import settings
 from benchmark.crystal import Crystal
-from benchmark.store import atomic_write_bytes
+from benchmark.files import ArrayCache, atomic_write_bytes, library_versions, sha256_file
 
 CDVAE_COMMIT = "f857f598d6f6cca5dc1ea0582d228f12dcc2c2ea"
 CDVAE_RAW = "https://raw.githubusercontent.com/txie-93/cdvae/{commit}/data/{name}/{split}.csv"
@@ -35,14 +35,6 @@ PARSE_VERSION = 1  # bump when the parsing/reduction below changes, to invalidat
 
 class DatasetNotFound(FileNotFoundError):
     """A dataset file is in none of the data directories and could not be downloaded."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_blob_id(data: bytes) -> str:
@@ -186,18 +178,19 @@ def _clean(value: Any) -> Any:
 
 
 def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progress: bool = True, desc: str | None = None) -> list[Crystal]:
-    """Crystals of a published-format CSV, parsed once and cached by the file's SHA-256."""
+    """Crystals of a published-format CSV, parsed once and cached (see :func:`parsed_cache`)."""
     import pandas as pd
 
     path = Path(path)
-    digest = sha256_file(path)
-    cache = settings.cache_dir() / "parsed" / f"{digest[:24]}-v{PARSE_VERSION}.npz"
+    cache = parsed_cache(sha256_file(path))
     df = pd.read_csv(path)
     if "cif" not in df.columns:
         raise ValueError(f"{path}: no 'cif' column (columns: {', '.join(map(str, df.columns))})")
     ids = df["material_id"].astype(str).tolist() if "material_id" in df.columns else [str(i) for i in range(len(df))]
     props = [c for c in properties if c in df.columns]
-    arrays = _load_parsed_cache(cache, len(df))
+    arrays = cache.load()
+    if arrays is not None and not _parsed_arrays_fit(arrays, len(df)):
+        arrays = None  # the key vouches for the input file, not for the arrays' shapes
     if arrays is None:
         from tqdm.auto import tqdm
 
@@ -210,8 +203,7 @@ def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progr
             "lengths": np.stack([r[2] for r in rows]),
             "angles": np.stack([r[3] for r in rows]),
         }
-        buf = _npz_bytes(arrays)
-        atomic_write_bytes(cache, buf)
+        cache.save(arrays)
     out: list[Crystal] = []
     start = 0
     records = df[props].to_dict("records") if props else [{} for _ in range(len(df))]
@@ -231,27 +223,30 @@ def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progr
     return out
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    import io
+def parsed_cache(file_sha256: str) -> ArrayCache:
+    """The cache of a CSV's parsed crystals: keyed by the file's SHA-256, :data:`PARSE_VERSION`
+    and the version of pymatgen, whose CIF parser and Niggli reduction produce them."""
+    return ArrayCache(
+        "parsed",
+        {"file_sha256": file_sha256, "parse_version": PARSE_VERSION, "libraries": library_versions("pymatgen", "pymatgen-core")},
+    )
 
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
 
-
-def _load_parsed_cache(path: Path, n_rows: int) -> dict[str, np.ndarray] | None:
-    if not path.is_file():
-        return None
+def _parsed_arrays_fit(arrays: dict[str, np.ndarray], n_rows: int) -> bool:
+    """Whether cached arrays describe ``n_rows`` crystals consistently."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-        if len(arrays["num_atoms"]) != n_rows:
-            return None
-        return arrays
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache is rebuilt, never trusted
+        counts = arrays["num_atoms"]
+        n_atoms = int(counts.sum())
+        return (
+            counts.shape == (n_rows,)
+            and bool((counts >= 0).all())
+            and arrays["atomic_numbers"].shape == (n_atoms,)
+            and arrays["frac_coords"].shape == (n_atoms, 3)
+            and arrays["lengths"].shape == (n_rows, 3)
+            and arrays["angles"].shape == (n_rows, 3)
+        )
+    except (KeyError, AttributeError, TypeError, ValueError):
+        return False
 
 
-
-
-__all__ = ["Dataset", "DatasetNotFound", "load_csv", "parse_cif_published", "sha256_file", "git_blob_id"]
+__all__ = ["Dataset", "DatasetNotFound", "load_csv", "parse_cif_published", "parsed_cache", "git_blob_id"]

@@ -19,8 +19,9 @@ is a target for pipelines to be exercised, not a physical energy.
 Everything is drawn from ``numpy.random.default_rng(seed)``, so a seed gives the same CSVs byte for
 byte. The splits are written in the published format (``material_id``, ``cif``,
 ``energy_per_atom``, ``family``) to ``<cache>/datasets/toy/<split>.csv`` the first time they are
-needed; a sidecar ``generator.json`` records :data:`GENERATOR_VERSION`, the seed and the row
-counts, and a mismatch regenerates the files.
+needed; a sidecar ``generator.json`` records the generation key (:data:`GENERATOR_VERSION`, the
+seed, the row counts and the versions of numpy and pymatgen, which draw the numbers and write the
+CIFs) and its :func:`benchmark.files.key_digest`, and a mismatch regenerates the files.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import numpy as np
 
 from benchmark import settings
 from benchmark.datasets.base import Dataset
-from benchmark.store import atomic_write_bytes
+from benchmark.files import atomic_write_bytes, key_digest, library_versions, write_json_atomic
 
 GENERATOR_VERSION = 1  # bump whenever the generated files change, to regenerate caches
 DEFAULT_SEED = 0
@@ -171,25 +172,40 @@ def toy_dir(folder: str = "toy") -> Path:
     return settings.cache_dir() / "datasets" / folder
 
 
+def generation_key(seed: int = DEFAULT_SEED, sizes: dict[str, int] | None = None) -> dict[str, Any]:
+    """Everything the generated files depend on: the generator's version, seed and split sizes, and
+    the versions of numpy (whose ``Generator`` streams may change between releases) and pymatgen
+    (whose CIF writer makes the ``cif`` column)."""
+    sizes = dict(SPLIT_SIZES if sizes is None else sizes)
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "seed": seed,
+        "sizes": sizes,
+        "libraries": library_versions("numpy", "pymatgen", "pymatgen-core"),
+    }
+
+
 def ensure_generated(seed: int = DEFAULT_SEED, folder: str = "toy", sizes: dict[str, int] | None = None) -> Path:
     """Generate the splits into :func:`toy_dir` unless an up-to-date copy is there; returns the folder.
 
-    Every file is written atomically and the sidecar last, so an interrupted generation is redone;
-    two processes generating at once write identical bytes.
+    Up to date means: the sidecar ``generator.json`` holds the digest of :func:`generation_key`
+    and every split's CSV exists. Every file is written atomically and the sidecar last, so an
+    interrupted generation is redone; two processes generating at once write identical bytes.
     """
     sizes = dict(SPLIT_SIZES if sizes is None else sizes)
     directory = toy_dir(folder)
-    meta: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "seed": seed, "sizes": sizes}
+    key = generation_key(seed, sizes)
+    digest = key_digest(key)
     sidecar = directory / "generator.json"
     try:
         current = json.loads(sidecar.read_text())
     except (OSError, ValueError):
         current = None
-    if current == meta and all((directory / f"{s}.csv").is_file() for s in sizes):
+    if isinstance(current, dict) and current.get("key_digest") == digest and all((directory / f"{s}.csv").is_file() for s in sizes):
         return directory
     for split, data in split_csvs(seed, sizes).items():
         atomic_write_bytes(directory / f"{split}.csv", data)
-    atomic_write_bytes(sidecar, (json.dumps(meta, sort_keys=True) + "\n").encode())
+    write_json_atomic(sidecar, {"key_digest": digest, "key": key})
     return directory
 
 
@@ -232,4 +248,4 @@ def make_toy_dataset(seed: int = DEFAULT_SEED) -> ToyDataset:
     )
 
 
-__all__ = ["ToyDataset", "make_toy_dataset", "ensure_generated", "generate_rows", "split_csvs", "GENERATOR_VERSION", "SPLIT_SIZES"]
+__all__ = ["ToyDataset", "make_toy_dataset", "ensure_generated", "generation_key", "generate_rows", "split_csvs", "GENERATOR_VERSION", "SPLIT_SIZES"]

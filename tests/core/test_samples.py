@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from benchmark.crystal import Crystal, to_pyg_batch
+from benchmark.safeload import PickledRecord
 from benchmark.samples import (
-    PickledRecord,
     SampleFileError,
     SampleSet,
     Unreadable,
@@ -445,7 +445,13 @@ def test_eval_gen_pt(tmp_path: Path) -> None:
         read_samples(other, batch_idx=2)
 
 
-def test_plain_tensor_file_loads_with_weights_only(tmp_path: Path) -> None:
+def test_plain_tensor_file_loads_with_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmark import safeload
+
+    def no(*args, **kwargs):
+        raise AssertionError("the restricted unpickler was used")
+
+    monkeypatch.setattr(safeload, "load_foreign", no)  # safe-loading path (a) reads it alone
     path = tmp_path / "generated.pt"  # no telling name, no input_data_batch -> gen
     torch.save(_cdvae_arrays([[nacl()]]), path)
     got = read_samples(path)

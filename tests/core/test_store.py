@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 
 from benchmark import store as store_mod
+from benchmark.files import write_json_atomic
 from benchmark.store import (
     SCHEMA_VERSION,
     ResultsStore,
     SchemaVersionError,
     environment_info,
     new_run_id,
-    write_json_atomic,
 )
 
 

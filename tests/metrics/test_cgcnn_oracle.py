@@ -175,6 +175,37 @@ def test_checkpoint_loads_strictly_through_restricted_reader(name: str, cgcnn_di
     assert (oracle.name, oracle.property, oracle.unit, oracle.task) == (name, prop, unit, task)
 
 
+def test_published_checkpoints_need_no_restricted_unpickler(cgcnn_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Safe-loading path (a): torch's weights_only loader, numpy scalars allow-listed, reads all twelve."""
+    from benchmark import safeload
+
+    def no(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the restricted unpickler was used")
+
+    monkeypatch.setattr(safeload, "load_foreign", no)
+    for stem, *_ in CGCNN_ORACLES.values():
+        ckpt = load_checkpoint(cgcnn_dir / f"{stem}.pth.tar")
+        assert isinstance(ckpt["args"], dict) and isinstance(ckpt["best_mae_error"], (torch.Tensor, np.floating))
+
+
+def test_checkpoint_with_namespace_args_loads_through_restricted_reader(cgcnn_dir: Path, tmp_path: Path) -> None:
+    """Safe-loading path (b): reference-code checkpoints that pickle ``args`` as an argparse.Namespace."""
+    import argparse
+
+    from benchmark.safeload import PickledRecord
+
+    ckpt = load_checkpoint(cgcnn_dir / "mpall20_fm.pth.tar")
+    path = tmp_path / "namespace_args.pth.tar"
+    torch.save({**ckpt, "args": argparse.Namespace(**ckpt["args"])}, path)
+    again = load_checkpoint(path)
+    assert isinstance(again["args"], PickledRecord) and again["args"].task == "regression"
+    model, classification, mean, std = build_model(again)
+    reference, _, ref_mean, ref_std = build_model(ckpt)
+    assert not classification and (mean, std) == (ref_mean, ref_std)
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(tensor, reference.state_dict()[key]), key
+
+
 def test_missing_files_say_how_to_get_them(tmp_path: Path) -> None:
     with pytest.raises(OracleWeightsNotFound, match="oracle fetch con-cdvae"):
         CGCNNOracle("cgcnn-mpall20-fm", oracle_dir=tmp_path)
