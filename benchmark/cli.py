@@ -184,9 +184,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
               "Store one with `python -m benchmark run --model replay --task generation` (the toy dataset, in seconds).", file=sys.stderr)
     text = "\n\n".join(render(t, args.format) for t in tables)
     if args.output:
-        from pathlib import Path
+        from benchmark.files import atomic_write_text
 
-        Path(args.output).write_text(text + "\n")
+        atomic_write_text(args.output, text + "\n")
         print(f"written to {args.output}")
     elif text:
         print(text)
@@ -285,10 +285,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ oracles
 def cmd_oracle_predict(args: argparse.Namespace) -> int:
-    import json
     import math
     import os
-    from pathlib import Path
 
     from benchmark.samples import SampleFileError, Unreadable, read_samples
 
@@ -321,9 +319,9 @@ def cmd_oracle_predict(args: argparse.Namespace) -> int:
         values[k] = float(v) if v is not None and math.isfinite(v) else None
     record = {"oracle": args.oracle, "property": oracle.property, "unit": oracle.unit, "predictions": values}
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1) + "\n")
+        from benchmark.files import write_json_atomic
+
+        out = write_json_atomic(args.json, record)
         print(f"{sum(v is not None for v in values)}/{len(values)} predictions written to {out}")
     else:
         got = [v for v in values if v is not None]
@@ -384,7 +382,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     tasks_help = " | ".join(plugins["tasks"].names())
     more = "its own options: `%s --task NAME --help` lists them"
 
-    p = sub.add_parser("list", help="list registered datasets, metrics, tasks, models, oracles, or stored runs")
+    p = sub.add_parser("list", help="list registered datasets, metrics, tasks, models, oracles, sample formats, or stored runs")
     p.add_argument("kind", nargs="?", choices=KINDS + ("runs",))
     p.add_argument("--runs-dir", default=None, help="with `list runs`: where run records are stored")
     _add_common(p)
