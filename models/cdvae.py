@@ -8,24 +8,25 @@ X (N, 3) and a lattice L (3, 3). The model has three parts, trained together (se
 * ``PGNN_ENC(M)`` -> ``z``: a periodic DimeNet++ on the CrystalNN multi-graph (appendix B.2/B.3)
   with ``latent_dim`` outputs, mean-pooled over atoms, followed by ``fc_mu`` and ``fc_var``
   (Linear(latent, latent) each); ``z = mu + exp(log_var / 2) * eps`` (VAE reparameterisation).
-  The encoder is :class:`benchmark.metrics.oracles.dimenet.PeriodicDimeNetPlusPlus`, the same
+  The encoder is :class:`benchmark.nn.dimenet.PeriodicDimeNetPlusPlus`, the same
   implementation the property oracles use.
 * ``MLP_AGG(z)``: three MLP heads for the aggregated properties (section 4) — number of atoms N
   (classification over 0..max_atoms), lattice (6 parameters ``[lengths / N^(1/3), angles]``
   standardised with ``lattice_mean``/``lattice_std``, appendix B.1) and composition c (one
   distribution over elements per crystal; it is broadcast to the atoms of the crystal when a
   per-atom quantity is needed) — and, for property optimisation (section 5.3), a property head F(z).
-* ``PGNN_DEC(M~ | z)``: GemNet-T with direct forces (:class:`benchmark.models.gemnet.GemNetTDecoder`)
+* ``PGNN_DEC(M~ | z)``: GemNet-T with direct forces (:class:`benchmark.nn.gemnet.GemNetTDecoder`)
   on a periodic graph rebuilt at every call with
-  :func:`benchmark.models.periodic.radius_graph_pbc` (the 20 nearest neighbours within the
+  :func:`benchmark.nn.periodic.radius_graph_pbc` (the 20 nearest neighbours within the
   cutoff, appendix B.2). It returns ``pred`` (N, 3), the noise-free part of the score
   ``s_X(M~ | z)``, and type logits (N, max_atomic_num) of ``p_A(M~ | z)``. The noise-conditional
   score is ``s_X(M~ | z; sigma_X) = pred / sigma_X`` (section 4, "noise scaling").
   With ``decoder_fourier`` (CDVAE+Fourier, the third model of DP-CDVAE's Table III) the decoder's
   node inputs also get ``sin/cos(2^n pi x~)``, n = 3..8, of the noisy fractional coordinates
-  (:func:`benchmark.models.periodic.fourier_features`; DP-CDVAE section S3); off for CDVAE.
+  (:func:`benchmark.nn.periodic.fourier_features`; DP-CDVAE section S3); off for CDVAE.
 
-Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric:
+Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric
+(:class:`benchmark.nn.schedules.GeometricSigmas`):
 ``sigma_X,j = sigma_begin * (sigma_end / sigma_begin)^((j-1)/(L-1))``, 10 -> 0.01 Å, and
 ``sigma_A,j`` 5 -> 0.01 the same way. During training every crystal draws one level index j
 uniformly; its atoms get
@@ -39,7 +40,7 @@ uniformly; its atoms get
 Losses (Eq. 2 and Eq. 9), each averaged over the atoms of a crystal and then over the crystals:
 
 * ``coord``: ``1/2 || pred - d_min(X, X~) / sigma_X ||^2`` per atom, with
-  ``d_min(X, X~) = min_k (x - x~ + k L)`` (:func:`benchmark.models.periodic.min_image_displacement`,
+  ``d_min(X, X~) = min_k (x - x~ + k L)`` (:func:`benchmark.nn.periodic.min_image_displacement`,
   the vector from the noisy atom to the nearest image of the true one). Why this form: NCSN
   (Song & Ermon 2019; Shi et al. 2021) trains ``s(x~, sigma)`` on the denoising score target
   ``-(x~ - x) / sigma^2`` with the weight ``lambda(sigma) = sigma^2``; with the noise-scaled
@@ -106,29 +107,32 @@ Parameter counts at the published size (``python -m benchmark.models.cdvae``): e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Literal, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.metrics.oracles.dimenet import GraphBatch, PeriodicDimeNetPlusPlus
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.periodic import (
+from benchmark.nn.batch import CrystalBatch, mean_per_crystal
+from benchmark.nn.dimenet import GraphBatch, PeriodicDimeNetPlusPlus
+from benchmark.nn.gemnet import GemNetTDecoder
+from benchmark.nn.layers import mlp
+from benchmark.nn.periodic import (
     cart_to_frac,
     fourier_features,
     frac_to_cart,
     lattice_from_params,
     min_image_displacement,
-    params_from_lattice,
     radius_graph_pbc,
     scale_lengths,
     unscale_lengths,
     wrap_frac,
 )
+from benchmark.nn.rng import multinomial, rand, randint, randn
+from benchmark.nn.schedules import GeometricSigmas
 
-__all__ = ["CDVAE", "CDVAEHParams", "CrystalBatch", "geometric_sigmas", "parameter_counts"]
+__all__ = ["CDVAE", "CDVAEHParams", "parameter_counts", "sample_composition", "sanitize_lattice"]
 
 #: smallest lattice length (Å) a predicted lattice is decoded with (see the module docstring)
 MIN_LENGTH = 1.0
@@ -136,100 +140,6 @@ MIN_LENGTH = 1.0
 ANGLE_RANGE = (30.0, 150.0)
 #: a cell with V / (a b c) below this is treated as degenerate and decoded with 90 degree angles
 MIN_VOLUME_FRACTION = 0.1
-
-
-# ------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class CrystalBatch:
-    """A batch of crystals with their encoder graphs (all tensors on one device).
-
-    Attributes:
-        atom_types: (N,) long atomic numbers in 1..max_atomic_num.
-        frac_coords: (N, 3) float fractional coordinates.
-        lengths: (B, 3) lattice lengths in Å.
-        angles: (B, 3) lattice angles in degrees.
-        num_atoms: (B,) long atoms per crystal, summing to N.
-        batch: (N,) long crystal index of each atom.
-        edge_index: (2, E) long encoder (CrystalNN) graph, global atom indices; row 0 the source j,
-            row 1 the target i.
-        images: (E, 3) float integer lattice translations of the source.
-        y: (B,) standardised property, or None.
-        conditions: named per-crystal conditions for conditional models (Con-CDVAE), or None:
-            each value (B,) (float for continuous, long for class indices) or (B, k) (e.g.
-            element fractions); CDVAE itself ignores them.
-    """
-
-    atom_types: Tensor
-    frac_coords: Tensor
-    lengths: Tensor
-    angles: Tensor
-    num_atoms: Tensor
-    batch: Tensor
-    edge_index: Tensor
-    images: Tensor
-    y: Tensor | None = None
-    conditions: dict[str, Tensor] | None = None
-
-    @property
-    def num_graphs(self) -> int:
-        """Number of crystals B."""
-        return int(self.num_atoms.shape[0])
-
-    def to(self, device: torch.device | str) -> "CrystalBatch":
-        """A copy with every tensor on ``device``."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        out = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()}
-        if self.conditions is not None:
-            out["conditions"] = {k: v.to(device) for k, v in self.conditions.items()}
-        return CrystalBatch(**out)
-
-    @classmethod
-    def from_graphs(cls, graphs: Sequence[dict], y: Sequence[float] | Tensor | None = None,
-                    dtype: torch.dtype = torch.float32,
-                    conditions: Mapping[str, Sequence | Tensor] | None = None) -> "CrystalBatch":
-        """Collate per-crystal graphs as returned by :func:`benchmark.metrics.oracles.cdvae.build_graph`.
-
-        Each graph holds ``atom_types`` (n,), ``frac_coords`` (n, 3), ``lattice`` (3, 3, rows),
-        ``edge_index`` (2, e, local indices) and ``images`` (e, 3). Lengths and angles are read
-        off the lattice matrices (the model is invariant to the lattice's orientation).
-        ``conditions`` (optional) maps a name to B per-crystal values; floating values are cast
-        to ``dtype``, integer ones kept as long.
-        """
-        types, frac, lattices, edges, images, counts = [], [], [], [], [], []
-        shift = 0
-        for g in graphs:
-            n = len(g["atom_types"])
-            types.append(torch.as_tensor(g["atom_types"], dtype=torch.long).reshape(n))
-            frac.append(torch.as_tensor(g["frac_coords"], dtype=torch.float64).reshape(n, 3))
-            lattices.append(torch.as_tensor(g["lattice"], dtype=torch.float64).reshape(3, 3))
-            edges.append(torch.as_tensor(g["edge_index"], dtype=torch.long).reshape(2, -1) + shift)
-            images.append(torch.as_tensor(g["images"], dtype=torch.float64).reshape(-1, 3))
-            counts.append(n)
-            shift += n
-        num_atoms = torch.tensor(counts, dtype=torch.long)
-        lengths, angles = params_from_lattice(torch.stack(lattices))  # (B, 3), (B, 3)
-        cond: dict[str, Tensor] | None = None
-        if conditions is not None:
-            cond = {}
-            for name, values in conditions.items():
-                t = torch.as_tensor(values)  # (B,) or (B, k)
-                if t.shape[:1] != (len(counts),):
-                    raise ValueError(f"condition {name!r} has shape {tuple(t.shape)} for {len(counts)} crystals")
-                cond[name] = t.to(dtype) if t.is_floating_point() else t.long()
-        return cls(
-            atom_types=torch.cat(types),
-            frac_coords=torch.cat(frac).to(dtype),
-            lengths=lengths.to(dtype),
-            angles=angles.to(dtype),
-            num_atoms=num_atoms,
-            batch=torch.repeat_interleave(torch.arange(len(counts)), num_atoms),
-            edge_index=torch.cat(edges, dim=1),
-            images=torch.cat(images).to(dtype),
-            y=None if y is None else torch.as_tensor(y, dtype=dtype).reshape(len(counts)),
-            conditions=cond,
-        )
 
 
 # ----------------------------------------------------------------------------- hyper-parameters
@@ -254,7 +164,7 @@ class CDVAEHParams:
     read by the training wrapper (whether to teacher-force the lattice in early epochs).
 
     ``encoder_*``: the periodic DimeNet++ (B.3; 2.2 M parameters at these values).
-    ``decoder_*``: GemNet-T (:class:`benchmark.models.gemnet.GemNetTDecoder`, 2.3 M parameters),
+    ``decoder_*``: GemNet-T (:class:`benchmark.nn.gemnet.GemNetTDecoder`, 2.3 M parameters),
     its graph cutoff (Å) and neighbour cap (K = 20, B.2).
 
     ``lattice_mean`` / ``lattice_std``: per-column standardisation of
@@ -343,57 +253,6 @@ class CDVAEHParams:
 # ------------------------------------------------------------------------------------- helpers
 
 
-def geometric_sigmas(begin: float, end: float, num: int) -> Tensor:
-    """(num,) geometric sequence from ``begin`` to ``end``: constant ratio ``sigma_j / sigma_{j+1}``
-    (section 3.3), largest first."""
-    return torch.exp(torch.linspace(math.log(begin), math.log(end), num, dtype=torch.float64)).float()
-
-
-def _mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Sequential:
-    """``num_layers`` hidden Linear+ReLU layers of width ``hidden_dim``, then a linear output."""
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.ReLU()]
-    for _ in range(num_layers - 1):
-        layers += [nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
-    layers.append(nn.Linear(hidden_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
-def _gen_device(generator: torch.Generator | None, like: Tensor) -> torch.device:
-    return generator.device if generator is not None else like.device
-
-
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Standard normal draws on the generator's device, returned on ``like``'s device and dtype."""
-    out = torch.randn(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
-    return out.to(like.device)
-
-
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Uniform [0, 1) draws, as :func:`_randn`."""
-    out = torch.rand(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
-    return out.to(like.device)
-
-
-def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Uniform integers in [0, high), long, on ``like``'s device."""
-    out = torch.randint(high, shape, generator=generator, device=_gen_device(generator, like))
-    return out.to(like.device)
-
-
-def _multinomial(probs: Tensor, num_samples: int, generator: torch.Generator | None,
-                 replacement: bool = True) -> Tensor:
-    """``torch.multinomial`` of the rows of ``probs`` with the generator, on ``probs``' device."""
-    dev = _gen_device(generator, probs)
-    return torch.multinomial(probs.to(dev), num_samples, replacement=replacement, generator=generator).to(probs.device)
-
-
-def _mean_per_crystal(values: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """(N,) per-atom values -> (B,) mean over each crystal's atoms."""
-    sums = values.new_zeros(num_graphs).index_add_(0, batch, values)  # (B,)
-    counts = torch.bincount(batch, minlength=num_graphs).clamp_min(1).to(values.dtype)  # (B,)
-    return sums / counts
-
-
 def sanitize_lattice(lengths: Tensor, angles: Tensor) -> tuple[Tensor, Tensor]:
     """Make predicted lattice parameters decodable (see the module docstring).
 
@@ -440,7 +299,7 @@ def sample_composition(probs: Tensor, num_atoms: Tensor, generator: torch.Genera
         rest = (expected - counts.to(expected.dtype)).clamp_min(0)  # (B, A)
         usable = rest.sum(-1, keepdim=True) > 1e-9
         weights = torch.where(usable, rest, probs)  # rows with no leftover mass (rounding): use c itself
-        draws = _multinomial(weights, most, generator)  # (B, R)
+        draws = multinomial(weights, most, generator)  # (B, R)
         valid = (torch.arange(most, device=probs.device).unsqueeze(0) < left.unsqueeze(-1)).long()  # (B, R)
         counts = counts.scatter_add(1, draws, valid)
     elements = torch.arange(1, num_types + 1, device=probs.device).repeat(num_graphs)  # (B * A,)
@@ -476,10 +335,10 @@ class CDVAE(nn.Module):
         )
         self.fc_mu = nn.Linear(latent, latent)
         self.fc_var = nn.Linear(latent, latent)
-        self.fc_num_atoms = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atoms + 1)
-        self.fc_lattice = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 6)
-        self.fc_composition = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atomic_num)
-        self.fc_property = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 1) if hp.predict_property else None
+        self.fc_num_atoms = mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atoms + 1)
+        self.fc_lattice = mlp(latent, hp.hidden_dim, hp.fc_num_layers, 6)
+        self.fc_composition = mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atomic_num)
+        self.fc_property = mlp(latent, hp.hidden_dim, hp.fc_num_layers, 1) if hp.predict_property else None
         self.decoder = GemNetTDecoder(
             hidden_dim=hp.decoder_hidden_dim,
             latent_dim=latent,
@@ -504,8 +363,8 @@ class CDVAE(nn.Module):
             extra_node_dim=hp.num_fourier if hp.decoder_fourier else 0,
         )
         # derived from hp, so not part of the state dict
-        sigmas = geometric_sigmas(hp.sigma_begin, hp.sigma_end, hp.num_noise_level)  # (L,) sigma_X,j
-        type_sigmas = geometric_sigmas(hp.type_sigma_begin, hp.type_sigma_end, hp.num_noise_level)  # (L,) sigma_A,j
+        sigmas = GeometricSigmas(hp.sigma_begin, hp.sigma_end, hp.num_noise_level).sigmas()  # (L,) sigma_X,j
+        type_sigmas = GeometricSigmas(hp.type_sigma_begin, hp.type_sigma_end, hp.num_noise_level).sigmas()  # (L,) sigma_A,j
         self.register_buffer("sigmas", sigmas, persistent=False)
         self.register_buffer("type_sigmas", type_sigmas, persistent=False)
         self.register_buffer("lattice_mean", torch.tensor(hp.lattice_mean, dtype=torch.float32), persistent=False)
@@ -530,7 +389,7 @@ class CDVAE(nn.Module):
             ``(mu, log_var, z)``, each (B, latent_dim), ``z = mu + exp(log_var / 2) eps``.
         """
         mu, log_var = self._encode_stats(b)
-        z = mu + torch.exp(0.5 * log_var) * _randn(tuple(mu.shape), generator, mu)  # (B, latent)
+        z = mu + torch.exp(0.5 * log_var) * randn(tuple(mu.shape), generator, mu)  # (B, latent)
         return mu, log_var, z
 
     # ------------------------------------------------------------------------------ aggregates
@@ -623,17 +482,17 @@ class CDVAE(nn.Module):
             types and ``frac`` (N, 3) noisy wrapped fractional coordinates.
         """
         n = b.frac_coords.shape[0]
-        level = _randint(self.hp.num_noise_level, (b.num_graphs,), generator, b.num_atoms)  # (B,)
+        level = randint(self.hp.num_noise_level, (b.num_graphs,), generator, b.num_atoms)  # (B,)
         sigma_x = self.sigmas[level][b.batch]  # (N,)
         sigma_a = self.type_sigmas[level][b.batch]  # (N,)
         # types: A~ ~ p_A / (1 + sigma_A) + sigma_A / (1 + sigma_A) p_c
         p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A)
         p_a = F.one_hot(b.atom_types - 1, self.hp.max_atomic_num).to(p_c.dtype)  # (N, A)
         mix = (p_a + sigma_a.unsqueeze(-1) * p_c) / (1.0 + sigma_a.unsqueeze(-1))  # (N, A)
-        noisy_types = _multinomial(mix, 1, generator).squeeze(-1) + 1  # (N,)
+        noisy_types = multinomial(mix, 1, generator).squeeze(-1) + 1  # (N,)
         # coordinates: x~ = x + sigma_X eps in Cartesian, back to fractional, wrapped
         cart = frac_to_cart(b.frac_coords, lattice, b.num_atoms)  # (N, 3)
-        cart = cart + sigma_x.unsqueeze(-1) * _randn((n, 3), generator, cart)  # (N, 3)
+        cart = cart + sigma_x.unsqueeze(-1) * randn((n, 3), generator, cart)  # (N, 3)
         noisy_frac = wrap_frac(cart_to_frac(cart, lattice, b.num_atoms))  # (N, 3)
         return {"level": level, "sigma_x": sigma_x, "sigma_a": sigma_a, "atom_types": noisy_types, "frac": noisy_frac}
 
@@ -675,9 +534,9 @@ class CDVAE(nn.Module):
         out = {
             "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
             "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_term, b.batch, num_graphs).mean(),
+            "composition": mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": mean_per_crystal(coord, b.batch, num_graphs).mean(),
+            "type": mean_per_crystal(type_term, b.batch, num_graphs).mean(),
             "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
         }
         total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
@@ -708,7 +567,7 @@ class CDVAE(nn.Module):
     @torch.no_grad()
     def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
         """Fit the decoder's GemNet scale factors on one representative noisy batch (call once
-        before training; see :meth:`benchmark.models.gemnet.GemNetTDecoder.fit_scale_factors`).
+        before training; see :meth:`benchmark.nn.gemnet.GemNetTDecoder.fit_scale_factors`).
 
         The input is built as in training with teacher forcing, decoding ``mu``.
         """
@@ -761,7 +620,7 @@ class CDVAE(nn.Module):
 
         probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
         atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,) A_0
-        frac = _rand((total, 3), generator, z)  # (N, 3) X_0 uniform in the cell
+        frac = rand((total, 3), generator, z)  # (N, 3) X_0 uniform in the cell
 
         sigmas = self.sigmas.tolist()
         sigma_last = sigmas[-1]
@@ -773,7 +632,7 @@ class CDVAE(nn.Module):
             for _ in range(n_step_each):
                 pred, type_logits = self.decode(z, frac, atom_types, lattice, n_atoms, batch)  # (N, 3), (N, A)
                 score = pred / sigma  # s_X(M~ | z; sigma_j)
-                noise = _randn((total, 3), generator, frac)  # (N, 3)
+                noise = randn((total, 3), generator, frac)  # (N, 3)
                 cart = frac_to_cart(frac, lattice, n_atoms) + alpha * score + math.sqrt(2.0 * alpha) * noise
                 frac = wrap_frac(cart_to_frac(cart, lattice, n_atoms))  # back to the cell
                 atom_types = type_logits.argmax(dim=-1) + 1  # (N,)
@@ -794,7 +653,7 @@ class CDVAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None, n_step_each: int = 100,
                step_lr: float = 1e-4) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`langevin` (section 5.2)."""
-        z = _randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        z = randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
         return self.langevin(z, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
 
     @torch.no_grad()

@@ -152,14 +152,14 @@ class GraphDataset:
     """Crystals with their encoder graphs (CrystalNN) and standardised property, for a DataLoader."""
 
     def __init__(self, crystals: Sequence[Crystal], prop: str | None, prop_scale: tuple[float, float], progress: bool | None = None) -> None:
-        from benchmark.metrics.oracles.cdvae import _crystals_digest, build_graphs
+        from benchmark.nn.crystalnn import build_graphs, crystals_digest
         from benchmark.settings import env_flag
 
         if progress is None:  # the runner's --no-progress reaches fit() through this variable
             progress = not env_flag("BENCHMARK_NO_PROGRESS")
 
         crystals = list(crystals)
-        graphs = build_graphs(crystals, cache_key=f"encoder-{_crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
+        graphs = build_graphs(crystals, cache_key=f"encoder-{crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
         keep = [k for k, g in enumerate(graphs) if g is not None]
         self.dropped = len(crystals) - len(keep)
         self.items: list[dict[str, Any]] = []
@@ -178,10 +178,10 @@ class GraphDataset:
 
 
 def collate(items: Sequence[dict[str, Any]], conditions: dict[str, Any] | None = None) -> Any:
-    """A :class:`~benchmark.models.cdvae.CrystalBatch` of dataset items (their graphs' cells), with
+    """A :class:`~benchmark.nn.batch.CrystalBatch` of dataset items (their graphs' cells), with
     the standardised property when every item has one (None otherwise) and the per-crystal
     ``conditions`` of a conditional model (name -> one value per item)."""
-    from benchmark.models.cdvae import CrystalBatch
+    from benchmark.nn.batch import CrystalBatch
 
     ys = [float(it.get("y", float("nan"))) for it in items]
     y = None if any(np.isnan(ys)) else ys
@@ -191,7 +191,7 @@ def collate(items: Sequence[dict[str, Any]], conditions: dict[str, Any] | None =
 def _graph_items(crystals: Sequence[Crystal]) -> list[dict[str, Any]]:
     """Dataset items for inference (reconstruction / optimisation): graphs built here, in order.
     A crystal without a CrystalNN graph cannot be encoded: None in its place."""
-    from benchmark.metrics.oracles.cdvae import build_graphs
+    from benchmark.nn.crystalnn import build_graphs
 
     graphs = build_graphs(list(crystals), n_jobs=1, progress=False)
     return [None if g is None else {"crystal": c, "graph": g, "y": float("nan")} for c, g in zip(crystals, graphs)]

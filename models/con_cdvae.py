@@ -65,7 +65,7 @@ Generation (section 2.2.2; :meth:`ConCDVAE.conditional_sample`):
 Choices where the paper and code are silent or where this implementation differs (and why):
 
 * The released MLPs (``build_mlp``) put a BatchNorm1d after their first linear layer; here the
-  MLPs are CDVAE's plain ``Linear + ReLU`` stacks (:func:`benchmark.models.cdvae._mlp`). With batch
+  MLPs are CDVAE's plain ``Linear + ReLU`` stacks (:func:`benchmark.nn.layers.mlp`). With batch
   statistics the Predictor's filter scores and the prior would depend on the batch composition.
 * Continuous values are clamped into ``[a_min, a_max]`` before the Gaussian expansion (the code
   does not clamp): outside the grid all basis functions vanish and the embedding would be a
@@ -95,21 +95,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.cdvae import (
-    CDVAE,
-    CDVAEHParams,
-    CrystalBatch,
-    _mean_per_crystal,
-    _mlp,
-    _rand,
-    _randn,
-    sample_composition,
-    sanitize_lattice,
-)
-from benchmark.models.dp_cdvae import timestep_embedding
-from benchmark.models.gemnet import GemNetTDecoder
+from benchmark.models.cdvae import CDVAE, CDVAEHParams, sample_composition, sanitize_lattice
 from benchmark.models.latent_prior import LatentPrior
-from benchmark.models.periodic import (
+from benchmark.nn.batch import CrystalBatch, mean_per_crystal
+from benchmark.nn.diffusion import timestep_embedding
+from benchmark.nn.gemnet import GemNetTDecoder
+from benchmark.nn.layers import mlp
+from benchmark.nn.periodic import (
     cart_to_frac,
     frac_to_cart,
     lattice_from_params,
@@ -117,6 +109,7 @@ from benchmark.models.periodic import (
     radius_graph_pbc,
     wrap_frac,
 )
+from benchmark.nn.rng import rand, randn
 
 __all__ = [
     "FULL_CONDITIONS",
@@ -481,7 +474,7 @@ class ContinuousEmbedding(nn.Module):
     def __init__(self, spec: ConditionSpec, out_dim: int, num_layers: int) -> None:
         super().__init__()
         self.basis = GaussianBasis(spec.low, spec.high, spec.n_basis)
-        self.mlp = _mlp(spec.n_basis, out_dim, num_layers, out_dim)
+        self.mlp = mlp(spec.n_basis, out_dim, num_layers, out_dim)
 
     def forward(self, a: Tensor) -> Tensor:
         """Args: a (B,). Returns (B, out_dim)."""
@@ -496,7 +489,7 @@ class DiscreteEmbedding(nn.Module):
         super().__init__()
         self.n_classes = spec.n_classes
         self.vectors = nn.Embedding(spec.n_classes, emb_dim)
-        self.mlp = _mlp(emb_dim, out_dim, num_layers, out_dim)
+        self.mlp = mlp(emb_dim, out_dim, num_layers, out_dim)
 
     def forward(self, k: Tensor) -> Tensor:
         """Args: k (B,) class indices. Returns (B, out_dim)."""
@@ -515,7 +508,7 @@ class FormulaEmbedding(nn.Module):
         super().__init__()
         self.max_atomic_num = max_atomic_num
         self.elements = nn.Parameter(torch.randn(max_atomic_num, spec.dim) / math.sqrt(spec.dim))  # (A, dim)
-        self.mlp = _mlp(spec.dim, out_dim, num_layers, out_dim)
+        self.mlp = mlp(spec.dim, out_dim, num_layers, out_dim)
 
     @torch.no_grad()
     def set_element_features(self, features: Mapping[int, Any] | Tensor, trainable: bool = False) -> None:
@@ -570,7 +563,7 @@ class PropEmb(nn.Module):
             else:
                 embs.append(FormulaEmbedding(spec, max_atomic_num, feature_dim, num_layers))
         self.embeddings = nn.ModuleList(embs)  # a list: names such as "spacegroup.number" hold dots
-        self.mix = _mlp(feature_dim * len(embs), out_dim, mix_layers, out_dim)
+        self.mix = mlp(feature_dim * len(embs), out_dim, mix_layers, out_dim)
 
     @property
     def names(self) -> list[str]:
@@ -606,7 +599,7 @@ class Predictor(nn.Module):
         super().__init__()
         self.specs = [s for s in _parse_all(specs) if s.kind != "formula"]
         self.heads = nn.ModuleList(
-            _mlp(latent_dim, hidden_dim, num_layers, 1) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
+            mlp(latent_dim, hidden_dim, num_layers, 1) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
             for s in self.specs
         )
 
@@ -766,7 +759,7 @@ class ConCDVAE(CDVAE):
         super().__init__(hp)
         latent = hp.latent_dim
         self.prop_emb = self._prop_emb(hp.condition_specs)
-        self.fc_z_con = _mlp(latent + hp.prop_dim, hp.hidden_dim, hp.fc_num_layers, latent)  # Eq. 11
+        self.fc_z_con = mlp(latent + hp.prop_dim, hp.hidden_dim, hp.fc_num_layers, latent)  # Eq. 11
         self.predictor = Predictor(hp.condition_specs, latent, hp.predictor_hidden_dim, hp.predictor_layers)
         self.time_mlp: nn.Module | None = None
         if hp.decoder_time_dim > 0:
@@ -892,9 +885,9 @@ class ConCDVAE(CDVAE):
         out = {
             "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
             "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_term, b.batch, num_graphs).mean(),
+            "composition": mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": mean_per_crystal(coord, b.batch, num_graphs).mean(),
+            "type": mean_per_crystal(type_term, b.batch, num_graphs).mean(),
             "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
         }
         total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
@@ -984,7 +977,7 @@ class ConCDVAE(CDVAE):
         batch = torch.repeat_interleave(torch.arange(num_graphs, device=z.device), n_atoms, output_size=total)  # (N,)
         probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
         atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,)
-        frac = _rand((total, 3), generator, z)  # (N, 3)
+        frac = rand((total, 3), generator, z)  # (N, 3)
 
         sigmas = self.sigmas.tolist()
         evaluations = 0
@@ -996,7 +989,7 @@ class ConCDVAE(CDVAE):
             z_dec = self._decoder_latent(z, level)  # constant over the level's steps
             for _ in range(n_step_each):
                 pred, type_logits = super().decode(z_dec, frac, atom_types, lattice, n_atoms, batch)
-                noise = _randn((total, 3), generator, frac)
+                noise = randn((total, 3), generator, frac)
                 cart = frac_to_cart(frac, lattice, n_atoms) + alpha * (pred / sigma) + math.sqrt(2.0 * alpha) * noise
                 frac = wrap_frac(cart_to_frac(cart, lattice, n_atoms))
                 atom_types = type_logits.argmax(dim=-1) + 1

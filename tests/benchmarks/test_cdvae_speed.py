@@ -1,7 +1,7 @@
 """Speed of the CDVAE network on the CPU, for a batch of 256 Perov-5 crystals.
 
 What is measured (the first 256 rows of perov_5/val, their CrystalNN encoder graphs collated into
-one :class:`~benchmark.models.cdvae.CrystalBatch`), at two network sizes: ``published`` (the
+one :class:`~benchmark.nn.batch.CrystalBatch`), at two network sizes: ``published`` (the
 :class:`~benchmark.models.cdvae.CDVAEHParams` defaults, with the property head) and ``smoke`` (the
 plugin's ``smoke`` preset for perov_5, through ``hparams_from_config``):
 
@@ -76,8 +76,8 @@ _NETS: dict[str, Any] = {}
 def perov5(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The first 256 Perov-5 val crystals, their CrystalNN graphs as one batch (with the
     standardised ``heat_ref`` as y) and the lattice standardisation of these crystals."""
-    from benchmark.metrics.oracles.cdvae import build_graphs
-    from benchmark.models.cdvae import CrystalBatch
+    from benchmark.nn.batch import CrystalBatch
+    from benchmark.nn.crystalnn import build_graphs
     from benchmark.models.cdvae_model import lattice_statistics
     from benchmark.registry import get_plugins
 
@@ -118,7 +118,8 @@ def _hparams(size: str, data: dict[str, Any]) -> Any:
 def networks(perov5: dict[str, Any]) -> Callable[[str], Any]:
     """``networks(size)``: the CDVAE network of that size (built once per module), its GemNet
     scale factors fitted on the first 64 crystals as the plugin does before training."""
-    from benchmark.models.cdvae import CDVAE, CrystalBatch
+    from benchmark.models.cdvae import CDVAE
+    from benchmark.nn.batch import CrystalBatch
 
     def get(size: str) -> Any:
         if size not in _NETS:
@@ -260,7 +261,7 @@ def test_decoder_evaluation_speed(benchmark, perov5: dict[str, Any], networks: C
 @pytest.mark.data
 def test_graph_build_speed(benchmark, perov5: dict[str, Any], networks: Callable[[str], Any], size: str) -> None:
     """``radius_graph_pbc`` alone, with the decoder's cutoff and neighbour cap."""
-    from benchmark.models.periodic import lattice_from_params, radius_graph_pbc
+    from benchmark.nn.periodic import lattice_from_params, radius_graph_pbc
 
     hp = networks(size).hp
     b = perov5["batch"]
@@ -314,7 +315,7 @@ def _replicated_inputs(copies: int, latent_dim: int) -> tuple[torch.Tensor, ...]
     """Decoder inputs for ``2 * copies`` crystals: a slightly distorted SrTiO3 (5 atoms, cubic) and
     a NaCl-like 8-atom triclinic cell, repeated, so that every crystal's work is the same whatever
     the batch size. Returns ``(z, frac, atom_types, lattice, num_atoms, batch)``."""
-    from benchmark.models.periodic import lattice_from_params
+    from benchmark.nn.periodic import lattice_from_params
 
     gen = torch.Generator().manual_seed(0)
     perov = torch.tensor([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) + 0.03 * torch.randn(5, 3, generator=gen)
@@ -360,7 +361,7 @@ def test_decoder_evaluation_has_no_python_loop_over_crystals() -> None:
     assert lines[2] > 0 and lines[2] == lines[16], f"Python lines per decoder evaluation grow with the batch: {lines}"
 
     # the counter does see a per-crystal loop: the same graphs built one crystal at a time
-    from benchmark.models.periodic import radius_graph_pbc
+    from benchmark.nn.periodic import radius_graph_pbc
 
     def per_crystal(copies: int) -> None:
         _, frac, _, lattice, num_atoms, _ = _replicated_inputs(copies, net.hp.latent_dim)
@@ -375,7 +376,7 @@ def test_one_graph_build_per_decoder_evaluation(monkeypatch: pytest.MonkeyPatch,
     """Annealed Langevin dynamics calls ``radius_graph_pbc`` exactly once per decoder evaluation
     (for the whole batch), whatever the number of crystals."""
     import benchmark.models.cdvae as cdvae_module
-    from benchmark.models.periodic import params_from_lattice
+    from benchmark.nn.periodic import params_from_lattice
 
     net = _tiny_network()
     calls: list[int] = []

@@ -2,7 +2,7 @@
 
 Two parts of a CDVAE oracle's work are measured apart:
 
-* **graphs**: the CrystalNN graphs (:func:`build_graphs`), nearly all of an oracle's time:
+* **graphs**: the CrystalNN graphs (:func:`benchmark.nn.crystalnn.build_graphs`), nearly all of an oracle's time:
   ``serial`` (one process, its imports done before the clock runs), ``parallel`` (all cores,
   joblib/loky; the worker pool is started before the clock runs and its start-up recorded as
   ``pool_startup_s``), ``cold_cache`` (parallel,
@@ -120,7 +120,7 @@ def _oracle(name: str) -> tuple[Any, float]:
 @pytest.mark.data
 def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
                               dataset: str, mode: str) -> None:
-    from benchmark.metrics.oracles.cdvae import build_graphs, graph_cache_path
+    from benchmark.nn.crystalnn import build_graphs, graph_cache_path
 
     crystals = _crystals(dataset, shared_data, tmp_path_factory.getbasetemp())
     n_jobs = 1 if mode == "serial" else (os.cpu_count() or 1)
@@ -163,7 +163,7 @@ def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: py
 def test_oracle_forward_speed(benchmark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory, dataset: str) -> None:
     import torch
 
-    from benchmark.metrics.oracles.cdvae import build_graphs
+    from benchmark.nn.crystalnn import build_graphs
 
     name = CASES[dataset][0]
     oracle, load_s = _oracle(name)

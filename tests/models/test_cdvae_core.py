@@ -10,16 +10,11 @@ import pytest
 import torch
 
 from benchmark.crystal import Crystal
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import (
-    CDVAE,
-    CDVAEHParams,
-    CrystalBatch,
-    geometric_sigmas,
-    sample_composition,
-    sanitize_lattice,
-)
-from benchmark.models.periodic import lattice_from_params, min_image_displacement, scale_lengths
+from benchmark.models.cdvae import CDVAE, CDVAEHParams, sample_composition, sanitize_lattice
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.periodic import lattice_from_params, min_image_displacement, scale_lengths
+from benchmark.nn.schedules import GeometricSigmas
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +162,7 @@ def test_noise_schedule_published_values() -> None:
     published = (hp.num_noise_level, hp.sigma_begin, hp.sigma_end, hp.type_sigma_begin, hp.type_sigma_end)
     assert published == (50, 10.0, 0.01, 5.0, 0.01)
     for begin, end in ((hp.sigma_begin, hp.sigma_end), (hp.type_sigma_begin, hp.type_sigma_end)):
-        s = geometric_sigmas(begin, end, hp.num_noise_level).double()
+        s = GeometricSigmas(begin, end, hp.num_noise_level).sigmas().double()
         assert s.shape == (50,)
         assert math.isclose(float(s[0]), begin, rel_tol=1e-6) and math.isclose(float(s[-1]), end, rel_tol=1e-6)
         ratio = s[:-1] / s[1:]
@@ -177,8 +172,8 @@ def test_noise_schedule_published_values() -> None:
 
 def test_model_noise_buffers(batch: CrystalBatch) -> None:
     model = tiny_model(batch)
-    assert torch.allclose(model.sigmas, geometric_sigmas(10.0, 0.01, 5))
-    assert torch.allclose(model.type_sigmas, geometric_sigmas(5.0, 0.01, 5))
+    assert torch.allclose(model.sigmas, GeometricSigmas(10.0, 0.01, 5).sigmas())
+    assert torch.allclose(model.type_sigmas, GeometricSigmas(5.0, 0.01, 5).sigmas())
     assert math.isclose(float(model.sigmas[1]), 10 * 1000 ** -0.25, rel_tol=1e-5)
     assert "sigmas" not in model.state_dict()
 

@@ -121,7 +121,7 @@ def test_decoder_score_rotates_ignores_a_common_shift_and_follows_a_permutation(
     atoms permutes the outputs."""
     from benchmark.models.cdvae import CDVAE
     from benchmark.models.cdvae_model import hparams_from_config
-    from benchmark.models.periodic import lattice_from_params
+    from benchmark.nn.periodic import lattice_from_params
 
     torch.manual_seed(0)
     cfg = resolve(CDVAEConfig, "smoke", None, None, {})

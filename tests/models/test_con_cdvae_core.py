@@ -14,8 +14,7 @@ import torch
 from torch import nn
 
 from benchmark.crystal import Crystal
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import CDVAE, CrystalBatch
+from benchmark.models.cdvae import CDVAE
 from benchmark.models.con_cdvae import (
     ConCDVAE,
     ConCDVAEHParams,
@@ -33,8 +32,11 @@ from benchmark.models.con_cdvae import (
     formula_fractions,
     select_best,
 )
-from benchmark.models.latent_prior import LatentPrior, ResidualMLPDenoiser, respaced_timesteps
-from benchmark.models.periodic import lattice_from_params, scale_lengths
+from benchmark.models.latent_prior import LatentPrior, ResidualMLPDenoiser
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.diffusion import respaced_timesteps
+from benchmark.nn.periodic import lattice_from_params, scale_lengths
 
 
 @pytest.fixture(autouse=True)

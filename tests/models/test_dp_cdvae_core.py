@@ -9,20 +9,15 @@ import math
 import numpy as np
 import pytest
 import torch
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import CrystalBatch
-from benchmark.models.dp_cdvae import (
-    DPCDVAE,
-    DPCDVAEHParams,
-    ddpm_reverse_step,
-    fourier_features,
-    posterior_mean,
-    sigmoid_beta_schedule,
-)
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.periodic import lattice_from_params, scale_lengths, wrap_frac
 
 from benchmark.crystal import Crystal
+from benchmark.models.dp_cdvae import DPCDVAE, DPCDVAEHParams
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.diffusion import ddpm_reverse_step, posterior_mean
+from benchmark.nn.gemnet import GemNetTDecoder
+from benchmark.nn.periodic import fourier_features, lattice_from_params, scale_lengths, wrap_frac
+from benchmark.nn.schedules import SigmoidBetaSchedule
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +79,7 @@ def tiny_model(b: CrystalBatch, seed: int = 0, **overrides) -> DPCDVAE:
 def test_schedule_paper_defaults() -> None:
     hp = DPCDVAEHParams()
     assert hp.num_timesteps == 1000 and hp.reverse_step == "eq7" and hp.num_fourier == 36
-    betas = sigmoid_beta_schedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start, hp.sigmoid_end)
+    betas = SigmoidBetaSchedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start, hp.sigmoid_end).betas()
     assert betas.shape == (1000,)
     assert bool((betas[1:] > betas[:-1]).all())  # increasing
     assert math.isclose(float(betas[-1]), 1e-10 + (0.01 - 1e-10) / (1 + math.exp(-6)), rel_tol=1e-9)
@@ -111,7 +106,7 @@ def test_forward_process_marginal_matches_eq2(batch: CrystalBatch) -> None:
     """Toy 1D: running the Markov chain of Eq. 1 for t steps gives the Gaussian of Eq. 2,
     mean sqrt(alpha_bar_t) r_0 and variance 1 - alpha_bar_t; the model's q_sample draws the same."""
     g = torch.Generator().manual_seed(0)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     r0, n = 0.3, 20000
     x = torch.full((n,), r0, dtype=torch.float64)
@@ -138,7 +133,7 @@ def test_eq6_step_with_true_noise_is_the_posterior_mean() -> None:
     """With eps_theta = the true eps of Eq. 2 and eps' = 0, Eq. 6 lands on the closed-form mean of
     q(r_{t-1} | r_t, r_0); with eps' != 0 it adds sigma_t eps', sigma_t^2 the posterior variance."""
     g = torch.Generator().manual_seed(1)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     r0 = torch.rand(64, 3, generator=g, dtype=torch.float64)
     eps = torch.randn(64, 3, generator=g, dtype=torch.float64)
@@ -162,7 +157,7 @@ def test_eq7_step_with_true_noise_recovers_the_cell_position() -> None:
     """Eq. 7 with the true noise, eps' = 0 and an unwrapped r_t inside the cell returns r_0; the
     sampler's output is always wrapped into [0, 1)."""
     g = torch.Generator().manual_seed(2)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     ab_t = alpha_bars[9]  # small t: r_t stays in the cell
     r0 = 0.25 + 0.5 * torch.rand(32, 3, generator=g, dtype=torch.float64)
