@@ -540,8 +540,8 @@ class GemNetTDecoder(nn.Module):
             :func:`gemnet_triplets`.
         extra_node_dim: size F of optional extra per-atom input features, concatenated into the
             node input ``h_i^0 = W [e(a_i) || z || f_i]`` (DP-CDVAE's Fourier and time features,
-            :mod:`benchmark.models.dp_cdvae`). 0 (default) gives exactly CDVAE's decoder, with the
-            same parameter shapes, so existing code and checkpoints are unchanged.
+            :mod:`benchmark.models.dp_cdvae.network`). 0 (default) gives exactly CDVAE's decoder,
+            with the same parameter shapes, so existing code and checkpoints are unchanged.
     """
 
     def __init__(

@@ -8,7 +8,7 @@ After step one the encoder is frozen and the Prior learns ``p(z | c)`` with z th
 of the training crystals ("we use the result of *Encoder* as label"; the released code uses the
 encoder *mean* mu, not a reparameterised sample) and c the property embedding ``C_prop`` of the
 Prior's own condition embedding ``Prior_Emb`` (section 2.2.2; any module mapping a condition dict
-to (B, cond_dim), in Con-CDVAE a :class:`benchmark.models.con_cdvae.PropEmb`). The Prior is a
+to (B, cond_dim), in Con-CDVAE a :class:`benchmark.models.con_cdvae.network.PropEmb`). The Prior is a
 DDPM (section 2.1, Eq. 3):
 
 * Forward process: ``z^t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps_z``, ``eps_z ~ N(0, I)``,
@@ -111,7 +111,7 @@ class LatentPrior(nn.Module):
         latent_dim: size of z.
         embedding: ``Prior_Emb``, a module mapping a condition dict (name -> (B,) or (B, k)
             tensor) to (B, cond_dim) ``C_prop`` (in Con-CDVAE a
-            :class:`benchmark.models.con_cdvae.PropEmb`; it is trained with the Prior).
+            :class:`benchmark.models.con_cdvae.network.PropEmb`; it is trained with the Prior).
         cond_dim: output size of ``embedding``.
         num_timesteps: T (released: 300).
         beta_start, beta_end: schedule ends (released: 1e-3, 0.02).

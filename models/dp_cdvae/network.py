@@ -5,7 +5,7 @@ Pakornchote, Choomphon-anomakhun, Arrerut, Atthapak, Khamkaeo, Chotibut, Bovornr
 modeling" (arXiv:2308.02165). Equation numbers below are that paper's
 (main text Eqs. 1-11, supplement Eq. S1, Fig. S1, section S3).
 
-DP-CDVAE keeps CDVAE's VAE half unchanged (:class:`benchmark.models.cdvae.CDVAE`: periodic
+DP-CDVAE keeps CDVAE's VAE half unchanged (:class:`benchmark.models.cdvae.network.CDVAE`: periodic
 DimeNet++ encoder, the heads for the number of atoms ``N_z``, the lattice ``L_z`` and the
 composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDPM on the
 *fractional* coordinates:
@@ -108,19 +108,18 @@ Random numbers take the explicit ``generator`` everywhere (same seed, same cryst
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from benchmark.models.cdvae import CDVAE, CDVAEHParams, sanitize_lattice
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sanitize_lattice
+from benchmark.models.dp_cdvae.config import DPCDVAEConfig
 from benchmark.nn.batch import CrystalBatch
 from benchmark.nn.diffusion import ddpm_reverse_step, timestep_embedding
 from benchmark.nn.dimenet import GraphBatch
-from benchmark.nn.gemnet import GemNetTDecoder
 from benchmark.nn.layers import mlp
 from benchmark.nn.periodic import (
     cart_to_frac,
@@ -133,63 +132,7 @@ from benchmark.nn.periodic import (
 from benchmark.nn.rng import multinomial, randint, randn
 from benchmark.nn.schedules import GeometricSigmas, SigmoidBetaSchedule
 
-__all__ = ["DPCDVAE", "DPCDVAEHParams", "GINEEncoder"]
-
-
-# ----------------------------------------------------------------------------- hyper-parameters
-
-
-@dataclass(frozen=True)
-class DPCDVAEHParams(CDVAEHParams):
-    """Every hyper-parameter of :class:`DPCDVAE`: CDVAE's (:class:`CDVAEHParams`; its Langevin
-    fields ``sigma_begin``, ``sigma_end`` and ``num_noise_level`` are unused) plus:
-
-    Diffusion (section IV A): ``num_timesteps`` T, the sigmoid beta schedule ``beta_start`` ->
-    ``beta_end`` over sigmoid arguments ``sigmoid_start`` -> ``sigmoid_end`` (released config),
-    ``reverse_step`` (Eq. 6 or 7). Type noise (Eq. 9): ``type_noise`` and the inherited
-    ``type_sigma_end`` (sigma'_1 = 0.01) -> ``type_sigma_begin`` (sigma'_T = 5).
-
-    Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` (S3: 3..8;
-    ``decoder_fourier`` is on by default here, off only for an ablation) and the time embedding
-    size ``time_dim``.
-
-    Encoder variants (Fig. S1): ``encoder_num_atoms``, ``encoder_gine`` and the GINE sizes.
-
-    Loss weights: ``cost_coord`` (L_simple, 1 in Eq. S1), ``cost_type`` (lambda of Eq. 11) and
-    CDVAE's ``cost_natom``, ``cost_lattice``, ``cost_composition``, ``beta`` (lambda_1..4 of S1;
-    the paper gives no values, CDVAE's defaults are kept).
-    """
-
-    cost_coord: float = 1.0
-    num_timesteps: int = 1000
-    beta_start: float = 1e-10
-    beta_end: float = 0.01
-    sigmoid_start: float = -10.0
-    sigmoid_end: float = 6.0
-    reverse_step: Literal["eq6", "eq7"] = "eq7"
-    type_noise: Literal["mix", "softmax"] = "mix"
-    decoder_fourier: bool = True
-    time_dim: int = 128
-    encoder_num_atoms: bool = False
-    encoder_gine: bool = False
-    gine_hidden_dim: int = 128
-    gine_num_layers: int = 3
-    gine_num_rbf: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_timesteps < 1:
-            raise ValueError("num_timesteps must be at least 1")
-        if not 0 < self.beta_start <= self.beta_end < 1:
-            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
-        if self.reverse_step not in ("eq6", "eq7"):
-            raise ValueError(f"reverse_step must be 'eq6' or 'eq7', got {self.reverse_step!r}")
-        if self.type_noise not in ("mix", "softmax"):
-            raise ValueError(f"type_noise must be 'mix' or 'softmax', got {self.type_noise!r}")
-        if self.time_dim < 0 or self.time_dim % 2:
-            raise ValueError("time_dim must be even and non-negative")
-        if self.gine_num_layers < 1:
-            raise ValueError("gine_num_layers must be at least 1")
+__all__ = ["DPCDVAE", "GINEEncoder"]
 
 
 class GINEEncoder(nn.Module):
@@ -239,42 +182,34 @@ class DPCDVAE(CDVAE):
     network, and the encoder variants of Fig. S1 (see the module docstring).
 
     Args:
-        hp: the hyper-parameters (:class:`DPCDVAEHParams`).
+        config: the hyper-parameters (:class:`~benchmark.models.dp_cdvae.config.DPCDVAEConfig`).
+        lattice_mean, lattice_std: the training split's lattice standardisation (as :class:`CDVAE`).
     """
 
-    hp: DPCDVAEHParams
+    config: DPCDVAEConfig
 
-    def __init__(self, hp: DPCDVAEHParams) -> None:
-        super().__init__(hp)
-        latent = hp.latent_dim
+    def __init__(self, config: DPCDVAEConfig, lattice_mean: Sequence[float] = (0.0,) * 6,
+                 lattice_std: Sequence[float] = (1.0,) * 6) -> None:
+        super().__init__(config, lattice_mean, lattice_std)
+        cfg = config
+        latent = cfg.latent_dim
         # the diffusion network: CDVAE's GemNet-T with the extra node features (F_t, t)
-        self.decoder = GemNetTDecoder(
-            hidden_dim=hp.decoder_hidden_dim, latent_dim=latent, max_atomic_num=hp.max_atomic_num,
-            cutoff=hp.decoder_cutoff, max_neighbors=hp.decoder_max_neighbors, num_blocks=hp.decoder_num_blocks,
-            emb_size_trip=hp.decoder_emb_size_trip, emb_size_rbf=hp.decoder_emb_size_rbf,
-            emb_size_cbf=hp.decoder_emb_size_cbf, emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
-            num_spherical=hp.decoder_num_spherical, num_radial=hp.decoder_num_radial,
-            num_before_skip=hp.decoder_num_before_skip, num_after_skip=hp.decoder_num_after_skip,
-            num_concat=hp.decoder_num_concat, num_atom=hp.decoder_num_atom,
-            envelope_exponent=hp.decoder_envelope_exponent, radial_basis=hp.decoder_radial_basis,
-            type_head=hp.decoder_type_head, periodic_triplets=hp.decoder_periodic_triplets,
-            extra_node_dim=(hp.num_fourier if hp.decoder_fourier else 0) + hp.time_dim,
-        )
+        self.decoder = gemnet_decoder(cfg, latent, (cfg.num_fourier if cfg.decoder_fourier else 0) + cfg.time_dim)
         # encoder variants (Fig. S1)
-        self.na_encoder = (mlp(hp.max_atoms + 1, hp.hidden_dim, hp.fc_num_layers, latent)
-                           if hp.encoder_num_atoms else None)
-        self.gine_encoder = (GINEEncoder(hp.max_atomic_num, hp.gine_hidden_dim, latent, hp.gine_num_layers,
-                                         hp.gine_num_rbf, hp.encoder_cutoff) if hp.encoder_gine else None)
-        branches = 1 + int(hp.encoder_num_atoms) + int(hp.encoder_gine)
+        self.na_encoder = (mlp(cfg.max_atoms + 1, cfg.hidden_dim, cfg.fc_num_layers, latent)
+                           if cfg.encoder_num_atoms else None)
+        self.gine_encoder = (GINEEncoder(cfg.max_atomic_num, cfg.gine_hidden_dim, latent, cfg.gine_num_layers,
+                                         cfg.gine_num_rbf, cfg.encoder_cutoff) if cfg.encoder_gine else None)
+        branches = 1 + int(cfg.encoder_num_atoms) + int(cfg.encoder_gine)
         self.fc_combine = (nn.Sequential(nn.Linear(branches * latent, latent), nn.ReLU())
                            if branches > 1 else None)
-        # the schedule (derived from hp, not in the state dict); index t - 1 for t = 1..T
-        self.schedule = SigmoidBetaSchedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start,
-                                            hp.sigmoid_end)
+        # the schedule (derived from the config, not in the state dict); index t - 1 for t = 1..T
+        self.schedule = SigmoidBetaSchedule(cfg.num_timesteps, cfg.beta_start, cfg.beta_end, cfg.sigmoid_start,
+                                            cfg.sigmoid_end)
         self.register_buffer("betas", self.schedule.betas().float(), persistent=False)  # (T,)
         self.register_buffer("alpha_bars", self.schedule.alphas_cumprod().float(), persistent=False)  # (T,)
         # sigma'_t, 0.01 at t = 1 to 5 at t = T (geometric)
-        type_sigmas_t = GeometricSigmas(hp.type_sigma_end, hp.type_sigma_begin, hp.num_timesteps).sigmas()  # (T,)
+        type_sigmas_t = GeometricSigmas(cfg.type_sigma_end, cfg.type_sigma_begin, cfg.num_timesteps).sigmas()  # (T,)
         self.register_buffer("type_sigmas_t", type_sigmas_t, persistent=False)
 
     # ------------------------------------------------------------------------------ encoder
@@ -288,7 +223,7 @@ class DPCDVAE(CDVAE):
         graph = GraphBatch(b.atom_types, pos, b.edge_index, offsets, b.batch, b.num_graphs)
         feats = [self.encoder(graph)]  # (B, latent)
         if self.na_encoder is not None:
-            na = F.one_hot(b.num_atoms.clamp(0, self.hp.max_atoms), self.hp.max_atoms + 1).to(pos.dtype)  # (B, M+1)
+            na = F.one_hot(b.num_atoms.clamp(0, self.config.max_atoms), self.config.max_atoms + 1).to(pos.dtype)  # (B, M+1)
             feats.append(self.na_encoder(na))  # (B, latent)
         if self.gine_encoder is not None:
             src, dst = b.edge_index
@@ -311,10 +246,10 @@ class DPCDVAE(CDVAE):
     def node_features(self, frac_t: Tensor, t: Tensor) -> Tensor | None:  # type: ignore[override]
         """(N, num_fourier + time_dim) extra node inputs ``(F_t, emb(t))`` of the diffusion network
         (None when both are switched off)."""
-        hp = self.hp
-        parts = [fourier_features(frac_t, hp.fourier_n_min, hp.fourier_n_max)] if hp.decoder_fourier else []  # (N, 36)
-        if hp.time_dim > 0:
-            parts.append(timestep_embedding(t, hp.time_dim).to(frac_t.dtype))  # (N, time_dim)
+        cfg = self.config
+        parts = [fourier_features(frac_t, cfg.fourier_n_min, cfg.fourier_n_max)] if cfg.decoder_fourier else []  # (N, 36)
+        if cfg.time_dim > 0:
+            parts.append(timestep_embedding(t, cfg.time_dim).to(frac_t.dtype))  # (N, time_dim)
         return torch.cat(parts, dim=-1) if parts else None
 
     def decode_cartesian(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
@@ -325,7 +260,7 @@ class DPCDVAE(CDVAE):
             z: (B, latent); frac: (N, 3) wrapped ``r_f_t``; atom_types: (N,) ``Z_t``;
             lattice: (B, 3, 3) rows; num_atoms: (B,); batch: (N,); t: (N,) long in 1..T.
         """
-        graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors)
         feats = self.node_features(frac, t)
         return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images, feats)
 
@@ -344,15 +279,15 @@ class DPCDVAE(CDVAE):
             dict with ``t`` (N,) long, ``eps`` (N, 3), ``frac`` (N, 3) wrapped ``r_f_t``,
             ``atom_types`` (N,) ``Z_t`` and ``type_sigma`` (N,).
         """
-        hp = self.hp
+        cfg = self.config
         n = b.frac_coords.shape[0]
-        t = (randint(hp.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
+        t = (randint(cfg.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
         eps = randn((n, 3), generator, b.frac_coords)  # (N, 3)
         frac_t = wrap_frac(self.q_sample(b.frac_coords, t, eps))  # (N, 3) Eq. 3
         sig = self.type_sigmas_t[t - 1].to(b.frac_coords.dtype).unsqueeze(-1)  # (N, 1) sigma'_t
         p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A) A_z
-        one_hot = F.one_hot(b.atom_types - 1, hp.max_atomic_num).to(p_c.dtype)  # (N, A) A
-        if hp.type_noise == "softmax":
+        one_hot = F.one_hot(b.atom_types - 1, cfg.max_atomic_num).to(p_c.dtype)  # (N, A) A
+        if cfg.type_noise == "softmax":
             probs = torch.softmax(one_hot + sig * p_c, dim=-1)  # Eq. 9 literally
         else:
             probs = (one_hot + sig * p_c) / (1 + sig)
@@ -381,8 +316,8 @@ class DPCDVAE(CDVAE):
         agg = self.predict_aggregates(mu, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
-        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
-                                 self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
+                                 self.config.decoder_max_neighbors)
         feats = self.node_features(noisy["frac"], noisy["t"])
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
                                               graph.images, feats)
@@ -405,18 +340,18 @@ class DPCDVAE(CDVAE):
             z: (B, latent_dim).
             num_atoms: (B,) long to impose N; None predicts it (argmax, at least 1).
             lengths, angles: (B, 3) to impose the lattice; None predicts it (then
-                :func:`benchmark.models.cdvae.sanitize_lattice`).
+                :func:`benchmark.models.cdvae.network.sanitize_lattice`).
             num_steps: reverse steps; None (or >= T) runs all T, fewer respace the schedule.
             generator: random source (r_T and the step noise).
             composition_from: (B, max_atomic_num) composition whose argmax gives Z_T; None uses
                 ``softmax(MLP_AGG(z))``.
-            reverse_step: override ``hp.reverse_step``.
+            reverse_step: override ``config.reverse_step``.
 
         Returns:
             dict with ``frac_coords`` (N, 3) in [0, 1), ``atom_types`` (N,) long, ``num_atoms``
             (B,), ``lengths`` (B, 3), ``angles`` (B, 3) and ``model_evaluations`` (int, steps run).
         """
-        kind = reverse_step or self.hp.reverse_step
+        kind = reverse_step or self.config.reverse_step
         agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
         n_atoms = agg["num_atoms"].long()  # (B,)
         if lengths is None or angles is None:
@@ -460,7 +395,7 @@ class DPCDVAE(CDVAE):
     def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None  # type: ignore[override]
                ) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`reverse_diffusion`."""
-        z = randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
         return self.reverse_diffusion(z, num_steps=num_steps, generator=generator)
 
     @torch.no_grad()
