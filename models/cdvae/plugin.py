@@ -116,7 +116,7 @@ def _lightning_module(net: Any, cfg: CDVAEConfig, hparams: dict[str, Any]) -> An
             self.net = net
 
         def _step(self, batch: Any, stage: str) -> Any:
-            teacher = self.current_epoch < cfg.teacher_forcing_max_epoch
+            teacher = cfg.teacher_forcing_lattice and self.current_epoch < cfg.teacher_forcing_max_epoch
             parts = self.net.losses(batch, teacher_forcing=teacher)
             bs = batch.num_graphs
             for k, v in parts.items():

@@ -155,3 +155,24 @@ def test_decoder_score_rotates_ignores_a_common_shift_and_follows_a_permutation(
     torch.testing.assert_close(shift_logits, logits, atol=1e-8, rtol=1e-6)
     torch.testing.assert_close(perm_score, score[perm], atol=1e-8, rtol=1e-6)
     torch.testing.assert_close(perm_logits, logits[perm], atol=1e-8, rtol=1e-6)
+
+
+def test_teacher_forcing_lattice_switch():
+    """``teacher_forcing_lattice`` (on by default) lets the first ``teacher_forcing_max_epoch``
+    epochs decode on the true lattice; off, every epoch decodes on the predicted one."""
+    from types import SimpleNamespace
+
+    from benchmark.models.cdvae.plugin import _lightning_module
+
+    seen = []
+
+    class Net(torch.nn.Module):
+        def losses(self, batch, teacher_forcing):
+            seen.append(teacher_forcing)
+            return {"loss": torch.zeros(())}
+
+    for flag in (True, False):
+        cfg = CDVAEConfig(teacher_forcing_lattice=flag)
+        module = _lightning_module(Net(), cfg, {"config": {}, "monitor": "train_loss"})
+        module.training_step(SimpleNamespace(num_graphs=1), 0)  # epoch 0 < teacher_forcing_max_epoch
+    assert seen == [True, False]
