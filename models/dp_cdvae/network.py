@@ -392,19 +392,20 @@ class DPCDVAE(CDVAE):
         raise NotImplementedError("DP-CDVAE samples with reverse_diffusion (Eqs. 6/7), not annealed Langevin")
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None  # type: ignore[override]
-               ) -> dict[str, Tensor | int]:
+    def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None,  # type: ignore[override]
+               reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`reverse_diffusion`."""
         z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
-        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
 
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None,  # type: ignore[override]
-                    num_steps: int | None = None) -> dict[str, Tensor | int]:
+                    num_steps: int | None = None,
+                    reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
         """Reconstruct crystals from the encoder mean ``mu``; N, lattice and composition are
         predicted from ``mu``."""
         mu, _ = self._encode_stats(b)  # (B, latent)
-        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator)
+        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
 
     def optimize(self, *args, **kwargs):  # type: ignore[override]
         """Property optimisation is not part of DP-CDVAE."""

@@ -51,7 +51,9 @@ class DPCDVAEModel(CDVAEModel):
         return DPCDVAE
 
     def sampler_kwargs(self) -> dict[str, Any]:
-        return {"num_steps": self.config.num_steps}
+        """The reverse process of the model's config: ``num_steps`` and Eq. 6 or 7 (sampling fields,
+        so a trained model loaded with another config samples with that config's values)."""
+        return {"num_steps": self.config.num_steps, "reverse_step": self.config.reverse_step}
 
     # DP-CDVAE has no property optimisation (not part of the paper): back to the base class's
     # "not supported", so the capability and the method agree
