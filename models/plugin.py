@@ -1,12 +1,24 @@
-"""Built-in model plugins.
+"""Built-in model plugins: one ``Entry`` per registered model.
 
-Registered here: the baselines of :mod:`benchmark.models.baselines`, ``replay`` (training crystals
-drawn back at random: the ceiling of the distribution metrics) and ``random`` (random atoms and
-lattices matching training statistics: the floor), ``cdvae`` and ``cdvae_fourier``
-(:mod:`benchmark.models.cdvae_model`, the network in :mod:`benchmark.models.cdvae`) and the four
-DP-CDVAE variants (:mod:`benchmark.models.dp_cdvae_model`, network in :mod:`benchmark.models.dp_cdvae`). A factory returns the model class, not an
-instance, and imports its module only when called, so ``python -m benchmark list models`` stays
-fast. Third-party models register through the same hook (see :mod:`benchmark.hookspecs`).
+Each model lives in its own folder, its network beside its plugin (``Model`` subclass and
+``Config``):
+
+===========================  ==================================================================
+folder                       registered models
+===========================  ==================================================================
+``models/baselines/``        ``replay`` (training crystals drawn back at random: the ceiling of
+                             the distribution metrics) and ``random`` (random atoms and lattices
+                             matching training statistics: the floor)
+``models/cdvae/``            ``cdvae`` and ``cdvae_fourier``
+``models/dp_cdvae/``         the four DP-CDVAE variants (``dp_cdvae``, ``dp_cdvae_na``,
+                             ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
+``models/con_cdvae/``        ``con_cdvae``
+===========================  ==================================================================
+
+A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
+only when called, so ``python -m benchmark list models`` stays fast. Adding a model touches its
+own folder and one ``Entry`` here; third-party models register through the same hook (see
+:mod:`benchmark.hookspecs`).
 """
 
 from __future__ import annotations
@@ -27,31 +39,31 @@ _BASELINES = {
 
 
 def _baseline(class_name: str) -> type:
-    from benchmark.models import baselines
+    from benchmark.models.baselines import plugin
 
-    return getattr(baselines, class_name)
+    return getattr(plugin, class_name)
 
 
 def _cdvae() -> type:
-    from benchmark.models.cdvae_model import CDVAEModel
+    from benchmark.models.cdvae.plugin import CDVAEModel
 
     return CDVAEModel
 
 
 def _cdvae_fourier() -> type:
-    from benchmark.models.cdvae_model import CDVAEFourierModel
+    from benchmark.models.cdvae.plugin import CDVAEFourierModel
 
     return CDVAEFourierModel
 
 
 def _con_cdvae() -> type:
-    from benchmark.models.con_cdvae_model import ConCDVAEModel
+    from benchmark.models.con_cdvae.plugin import ConCDVAEModel
 
     return ConCDVAEModel
 
 
 def _dp_cdvae(name: str) -> type:
-    from benchmark.models.dp_cdvae_model import VARIANTS
+    from benchmark.models.dp_cdvae.plugin import VARIANTS
 
     return VARIANTS[name]
 

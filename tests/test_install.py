@@ -174,8 +174,10 @@ def test_wheel_ships_every_python_file_of_the_plugin_folders(source_copy, wheel_
         for py in sorted((source_copy / folder).rglob("*.py")):
             rel = py.relative_to(source_copy / folder).as_posix()
             assert f"benchmark/{folder}/{rel}" in wheel_names, f"{folder}/{rel} is not in the wheel"
-    for py in sorted((source_copy / "benchmark").glob("*.py")):
-        assert f"benchmark/{py.name}" in wheel_names
+    # the core package and its subpackages (benchmark/nn/, ...)
+    for py in sorted((source_copy / "benchmark").rglob("*.py")):
+        rel = py.relative_to(source_copy / "benchmark").as_posix()
+        assert f"benchmark/{rel}" in wheel_names, f"benchmark/{rel} is not in the wheel"
 
 
 def test_wheel_ships_package_data(source_copy, wheel_names, site):

@@ -1,15 +1,15 @@
 """Speed of the CDVAE network on the CPU, for a batch of 256 Perov-5 crystals.
 
 What is measured (the first 256 rows of perov_5/val, their CrystalNN encoder graphs collated into
-one :class:`~benchmark.models.cdvae.CrystalBatch`), at two network sizes: ``published`` (the
-:class:`~benchmark.models.cdvae.CDVAEHParams` defaults, with the property head) and ``smoke`` (the
-plugin's ``smoke`` preset for perov_5, through ``hparams_from_config``):
+one :class:`~benchmark.nn.batch.CrystalBatch`), at two network sizes: ``published`` (the
+:class:`~benchmark.models.cdvae.config.CDVAEConfig` defaults, with the property head) and ``smoke``
+(the plugin's ``smoke`` preset for perov_5):
 
 * **training step**: ``losses`` (teacher-forced, as in the first epochs) + ``backward`` + one Adam
   step, after the GemNet scale factors were fitted on 64 crystals as the plugin does. Figures:
   ``steps_per_s``, ``crystals_per_s``.
 * **decoder evaluation**: one step of annealed Langevin dynamics, run through
-  :meth:`~benchmark.models.cdvae.CDVAE.langevin` itself (one level, ``n_step_each=1``) with the
+  :meth:`~benchmark.models.cdvae.network.CDVAE.langevin` itself (one level, ``n_step_each=1``) with the
   crystals' own atom counts and lattices imposed and uniform initial coordinates (Algorithm 1's
   X_0): the decoder graph (``radius_graph_pbc``) plus the GemNet-T forward, and the coordinate
   update. The graph build is timed inside the same step (``radius_graph_pbc`` wrapped with a
@@ -76,9 +76,9 @@ _NETS: dict[str, Any] = {}
 def perov5(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The first 256 Perov-5 val crystals, their CrystalNN graphs as one batch (with the
     standardised ``heat_ref`` as y) and the lattice standardisation of these crystals."""
-    from benchmark.metrics.oracles.cdvae import build_graphs
-    from benchmark.models.cdvae import CrystalBatch
-    from benchmark.models.cdvae_model import lattice_statistics
+    from benchmark.nn.batch import CrystalBatch
+    from benchmark.nn.crystalnn import build_graphs
+    from benchmark.models.cdvae.plugin import lattice_statistics
     from benchmark.registry import get_plugins
 
     d = data_dir()
@@ -103,27 +103,26 @@ def perov5(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     }
 
 
-def _hparams(size: str, data: dict[str, Any]) -> Any:
-    from benchmark.models.cdvae import CDVAEHParams
-    from benchmark.models.cdvae_model import CDVAEConfig, hparams_from_config
+def _config(size: str) -> Any:
+    from benchmark.models.cdvae.config import CDVAEConfig
 
-    mean, std = tuple(data["lattice_mean"]), tuple(data["lattice_std"])
     if size == "published":
-        return CDVAEHParams(predict_property=True, lattice_mean=mean, lattice_std=std)
+        return CDVAEConfig(property="heat_ref")
     preset = {**CDVAEConfig.presets["smoke"], **CDVAEConfig.dataset_presets["smoke"]["perov_5"]}
-    return hparams_from_config(CDVAEConfig(**preset), mean, std)
+    return CDVAEConfig(**preset)
 
 
 @pytest.fixture(scope="module")
 def networks(perov5: dict[str, Any]) -> Callable[[str], Any]:
     """``networks(size)``: the CDVAE network of that size (built once per module), its GemNet
     scale factors fitted on the first 64 crystals as the plugin does before training."""
-    from benchmark.models.cdvae import CDVAE, CrystalBatch
+    from benchmark.models.cdvae.network import CDVAE
+    from benchmark.nn.batch import CrystalBatch
 
     def get(size: str) -> Any:
         if size not in _NETS:
             torch.manual_seed(0)
-            net = CDVAE(_hparams(size, perov5))
+            net = CDVAE(_config(size), lattice_mean=perov5["lattice_mean"], lattice_std=perov5["lattice_std"])
             net.fit_scale_factors(CrystalBatch.from_graphs(perov5["graphs"][:64]), generator=torch.Generator().manual_seed(0))
             _NETS[size] = net
         return _NETS[size]
@@ -200,10 +199,10 @@ def test_training_step_speed(benchmark, perov5: dict[str, Any], networks: Callab
 def test_decoder_evaluation_speed(benchmark, perov5: dict[str, Any], networks: Callable[[str], Any], size: str,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """One Langevin step (graph + GemNet-T forward + update) through ``CDVAE.langevin``."""
-    import benchmark.models.cdvae as cdvae_module
+    import benchmark.models.cdvae.network as cdvae_module
 
     net = networks(size).eval()
-    hp = net.hp
+    hp = net.config
     b = perov5["batch"]
     graph_seconds: list[float] = []
     build = cdvae_module.radius_graph_pbc
@@ -244,7 +243,7 @@ def test_decoder_evaluation_speed(benchmark, perov5: dict[str, Any], networks: C
     paper = _projection(dt, PAPER_LEVELS * PAPER_STEPS_EACH)
     info.update({f"projected_paper_protocol_{k}": v for k, v in paper.items()})
     if size == "smoke":
-        from benchmark.models.cdvae_model import CDVAEConfig
+        from benchmark.models.cdvae.config import CDVAEConfig
 
         own = CDVAEConfig.presets["smoke"]
         own_proj = _projection(dt, own["num_noise_level"] * own["n_step_each"])
@@ -260,9 +259,9 @@ def test_decoder_evaluation_speed(benchmark, perov5: dict[str, Any], networks: C
 @pytest.mark.data
 def test_graph_build_speed(benchmark, perov5: dict[str, Any], networks: Callable[[str], Any], size: str) -> None:
     """``radius_graph_pbc`` alone, with the decoder's cutoff and neighbour cap."""
-    from benchmark.models.periodic import lattice_from_params, radius_graph_pbc
+    from benchmark.nn.periodic import lattice_from_params, radius_graph_pbc
 
-    hp = networks(size).hp
+    hp = networks(size).config
     b = perov5["batch"]
     lattice = lattice_from_params(b.lengths, b.angles)  # (B, 3, 3)
     frac = torch.rand(b.frac_coords.shape, generator=torch.Generator().manual_seed(3))  # (N, 3) like X_0
@@ -296,14 +295,15 @@ def test_graph_build_speed(benchmark, perov5: dict[str, Any], networks: Callable
 def _tiny_network() -> Any:
     """A small CDVAE with the published decoder graph (cutoff 7 Å, 20 neighbours). The encoder's
     basis sizes are those of tests/models/test_cdvae_core.py, so the sympy basis is shared."""
-    from benchmark.models.cdvae import CDVAE, CDVAEHParams
+    from benchmark.models.cdvae.config import CDVAEConfig
+    from benchmark.models.cdvae.network import CDVAE
 
     if "tiny" not in _NETS:
         torch.manual_seed(0)
-        _NETS["tiny"] = CDVAE(CDVAEHParams(
-            latent_dim=16, hidden_dim=16, num_noise_level=5, encoder_hidden_dim=16, encoder_num_blocks=1,
+        _NETS["tiny"] = CDVAE(CDVAEConfig(
+            latent_dim=16, hidden_dim=16, num_noise_level=5, encoder_hidden=16, encoder_blocks=1,
             encoder_int_emb_size=8, encoder_basis_emb_size=4, encoder_out_emb_size=16, encoder_num_spherical=3,
-            encoder_num_radial=4, decoder_hidden_dim=16, decoder_num_blocks=1, decoder_emb_size_trip=8,
+            encoder_num_radial=4, decoder_hidden=16, decoder_blocks=1, decoder_emb_size_trip=8,
             decoder_emb_size_rbf=4, decoder_emb_size_cbf=4, decoder_emb_size_bil_trip=8, decoder_num_spherical=3,
             decoder_num_radial=4, decoder_num_atom=1,
         )).eval()
@@ -314,7 +314,7 @@ def _replicated_inputs(copies: int, latent_dim: int) -> tuple[torch.Tensor, ...]
     """Decoder inputs for ``2 * copies`` crystals: a slightly distorted SrTiO3 (5 atoms, cubic) and
     a NaCl-like 8-atom triclinic cell, repeated, so that every crystal's work is the same whatever
     the batch size. Returns ``(z, frac, atom_types, lattice, num_atoms, batch)``."""
-    from benchmark.models.periodic import lattice_from_params
+    from benchmark.nn.periodic import lattice_from_params
 
     gen = torch.Generator().manual_seed(0)
     perov = torch.tensor([[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]) + 0.03 * torch.randn(5, 3, generator=gen)
@@ -354,18 +354,18 @@ def test_decoder_evaluation_has_no_python_loop_over_crystals() -> None:
     net = _tiny_network()
     lines = {}
     for copies in (1, 8):  # B = 2 and B = 16
-        args = _replicated_inputs(copies, net.hp.latent_dim)
+        args = _replicated_inputs(copies, net.config.latent_dim)
         with torch.no_grad():
             lines[2 * copies] = _python_lines(lambda: net.decode(*args))
     assert lines[2] > 0 and lines[2] == lines[16], f"Python lines per decoder evaluation grow with the batch: {lines}"
 
     # the counter does see a per-crystal loop: the same graphs built one crystal at a time
-    from benchmark.models.periodic import radius_graph_pbc
+    from benchmark.nn.periodic import radius_graph_pbc
 
     def per_crystal(copies: int) -> None:
-        _, frac, _, lattice, num_atoms, _ = _replicated_inputs(copies, net.hp.latent_dim)
+        _, frac, _, lattice, num_atoms, _ = _replicated_inputs(copies, net.config.latent_dim)
         for part, lat, n in zip(frac.split(num_atoms.tolist()), lattice, num_atoms):
-            radius_graph_pbc(part, lat[None], n[None], net.hp.decoder_cutoff, net.hp.decoder_max_neighbors)
+            radius_graph_pbc(part, lat[None], n[None], net.config.decoder_cutoff, net.config.decoder_max_neighbors)
 
     assert _python_lines(lambda: per_crystal(8)) > _python_lines(lambda: per_crystal(1))
 
@@ -374,8 +374,8 @@ def test_decoder_evaluation_has_no_python_loop_over_crystals() -> None:
 def test_one_graph_build_per_decoder_evaluation(monkeypatch: pytest.MonkeyPatch, num_graphs: int) -> None:
     """Annealed Langevin dynamics calls ``radius_graph_pbc`` exactly once per decoder evaluation
     (for the whole batch), whatever the number of crystals."""
-    import benchmark.models.cdvae as cdvae_module
-    from benchmark.models.periodic import params_from_lattice
+    import benchmark.models.cdvae.network as cdvae_module
+    from benchmark.nn.periodic import params_from_lattice
 
     net = _tiny_network()
     calls: list[int] = []
@@ -386,7 +386,7 @@ def test_one_graph_build_per_decoder_evaluation(monkeypatch: pytest.MonkeyPatch,
         return build(frac, lattice, num_atoms, *args, **kwargs)
 
     monkeypatch.setattr(cdvae_module, "radius_graph_pbc", counted)
-    z, _, _, lattice, num_atoms, _ = _replicated_inputs(num_graphs // 2, net.hp.latent_dim)
+    z, _, _, lattice, num_atoms, _ = _replicated_inputs(num_graphs // 2, net.config.latent_dim)
     lengths, angles = params_from_lattice(lattice)
     out = net.langevin(z, num_atoms=num_atoms, lengths=lengths, angles=angles, n_step_each=3,
                        min_sigma=float(net.sigmas[1]), generator=torch.Generator().manual_seed(0))  # 2 levels x 3 steps

@@ -2,7 +2,7 @@
 
 Two parts of a CDVAE oracle's work are measured apart:
 
-* **graphs**: the CrystalNN graphs (:func:`build_graphs`), nearly all of an oracle's time:
+* **graphs**: the CrystalNN graphs (:func:`benchmark.nn.crystalnn.build_graphs`), nearly all of an oracle's time:
   ``serial`` (one process, its imports done before the clock runs), ``parallel`` (all cores,
   joblib/loky; the worker pool is started before the clock runs and its start-up recorded as
   ``pool_startup_s``), ``cold_cache`` (parallel,
@@ -120,7 +120,7 @@ def _oracle(name: str) -> tuple[Any, float]:
 @pytest.mark.data
 def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
                               dataset: str, mode: str) -> None:
-    from benchmark.metrics.oracles.cdvae import build_graphs, graph_cache_path
+    from benchmark.nn.crystalnn import build_graphs, graph_cache
 
     crystals = _crystals(dataset, shared_data, tmp_path_factory.getbasetemp())
     n_jobs = 1 if mode == "serial" else (os.cpu_count() or 1)
@@ -134,8 +134,8 @@ def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: py
         build_graphs(crystals[:4], n_jobs=n_jobs, chunk_size=2, progress=False)
         info["pool_startup_s"] = round(time.perf_counter() - t, 3)
     if mode == "cold_cache" and key is not None:
-        graph_cache_path(key).unlink(missing_ok=True)
-    if mode == "warm_cache" and key is not None and not graph_cache_path(key).is_file():
+        graph_cache(key, crystals).path.unlink(missing_ok=True)
+    if mode == "warm_cache" and key is not None and not graph_cache(key, crystals).path.is_file():
         build_graphs(crystals, n_jobs=n_jobs, cache_key=key, progress=False)  # fill it first, untimed
 
     seconds: list[float] = []
@@ -151,7 +151,7 @@ def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: py
     benchmark.extra_info.update(info)
     print(f"\n{dataset} graphs {mode}: {info}")
     if key is not None:
-        assert graph_cache_path(key).is_file()
+        assert graph_cache(key, crystals).path.is_file()
     for other in GRAPH_MODES:  # identical graphs whatever the mode
         if other != mode and (dataset, other) in _GRAPHS:
             assert _same_graphs(_GRAPHS[(dataset, other)], graphs), f"{mode} and {other} graphs differ"
@@ -163,7 +163,7 @@ def test_graph_building_speed(benchmark, shared_data: Path, tmp_path_factory: py
 def test_oracle_forward_speed(benchmark, shared_data: Path, tmp_path_factory: pytest.TempPathFactory, dataset: str) -> None:
     import torch
 
-    from benchmark.metrics.oracles.cdvae import build_graphs
+    from benchmark.nn.crystalnn import build_graphs
 
     name = CASES[dataset][0]
     oracle, load_s = _oracle(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmark.models.periodic import knn_graph_pbc, lattice_from_params, min_image_displacement, radius_graph_pbc
+from benchmark.nn.periodic import knn_graph_pbc, lattice_from_params, min_image_displacement, radius_graph_pbc
 
 NUM_CRYSTALS, NUM_ATOMS, CUTOFF, MAX_NEIGHBORS = 256, 5, 7.0, 20
 

@@ -15,18 +15,16 @@ import torch
 
 from benchmark import safeload
 from benchmark.crystal import Crystal
-from benchmark.metrics.oracles import cdvae
 from benchmark.metrics.oracles.cdvae import (
     CDVAEPropertyOracle,
     CheckpointError,
     OracleWeightsNotFound,
-    build_graph,
-    build_graphs,
-    graph_cache_path,
     load_encoder_state_dict,
     load_scaler,
 )
-from benchmark.metrics.oracles.dimenet import PeriodicDimeNetPlusPlus, build_triplets
+from benchmark.nn import crystalnn
+from benchmark.nn.crystalnn import build_graph, build_graphs, graph_cache, graphs_from_arrays
+from benchmark.nn.dimenet import PeriodicDimeNetPlusPlus, build_triplets
 
 REPO = Path(__file__).resolve().parents[2]
 ORACLE_DIR = Path(os.environ.get("BENCHMARK_ORACLE_DIR") or REPO.parent / "shared" / "oracles")
@@ -233,16 +231,16 @@ def test_graph_cache_round_trip(few_crystals: list[Crystal], graph_cache_dir: Pa
     crystals = few_crystals
     key = "0123abcd" * 8 + "-test"
     cold = build_graphs(crystals, n_jobs=1, cache_key=key, progress=False)
-    path = graph_cache_path(key)
+    path = graph_cache(key, crystals).path
     assert path.is_file() and path.parent == graph_cache_dir / "graphs"
-    assert f"v{cdvae.GRAPH_VERSION}" in path.name and key in path.name and "perov" not in path.name
+    assert f'"graph_version": {crystalnn.GRAPH_VERSION}' in graph_cache(key, crystals).key and key in graph_cache(key, crystals).key
     assert not list(path.parent.glob("*.tmp"))  # written atomically, no temp file left
 
     def no_building(*args: object, **kwargs: object) -> None:
         raise AssertionError("a warm cache must not build graphs")
 
-    monkeypatch.setattr(cdvae, "build_graph", no_building)
-    monkeypatch.setattr(cdvae, "_build_chunk", no_building)
+    monkeypatch.setattr(crystalnn, "build_graph", no_building)
+    monkeypatch.setattr(crystalnn, "_build_chunk", no_building)
     warm = build_graphs(crystals, n_jobs=1, cache_key=key, progress=False)
     _assert_same_graphs(warm, cold)
     assert warm[3] is None and warm[-1] is None
@@ -254,28 +252,28 @@ def test_graph_cache_round_trip(few_crystals: list[Crystal], graph_cache_dir: Pa
     monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(graph_cache_dir))
     nones = [crystals[3], crystals[-1]]
     assert build_graphs(nones, n_jobs=1, cache_key="nones", progress=False) == [None, None]
-    assert cdvae.load_graph_cache(graph_cache_path("nones"), n=2) == [None, None]
+    assert graphs_from_arrays(graph_cache("nones", nones).load(), 2) == [None, None]
     assert build_graphs([], cache_key="empty", progress=False) == []
-    assert cdvae.load_graph_cache(graph_cache_path("empty"), n=0) == []
+    assert graphs_from_arrays(graph_cache("empty", []).load(), 0) == []
 
 
 @pytest.mark.data
 def test_corrupt_graph_cache_is_rebuilt(few_crystals: list[Crystal], graph_cache_dir: Path) -> None:
     crystals = few_crystals
     expected = build_graphs(crystals, n_jobs=1, cache_key="k", progress=False)
-    path = graph_cache_path("k")
+    cache = graph_cache("k", crystals)
+    path = cache.path
     good = path.read_bytes()
     for bad in (b"not a zip file", good[: len(good) // 2], b""):
         path.write_bytes(bad)
-        assert cdvae.load_graph_cache(path, n=len(crystals)) is None
+        assert graphs_from_arrays(cache.load(), len(crystals)) is None
         _assert_same_graphs(build_graphs(crystals, n_jobs=1, cache_key="k", progress=False), expected)
-        assert cdvae.load_graph_cache(path, n=len(crystals)) is not None  # rewritten
-    # a readable file whose arrays disagree with each other is not trusted either
-    with np.load(path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+        assert graphs_from_arrays(cache.load(), len(crystals)) is not None  # rewritten
+    # a readable file, with the right key, whose arrays disagree with each other is not trusted either
+    arrays = cache.load()
     arrays["edge_offsets"] = arrays["edge_offsets"][::-1].copy()
-    np.savez_compressed(path, **arrays)
-    assert cdvae.load_graph_cache(path, n=len(crystals)) is None
+    cache.save(arrays)
+    assert graphs_from_arrays(cache.load(), len(crystals)) is None
     _assert_same_graphs(build_graphs(crystals, n_jobs=1, cache_key="k", progress=False), expected)
 
 
@@ -291,11 +289,11 @@ def test_predictions_unchanged_by_parallel_graphs_and_cache(few_crystals: list[C
     assert perov_oracle.predict(crystals, progress=False, n_jobs=1) == reference
     assert perov_oracle.predict(crystals, progress=False, n_jobs=2) == reference
     assert perov_oracle.predict(crystals, progress=False, cache_key="split") == reference  # cold
-    assert graph_cache_path("split").is_file()
+    assert graph_cache("split", crystals).path.is_file()
     # warm: no graph is built; the file is the split's, not this oracle's (all oracles share it)
-    monkeypatch.setattr(cdvae, "build_graph", None)
-    monkeypatch.setattr(cdvae, "_build_chunk", None)
+    monkeypatch.setattr(crystalnn, "build_graph", None)
+    monkeypatch.setattr(crystalnn, "_build_chunk", None)
     assert perov_oracle.predict(crystals, progress=False, cache_key="split") == reference
-    assert [f.name for f in (graph_cache_dir / "graphs").iterdir()] == [graph_cache_path("split").name]
-    assert "perov" not in graph_cache_path("split").name
+    assert [f.name for f in (graph_cache_dir / "graphs").iterdir()] == [graph_cache("split", crystals).path.name]
+    assert "perov" not in graph_cache("split", crystals).key
 

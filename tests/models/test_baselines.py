@@ -13,7 +13,7 @@ from benchmark.crystal import Crystal
 from benchmark.metrics.crystal_eval import evaluate_crystal
 from benchmark.metrics.profiles import get_profile
 from benchmark.models.base import SAMPLE, Model, ModelConfig
-from benchmark.models.baselines import RandomModel, ReplayModel
+from benchmark.models.baselines.plugin import RandomModel, ReplayModel
 from benchmark.registry import get_plugins
 
 

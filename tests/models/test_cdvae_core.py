@@ -10,16 +10,12 @@ import pytest
 import torch
 
 from benchmark.crystal import Crystal
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import (
-    CDVAE,
-    CDVAEHParams,
-    CrystalBatch,
-    geometric_sigmas,
-    sample_composition,
-    sanitize_lattice,
-)
-from benchmark.models.periodic import lattice_from_params, min_image_displacement, scale_lengths
+from benchmark.models.cdvae.config import CDVAEConfig
+from benchmark.models.cdvae.network import CDVAE, sample_composition, sanitize_lattice
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.periodic import lattice_from_params, min_image_displacement, scale_lengths
+from benchmark.nn.schedules import GeometricSigmas
 
 
 @pytest.fixture(autouse=True)
@@ -51,27 +47,30 @@ def batch() -> CrystalBatch:
     return CrystalBatch.from_graphs(graphs, y=[0.5, -1.0, 1.5, -0.5])
 
 
-def tiny_hparams(b: CrystalBatch, **overrides) -> CDVAEHParams:
-    """The tiny configuration (latent 16, hidden 16, one encoder and one decoder block, 5 noise
-    levels), with the lattice standardisation fitted on the batch."""
-    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
-    mean = tuple(raw.mean(0).tolist())
-    std = tuple(max(s, 0.1) for s in raw.std(0).tolist())
+def tiny_config(**overrides) -> CDVAEConfig:
+    """The tiny configuration: latent 16, hidden 16, one encoder and one decoder block, 5 noise
+    levels (``property="y"`` adds the property head)."""
     kwargs = dict(
         latent_dim=16, hidden_dim=16, max_atoms=10, num_noise_level=5,
-        encoder_hidden_dim=16, encoder_num_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
+        encoder_hidden=16, encoder_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
         encoder_out_emb_size=16, encoder_num_spherical=3, encoder_num_radial=4,
-        decoder_hidden_dim=16, decoder_num_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
+        decoder_hidden=16, decoder_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
         decoder_emb_size_cbf=4, decoder_emb_size_bil_trip=8, decoder_num_spherical=3, decoder_num_radial=4,
-        decoder_num_atom=1, lattice_mean=mean, lattice_std=std,
+        decoder_num_atom=1,
     )
     kwargs.update(overrides)
-    return CDVAEHParams(**kwargs)
+    return CDVAEConfig(**kwargs)
+
+
+def lattice_stats(b: CrystalBatch) -> dict[str, tuple[float, ...]]:
+    """The lattice standardisation fitted on the batch (the network's statistics arguments)."""
+    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
+    return {"lattice_mean": tuple(raw.mean(0).tolist()), "lattice_std": tuple(max(s, 0.1) for s in raw.std(0).tolist())}
 
 
 def tiny_model(b: CrystalBatch, seed: int = 0, **overrides) -> CDVAE:
     torch.manual_seed(seed)
-    return CDVAE(tiny_hparams(b, **overrides))
+    return CDVAE(tiny_config(**overrides), **lattice_stats(b))
 
 
 # ------------------------------------------------------------------------------------ shapes
@@ -92,18 +91,18 @@ def test_batch_from_graphs(batch: CrystalBatch) -> None:
 
 
 def test_shapes(batch: CrystalBatch) -> None:
-    model = tiny_model(batch, predict_property=True)
-    hp = model.hp
+    model = tiny_model(batch, property="y")
+    cfg = model.config
     g = torch.Generator().manual_seed(0)
     mu, log_var, z = model.encode(batch, g)
     assert mu.shape == log_var.shape == z.shape == (4, 16)
 
     agg = model.predict_aggregates(z)
-    assert agg["num_atoms_logits"].shape == (4, hp.max_atoms + 1)
+    assert agg["num_atoms_logits"].shape == (4, cfg.max_atoms + 1)
     assert agg["num_atoms"].shape == (4,) and bool((agg["num_atoms"] >= 1).all())
     assert agg["lattice_scaled"].shape == (4, 6)
     assert agg["lengths"].shape == agg["angles"].shape == (4, 3)
-    assert agg["composition_logits"].shape == (4, hp.max_atomic_num)
+    assert agg["composition_logits"].shape == (4, cfg.max_atomic_num)
     assert agg["property"].shape == (4,)
     forced = model.predict_aggregates(z, batch.num_atoms, batch.lengths, batch.angles, teacher_forcing=True)
     assert torch.equal(forced["lengths"], batch.lengths) and torch.equal(forced["num_atoms"], batch.num_atoms)
@@ -114,15 +113,15 @@ def test_shapes(batch: CrystalBatch) -> None:
 
     lattice = lattice_from_params(batch.lengths, batch.angles)
     pred, logits = model.decode(z, batch.frac_coords, batch.atom_types, lattice, batch.num_atoms, batch.batch)
-    assert pred.shape == (19, 3) and logits.shape == (19, hp.max_atomic_num)
+    assert pred.shape == (19, 3) and logits.shape == (19, cfg.max_atomic_num)
 
     out = model.langevin(z, n_step_each=2, generator=g)
     n = int(out["num_atoms"].sum())
     assert out["frac_coords"].shape == (n, 3) and out["atom_types"].shape == (n,)
     assert out["lengths"].shape == out["angles"].shape == (4, 3)
-    assert out["model_evaluations"] == hp.num_noise_level * 2
+    assert out["model_evaluations"] == cfg.num_noise_level * 2
     assert bool((out["frac_coords"] >= 0).all() and (out["frac_coords"] < 1).all())
-    assert bool((out["atom_types"] >= 1).all() and (out["atom_types"] <= hp.max_atomic_num).all())
+    assert bool((out["atom_types"] >= 1).all() and (out["atom_types"] <= cfg.max_atomic_num).all())
 
     forced_out = model.langevin(z, num_atoms=batch.num_atoms, lengths=batch.lengths, angles=batch.angles,
                                 n_step_each=1, min_sigma=0.2, generator=g)
@@ -137,20 +136,35 @@ def test_shapes(batch: CrystalBatch) -> None:
 
 
 def test_loss_finite_and_all_parameters_get_gradients(batch: CrystalBatch) -> None:
-    model = tiny_model(batch, predict_property=True)
+    model = tiny_model(batch, property="y")
     for forcing in (True, False):
         model.zero_grad(set_to_none=True)
         losses = model.losses(batch, teacher_forcing=forcing, generator=torch.Generator().manual_seed(3))
         assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
-        hp = model.hp
-        total = (hp.cost_natom * losses["natom"] + hp.cost_lattice * losses["lattice"]
-                 + hp.cost_composition * losses["composition"] + hp.cost_coord * losses["coord"]
-                 + hp.cost_type * losses["type"] + hp.beta * losses["kld"] + hp.cost_property * losses["property"])
+        cfg = model.config
+        total = (cfg.cost_natom * losses["natom"] + cfg.cost_lattice * losses["lattice"]
+                 + cfg.cost_composition * losses["composition"] + cfg.cost_coord * losses["coord"]
+                 + cfg.cost_type * losses["type"] + cfg.beta * losses["kld"] + cfg.cost_property * losses["property"])
         assert torch.allclose(losses["loss"], total)
         losses["loss"].backward()
         missing = [name for name, p in model.named_parameters() if p.grad is None]
         assert not missing, missing
         assert all(bool(torch.isfinite(p.grad).all()) for p in model.parameters())
+
+
+def test_config_and_statistics_are_checked() -> None:
+    """The checks of the network's hyper-parameters live in the config; the lattice statistics are
+    checked by the network."""
+    for bad in (dict(num_noise_level=0), dict(sigma_end=20.0), dict(type_sigma_end=0.0), dict(max_atoms=0),
+                dict(fourier_n_min=9)):
+        with pytest.raises(ValueError):
+            CDVAEConfig(**bad)
+    assert CDVAEConfig().predict_property is False and CDVAEConfig(property="heat_ref").predict_property
+    assert CDVAEConfig().num_fourier == 36
+    with pytest.raises(ValueError, match="6 values"):
+        CDVAE(tiny_config(), lattice_mean=[0.0] * 5)
+    with pytest.raises(ValueError, match="positive"):
+        CDVAE(tiny_config(), lattice_std=[1.0] * 5 + [0.0])
 
 
 def test_losses_reject_too_many_atoms(batch: CrystalBatch) -> None:
@@ -163,11 +177,11 @@ def test_losses_reject_too_many_atoms(batch: CrystalBatch) -> None:
 
 
 def test_noise_schedule_published_values() -> None:
-    hp = CDVAEHParams()
-    published = (hp.num_noise_level, hp.sigma_begin, hp.sigma_end, hp.type_sigma_begin, hp.type_sigma_end)
+    cfg = CDVAEConfig()
+    published = (cfg.num_noise_level, cfg.sigma_begin, cfg.sigma_end, cfg.type_sigma_begin, cfg.type_sigma_end)
     assert published == (50, 10.0, 0.01, 5.0, 0.01)
-    for begin, end in ((hp.sigma_begin, hp.sigma_end), (hp.type_sigma_begin, hp.type_sigma_end)):
-        s = geometric_sigmas(begin, end, hp.num_noise_level).double()
+    for begin, end in ((cfg.sigma_begin, cfg.sigma_end), (cfg.type_sigma_begin, cfg.type_sigma_end)):
+        s = GeometricSigmas(begin, end, cfg.num_noise_level).sigmas().double()
         assert s.shape == (50,)
         assert math.isclose(float(s[0]), begin, rel_tol=1e-6) and math.isclose(float(s[-1]), end, rel_tol=1e-6)
         ratio = s[:-1] / s[1:]
@@ -177,8 +191,8 @@ def test_noise_schedule_published_values() -> None:
 
 def test_model_noise_buffers(batch: CrystalBatch) -> None:
     model = tiny_model(batch)
-    assert torch.allclose(model.sigmas, geometric_sigmas(10.0, 0.01, 5))
-    assert torch.allclose(model.type_sigmas, geometric_sigmas(5.0, 0.01, 5))
+    assert torch.allclose(model.sigmas, GeometricSigmas(10.0, 0.01, 5).sigmas())
+    assert torch.allclose(model.type_sigmas, GeometricSigmas(5.0, 0.01, 5).sigmas())
     assert math.isclose(float(model.sigmas[1]), 10 * 1000 ** -0.25, rel_tol=1e-5)
     assert "sigmas" not in model.state_dict()
 
@@ -209,7 +223,7 @@ def _install_mock_score(model: CDVAE, monkeypatch: pytest.MonkeyPatch, target: t
         sigma = sigmas[len(seen) // n_step_each]
         seen.append(sigma)
         pred = min_image_displacement(target, frac, lattice, num_atoms) / sigma  # (N, 3)
-        logits = torch.nn.functional.one_hot(types - 1, model.hp.max_atomic_num).float() * 10.0
+        logits = torch.nn.functional.one_hot(types - 1, model.config.max_atomic_num).float() * 10.0
         return pred, logits
 
     monkeypatch.setattr(model, "decode", mock_decode)
@@ -321,7 +335,7 @@ def _eval_loss(model: CDVAE, b: CrystalBatch, repeats: int = 8) -> float:
 
 
 def test_optimize_decreases_property(batch: CrystalBatch) -> None:
-    model = tiny_model(batch, predict_property=True)
+    model = tiny_model(batch, property="y")
     _train(model, batch, steps=20, lr=3e-3)
     results = model.optimize(batch, steps=30, lr=0.05, n_decode=3, generator=torch.Generator().manual_seed(0),
                              n_step_each=1)
@@ -334,7 +348,7 @@ def test_optimize_decreases_property(batch: CrystalBatch) -> None:
     for r in results:
         assert r["z"].shape == (4, 16)
         assert r["frac_coords"].shape == (int(r["num_atoms"].sum()), 3)
-        assert r["model_evaluations"] == model.hp.num_noise_level
+        assert r["model_evaluations"] == model.config.num_noise_level
 
 
 def test_optimize_needs_property_head(batch: CrystalBatch) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from benchmark.config import resolve
 from benchmark.crystal import Crystal
-from benchmark.models.cdvae_model import CDVAEConfig, CDVAEModel
+from benchmark.models.cdvae.plugin import CHECKPOINT_FORMAT, CDVAEConfig, CDVAEModel
 from benchmark.testing import ModelContract, contract_crystals
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
@@ -65,6 +65,16 @@ def test_property_head_and_optimisation(tmp_path):
     model.save(tmp_path / "m.pt")
     loaded = CDVAEModel.load(tmp_path / "m.pt")
     assert loaded.prop_scale == pytest.approx((2.0, np.std([k % 5 for k in range(10)])))
+    assert loaded.config == model.config and loaded.net.config == model.net.config
+    # the checkpoint: the config as a plain dict and the training statistics the network is rebuilt from
+    data = torch.load(tmp_path / "m.pt", weights_only=True)
+    assert data["format"] == CHECKPOINT_FORMAT == 2 and data["config"]["property"] == "e"
+    assert set(data["statistics"]) == {"lattice_mean", "lattice_std"} and len(data["statistics"]["lattice_std"]) == 6
+    torch.testing.assert_close(loaded.net.lattice_std, model.net.lattice_std)
+    data["format"] = 1  # an older checkpoint is refused with a clear message
+    torch.save(data, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format 1; this version reads only format 2"):
+        CDVAEModel.load(tmp_path / "old.pt")
     steps = loaded.optimize(crystals[:3], seed=0, steps=6, n_decode=2)
     assert len(steps) == 2 and all(len(s) == 3 for s in steps)
 
@@ -119,13 +129,12 @@ def test_decoder_score_rotates_ignores_a_common_shift_and_follows_a_permutation(
     """The CDVAE decoder on its own on-the-fly periodic graph: rotating the crystal (its lattice)
     rotates the coordinate score; shifting every atom by one vector changes nothing; permuting the
     atoms permutes the outputs."""
-    from benchmark.models.cdvae import CDVAE
-    from benchmark.models.cdvae_model import hparams_from_config
-    from benchmark.models.periodic import lattice_from_params
+    from benchmark.models.cdvae.network import CDVAE
+    from benchmark.nn.periodic import lattice_from_params
 
     torch.manual_seed(0)
     cfg = resolve(CDVAEConfig, "smoke", None, None, {})
-    net = CDVAE(hparams_from_config(cfg, [3.0] * 3 + [90.0] * 3, [1.0] * 6)).double().eval()
+    net = CDVAE(cfg, lattice_mean=[3.0] * 3 + [90.0] * 3, lattice_std=[1.0] * 6).double().eval()
     gen = torch.Generator().manual_seed(1)
     frac = torch.rand(5, 3, generator=gen, dtype=torch.float64)
     types = torch.tensor([38, 22, 8, 8, 8])
@@ -146,3 +155,24 @@ def test_decoder_score_rotates_ignores_a_common_shift_and_follows_a_permutation(
     torch.testing.assert_close(shift_logits, logits, atol=1e-8, rtol=1e-6)
     torch.testing.assert_close(perm_score, score[perm], atol=1e-8, rtol=1e-6)
     torch.testing.assert_close(perm_logits, logits[perm], atol=1e-8, rtol=1e-6)
+
+
+def test_teacher_forcing_lattice_switch():
+    """``teacher_forcing_lattice`` (on by default) lets the first ``teacher_forcing_max_epoch``
+    epochs decode on the true lattice; off, every epoch decodes on the predicted one."""
+    from types import SimpleNamespace
+
+    from benchmark.models.cdvae.plugin import _lightning_module
+
+    seen = []
+
+    class Net(torch.nn.Module):
+        def losses(self, batch, teacher_forcing):
+            seen.append(teacher_forcing)
+            return {"loss": torch.zeros(())}
+
+    for flag in (True, False):
+        cfg = CDVAEConfig(teacher_forcing_lattice=flag)
+        module = _lightning_module(Net(), cfg, {"config": {}, "monitor": "train_loss"})
+        module.training_step(SimpleNamespace(num_graphs=1), 0)  # epoch 0 < teacher_forcing_max_epoch
+    assert seen == [True, False]

@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from benchmark.crystal import Crystal
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import CDVAE, CrystalBatch
-from benchmark.models.con_cdvae import (
+from benchmark.config import build
+from benchmark.models.cdvae.network import CDVAE
+from benchmark.models.con_cdvae.config import ConCDVAEConfig
+from benchmark.models.con_cdvae.network import (
     ConCDVAE,
-    ConCDVAEHParams,
     ConditionSpec,
     DiscreteEmbedding,
     FormulaEmbedding,
@@ -33,8 +33,11 @@ from benchmark.models.con_cdvae import (
     formula_fractions,
     select_best,
 )
-from benchmark.models.latent_prior import LatentPrior, ResidualMLPDenoiser, respaced_timesteps
-from benchmark.models.periodic import lattice_from_params, scale_lengths
+from benchmark.models.con_cdvae.prior import LatentPrior, ResidualMLPDenoiser
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.diffusion import respaced_timesteps
+from benchmark.nn.periodic import lattice_from_params, scale_lengths
 
 
 @pytest.fixture(autouse=True)
@@ -76,30 +79,37 @@ def batch() -> CrystalBatch:
     return CrystalBatch.from_graphs(graphs, conditions=cols)
 
 
-def tiny_hparams(b: CrystalBatch, **overrides) -> ConCDVAEHParams:
-    """Latent 16, one encoder/decoder block, 5 noise levels, small condition blocks; conditions band
-    gap + crystal system; full prior on band gap, formation energy, crystal system, number of atoms
-    and formula (8-long element vectors), T = 20."""
-    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
+TINY_CONDITIONS = (BG, CS)
+TINY_FULL_CONDITIONS = (BG, FE, CS, NA, formula("formula", 8))
+
+
+def tiny_config(**overrides) -> ConCDVAEConfig:
+    """Latent 16, one encoder/decoder block, 5 noise levels, small condition blocks, T = 20 for the
+    priors; conditions band gap + crystal system."""
     kwargs = dict(
         latent_dim=16, hidden_dim=16, max_atoms=10, num_noise_level=5,
-        encoder_hidden_dim=16, encoder_num_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
+        encoder_hidden=16, encoder_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
         encoder_out_emb_size=16, encoder_num_spherical=3, encoder_num_radial=4,
-        decoder_hidden_dim=16, decoder_num_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
+        decoder_hidden=16, decoder_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
         decoder_emb_size_cbf=4, decoder_emb_size_bil_trip=8, decoder_num_spherical=3, decoder_num_radial=4,
         decoder_num_atom=1, decoder_cutoff=7.0,
-        lattice_mean=tuple(raw.mean(0).tolist()), lattice_std=tuple(max(s, 0.1) for s in raw.std(0).tolist()),
-        conditions=(BG, CS), cond_feature_dim=8, cond_layers=1, cond_class_emb_dim=4, prop_dim=8, prop_layers=1,
-        predictor_hidden_dim=8, predictor_layers=1, decoder_time_dim=8,
-        prior_full_conditions=(BG, FE, CS, NA, formula("formula", 8)), prior_timesteps=20, prior_time_dim=8,
+        conditions=TINY_CONDITIONS, cond_feature_dim=8, cond_layers=1, cond_class_emb_dim=4, prop_dim=8, prop_layers=1,
+        predictor_hidden_dim=8, predictor_layers=1, decoder_time_dim=8, prior_timesteps=20, prior_time_dim=8,
     )
     kwargs.update(overrides)
-    return ConCDVAEHParams(**kwargs)
+    return ConCDVAEConfig(**kwargs)
 
 
-def tiny_model(b: CrystalBatch, seed: int = 0, **overrides) -> ConCDVAE:
+def tiny_model(b: CrystalBatch, seed: int = 0, conditions=TINY_CONDITIONS, full_conditions=TINY_FULL_CONDITIONS,
+               **overrides) -> ConCDVAE:
+    """:func:`tiny_config`'s network with the lattice standardisation fitted on the batch, the given
+    conditions and a full prior on band gap, formation energy, crystal system, number of atoms and
+    formula (8-long element vectors)."""
+    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
     torch.manual_seed(seed)
-    return ConCDVAE(tiny_hparams(b, **overrides))
+    return ConCDVAE(tiny_config(conditions=conditions, **overrides), lattice_mean=tuple(raw.mean(0).tolist()),
+                    lattice_std=tuple(max(s, 0.1) for s in raw.std(0).tolist()), conditions=conditions,
+                    full_conditions=full_conditions)
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -153,16 +163,25 @@ def test_discrete_and_formula_embeddings() -> None:
         prop({"band_gap": torch.tensor([0.0]), "f": water})
 
 
-def test_hparams_survive_a_weights_only_checkpoint(batch: CrystalBatch) -> None:
-    hp = tiny_hparams(batch, prior_widths=[8, 4])
-    assert hp.prior_widths == (8, 4) and isinstance(hp.conditions, tuple)
+def test_config_survives_a_weights_only_checkpoint(batch: CrystalBatch) -> None:
+    cfg = tiny_config(prior_widths=[8, 4])
+    assert cfg.prior_widths == (8, 4) and isinstance(cfg.conditions, tuple)
     buf = io.BytesIO()
-    torch.save({"hparams": dataclasses.asdict(hp)}, buf)
+    torch.save({"config": dataclasses.asdict(cfg)}, buf)
     buf.seek(0)
     data = torch.load(buf, weights_only=True)
-    restored = ConCDVAEHParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()})
-    assert restored == hp
-    assert ConCDVAEHParams(conditions=list(hp.conditions)).conditions == hp.conditions
+    restored = build(ConCDVAEConfig, data["config"])
+    assert restored == cfg
+    assert ConCDVAEConfig(conditions=list(cfg.conditions)).conditions == cfg.conditions
+    # the network keeps its conditions as canonical spec strings, whatever form they are given in
+    model = tiny_model(batch, conditions=[ConditionSpec.parse(BG), "CS_type:discrete:7"], full_conditions=[NA])
+    assert model.conditions == (BG, CS) and model.full_conditions == (NA,)
+    assert [s.name for s in model.condition_specs] == ["band_gap", "CS_type"]
+    for bad in (dict(conditions=()), dict(decoder_time_dim=3), dict(alpha=-1.0)):
+        with pytest.raises(ValueError):
+            tiny_config(**bad)
+    with pytest.raises(ValueError, match="at least one condition"):
+        ConCDVAE(tiny_config(), conditions=())
 
 
 def test_batch_carries_conditions(batch: CrystalBatch) -> None:
@@ -171,7 +190,7 @@ def test_batch_carries_conditions(batch: CrystalBatch) -> None:
     moved = batch.to("cpu")
     assert torch.equal(moved.conditions["band_gap"], batch.conditions["band_gap"])
     model = tiny_model(batch)
-    conds = model.batch_conditions(batch, model.hp.full_condition_specs)  # formula, num_atoms derived
+    conds = model.batch_conditions(batch, model.full_condition_specs)  # formula, num_atoms derived
     assert torch.equal(conds["num_atoms"], batch.num_atoms.float())
     assert torch.allclose(conds["formula"][2, [7, 21, 37]], torch.tensor([0.6, 0.2, 0.2]))  # SrTiO3: O, Ti, Sr
 
@@ -189,10 +208,10 @@ def test_losses_finite_and_all_parameters_get_gradients(batch: CrystalBatch, tim
         losses = model.losses(batch, teacher_forcing=forcing, generator=torch.Generator().manual_seed(3))
         assert set(losses) == {"natom", "lattice", "composition", "coord", "type", "kld", "predictor", "loss"}
         assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
-        hp = model.hp
-        total = (hp.cost_natom * losses["natom"] + hp.cost_lattice * losses["lattice"]
-                 + hp.cost_composition * losses["composition"] + hp.cost_coord * losses["coord"]
-                 + hp.cost_type * losses["type"] + hp.beta * losses["kld"] + 3.0 * losses["predictor"])
+        cfg = model.config
+        total = (cfg.cost_natom * losses["natom"] + cfg.cost_lattice * losses["lattice"]
+                 + cfg.cost_composition * losses["composition"] + cfg.cost_coord * losses["coord"]
+                 + cfg.cost_type * losses["type"] + cfg.beta * losses["kld"] + 3.0 * losses["predictor"])
         assert torch.allclose(losses["loss"], total)
         losses["loss"].backward()
         missing = [name for name, p in model.named_parameters() if id(p) in step_one and p.grad is None]
@@ -340,7 +359,7 @@ def test_filter_keeps_the_best_candidates(batch: CrystalBatch, monkeypatch: pyte
 
 def test_strategies_and_determinism(batch: CrystalBatch) -> None:
     model = tiny_model(batch)
-    table = condition_columns(crystals(), model.hp.full_condition_specs, model.hp.max_atomic_num)
+    table = condition_columns(crystals(), model.full_condition_specs, model.config.max_atomic_num)
     full = {"band_gap": 0.0, "formation_energy_per_atom": -0.4, "CS_type": 6, "num_atoms": 4.0, "formula": "Cu"}
     kw = dict(n_step_each=1, prior_steps=4)
     a = model.conditional_sample(3, full, "full", torch.Generator().manual_seed(1), **kw)

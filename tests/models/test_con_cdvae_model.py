@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.models.con_cdvae_model import ConCDVAEModel, resolve_condition_specs
+from benchmark.models.con_cdvae.plugin import ConCDVAEModel, resolve_condition_specs
 from benchmark.testing import ModelContract, contract_crystals
 
 

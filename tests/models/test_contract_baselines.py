@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.models.baselines import RandomModel, ReplayModel
+from benchmark.models.baselines.plugin import RandomModel, ReplayModel
 from benchmark.testing import ModelContract
 
 

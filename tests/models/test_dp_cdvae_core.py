@@ -9,20 +9,16 @@ import math
 import numpy as np
 import pytest
 import torch
-from benchmark.metrics.oracles.cdvae import build_graph
-from benchmark.models.cdvae import CrystalBatch
-from benchmark.models.dp_cdvae import (
-    DPCDVAE,
-    DPCDVAEHParams,
-    ddpm_reverse_step,
-    fourier_features,
-    posterior_mean,
-    sigmoid_beta_schedule,
-)
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.periodic import lattice_from_params, scale_lengths, wrap_frac
 
 from benchmark.crystal import Crystal
+from benchmark.models.dp_cdvae.config import DPCDVAEConfig
+from benchmark.models.dp_cdvae.network import DPCDVAE
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.crystalnn import build_graph
+from benchmark.nn.diffusion import ddpm_reverse_step, posterior_mean
+from benchmark.nn.gemnet import GemNetTDecoder
+from benchmark.nn.periodic import fourier_features, lattice_from_params, scale_lengths, wrap_frac
+from benchmark.nn.schedules import SigmoidBetaSchedule
 
 
 @pytest.fixture(autouse=True)
@@ -54,37 +50,37 @@ def batch() -> CrystalBatch:
     return CrystalBatch.from_graphs(graphs, y=[0.5, -1.0, 1.5, -0.5])
 
 
-def tiny_hparams(b: CrystalBatch, **overrides) -> DPCDVAEHParams:
+def tiny_config(**overrides) -> DPCDVAEConfig:
     """Latent 16, hidden 16, one encoder and one decoder block, T = 1000 (the paper's schedule),
-    time embedding 8, GINE 2 x 16; lattice standardisation fitted on the batch."""
-    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
-    mean = tuple(raw.mean(0).tolist())
-    std = tuple(max(s, 0.1) for s in raw.std(0).tolist())
+    time embedding 8, GINE 2 x 16."""
     kwargs = dict(
         latent_dim=16, hidden_dim=16, max_atoms=10,
-        encoder_hidden_dim=16, encoder_num_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
+        encoder_hidden=16, encoder_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
         encoder_out_emb_size=16, encoder_num_spherical=3, encoder_num_radial=4,
-        decoder_hidden_dim=16, decoder_num_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
+        decoder_hidden=16, decoder_blocks=1, decoder_emb_size_trip=8, decoder_emb_size_rbf=4,
         decoder_emb_size_cbf=4, decoder_emb_size_bil_trip=8, decoder_num_spherical=3, decoder_num_radial=4,
         decoder_num_atom=1, time_dim=8, gine_hidden_dim=16, gine_num_layers=2, gine_num_rbf=8,
-        lattice_mean=mean, lattice_std=std,
     )
     kwargs.update(overrides)
-    return DPCDVAEHParams(**kwargs)
+    return DPCDVAEConfig(**kwargs)
 
 
 def tiny_model(b: CrystalBatch, seed: int = 0, **overrides) -> DPCDVAE:
+    """:func:`tiny_config`'s network with the lattice standardisation fitted on the batch."""
+    raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
+    mean = tuple(raw.mean(0).tolist())
+    std = tuple(max(s, 0.1) for s in raw.std(0).tolist())
     torch.manual_seed(seed)
-    return DPCDVAE(tiny_hparams(b, **overrides))
+    return DPCDVAE(tiny_config(**overrides), lattice_mean=mean, lattice_std=std)
 
 
 # ------------------------------------------------------------------------------ schedule
 
 
 def test_schedule_paper_defaults() -> None:
-    hp = DPCDVAEHParams()
-    assert hp.num_timesteps == 1000 and hp.reverse_step == "eq7" and hp.num_fourier == 36
-    betas = sigmoid_beta_schedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start, hp.sigmoid_end)
+    cfg = DPCDVAEConfig()
+    assert cfg.num_timesteps == 1000 and cfg.reverse_step == "eq7" and cfg.num_fourier == 36
+    betas = SigmoidBetaSchedule(cfg.num_timesteps, cfg.beta_start, cfg.beta_end, cfg.sigmoid_start, cfg.sigmoid_end).betas()
     assert betas.shape == (1000,)
     assert bool((betas[1:] > betas[:-1]).all())  # increasing
     assert math.isclose(float(betas[-1]), 1e-10 + (0.01 - 1e-10) / (1 + math.exp(-6)), rel_tol=1e-9)
@@ -93,6 +89,15 @@ def test_schedule_paper_defaults() -> None:
     assert bool((alpha_bars[1:] < alpha_bars[:-1]).all())  # decreasing
     assert float(alpha_bars[-1]) < 0.05  # sqrt(alpha_bar_T) r_0 is small: mostly noise at t = T
     assert float(alpha_bars[0]) > 0.999
+
+
+def test_config_checks() -> None:
+    """DP-CDVAE's hyper-parameter checks (on top of CDVAE's) live in its config."""
+    for bad in (dict(num_timesteps=0), dict(beta_start=0.0), dict(beta_end=1.0), dict(beta_start=0.1, beta_end=0.01),
+                dict(reverse_step="eq8"), dict(type_noise="uniform"), dict(time_dim=3), dict(gine_num_layers=0),
+                dict(sigma_end=20.0)):
+        with pytest.raises(ValueError):
+            DPCDVAEConfig(**bad)
 
 
 def test_model_buffers(batch: CrystalBatch) -> None:
@@ -111,7 +116,7 @@ def test_forward_process_marginal_matches_eq2(batch: CrystalBatch) -> None:
     """Toy 1D: running the Markov chain of Eq. 1 for t steps gives the Gaussian of Eq. 2,
     mean sqrt(alpha_bar_t) r_0 and variance 1 - alpha_bar_t; the model's q_sample draws the same."""
     g = torch.Generator().manual_seed(0)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     r0, n = 0.3, 20000
     x = torch.full((n,), r0, dtype=torch.float64)
@@ -138,7 +143,7 @@ def test_eq6_step_with_true_noise_is_the_posterior_mean() -> None:
     """With eps_theta = the true eps of Eq. 2 and eps' = 0, Eq. 6 lands on the closed-form mean of
     q(r_{t-1} | r_t, r_0); with eps' != 0 it adds sigma_t eps', sigma_t^2 the posterior variance."""
     g = torch.Generator().manual_seed(1)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     r0 = torch.rand(64, 3, generator=g, dtype=torch.float64)
     eps = torch.randn(64, 3, generator=g, dtype=torch.float64)
@@ -162,7 +167,7 @@ def test_eq7_step_with_true_noise_recovers_the_cell_position() -> None:
     """Eq. 7 with the true noise, eps' = 0 and an unwrapped r_t inside the cell returns r_0; the
     sampler's output is always wrapped into [0, 1)."""
     g = torch.Generator().manual_seed(2)
-    betas = sigmoid_beta_schedule(1000)
+    betas = SigmoidBetaSchedule(1000).betas()
     alpha_bars = torch.cumprod(1 - betas, 0)
     ab_t = alpha_bars[9]  # small t: r_t stays in the cell
     r0 = 0.25 + 0.5 * torch.rand(32, 3, generator=g, dtype=torch.float64)
@@ -194,7 +199,7 @@ def test_reverse_diffusion_with_exact_noise_oracle(batch: CrystalBatch, monkeypa
     """Replace the network by the exact noise of a point mass at r_0, ``eps = (r_t - sqrt(ab_t) r_0)
     / sqrt(1 - ab_t)`` on the r_t the step uses (unwrapped for Eq. 6, wrapped for Eq. 7): both
     chains (respaced to 50 steps) end on r_0, which checks the wiring of signs and schedules."""
-    import benchmark.models.dp_cdvae as mod
+    import benchmark.models.dp_cdvae.network as mod
 
     model = tiny_model(batch)
     num_atoms = torch.tensor([3, 2])
@@ -325,7 +330,7 @@ def test_noise_prediction_is_periodic_and_follows_a_permutation(batch: CrystalBa
 @pytest.mark.parametrize("num_atoms_enc,gine", [(False, False), (True, False), (False, True), (True, True)])
 def test_losses_finite_and_all_parameters_get_gradients(batch: CrystalBatch, num_atoms_enc: bool,
                                                         gine: bool) -> None:
-    model = tiny_model(batch, encoder_num_atoms=num_atoms_enc, encoder_gine=gine, predict_property=True)
+    model = tiny_model(batch, encoder_num_atoms=num_atoms_enc, encoder_gine=gine, property="y")
     assert (model.na_encoder is not None) == num_atoms_enc and (model.gine_encoder is not None) == gine
     assert (model.fc_combine is None) == (not num_atoms_enc and not gine)
     for forcing in (True, False):
@@ -333,10 +338,10 @@ def test_losses_finite_and_all_parameters_get_gradients(batch: CrystalBatch, num
         losses = model.losses(batch, teacher_forcing=forcing, generator=torch.Generator().manual_seed(3))
         assert set(losses) == {"natom", "lattice", "composition", "coord", "type", "kld", "property", "loss"}
         assert all(bool(torch.isfinite(v)) for v in losses.values()), losses
-        hp = model.hp
-        total = (hp.cost_coord * losses["coord"] + hp.cost_type * losses["type"] + hp.beta * losses["kld"]
-                 + hp.cost_lattice * losses["lattice"] + hp.cost_composition * losses["composition"]
-                 + hp.cost_natom * losses["natom"] + hp.cost_property * losses["property"])
+        cfg = model.config
+        total = (cfg.cost_coord * losses["coord"] + cfg.cost_type * losses["type"] + cfg.beta * losses["kld"]
+                 + cfg.cost_lattice * losses["lattice"] + cfg.cost_composition * losses["composition"]
+                 + cfg.cost_natom * losses["natom"] + cfg.cost_property * losses["property"])
         assert torch.allclose(losses["loss"], total)
         losses["loss"].backward()
         missing = [name for name, p in model.named_parameters() if p.grad is None]

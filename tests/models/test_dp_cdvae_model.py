@@ -4,6 +4,7 @@ that learns to reconstruct a handful of crystals (scored by the real metrics).""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,8 +12,8 @@ import pytest
 import torch
 
 from benchmark.config import resolve
-from benchmark.models.cdvae_model import CDVAEFourierModel, CDVAEModel, hparams_from_config
-from benchmark.models.dp_cdvae_model import VARIANTS, DPCDVAEModel, DPCDVAENaGINEModel
+from benchmark.models.cdvae.plugin import CDVAEFourierModel, CDVAEModel
+from benchmark.models.dp_cdvae.plugin import VARIANTS, DPCDVAEModel, DPCDVAENaGINEModel
 from benchmark.testing import ModelContract, contract_crystals
 
 
@@ -49,11 +50,9 @@ def test_variants_build_the_encoders_of_fig_s1(name, na, gine):
     cfg = resolve(cls.Config, "smoke", "carbon_24")
     assert cfg.beta == 0.03 and cfg.max_atoms == 24  # CDVAE's per-dataset settings
     paper = resolve(cls.Config, "paper", "perov_5")
-    hp = hparams_from_config(paper, [0.0] * 6, [1.0] * 6, cls.network_classes()[1])
-    assert (hp.num_timesteps, hp.reverse_step, hp.num_fourier, hp.decoder_fourier) == (1000, "eq7", 36, True)
-    assert (hp.encoder_num_atoms, hp.encoder_gine, hp.cost_coord) == (na, gine, 1.0)
-    net = cls.network_classes()[0](hparams_from_config(resolve(cls.Config, "smoke", "perov_5"), [0.0] * 6, [1.0] * 6,
-                                                       cls.network_classes()[1]))
+    assert (paper.num_timesteps, paper.reverse_step, paper.num_fourier, paper.decoder_fourier) == (1000, "eq7", 36, True)
+    assert (paper.encoder_num_atoms, paper.encoder_gine, paper.cost_coord) == (na, gine, 1.0)
+    net = cls.network_class()(resolve(cls.Config, "smoke", "perov_5"), lattice_mean=[0.0] * 6, lattice_std=[1.0] * 6)
     assert (net.na_encoder is not None, net.gine_encoder is not None, net.fc_combine is not None) == (na, gine, na or gine)
 
 
@@ -61,7 +60,7 @@ def test_cdvae_fourier_feeds_fourier_features_to_the_decoder():
     plain = resolve(CDVAEModel.Config, "smoke", "perov_5")
     fourier = resolve(CDVAEFourierModel.Config, "smoke", "perov_5")
     assert not plain.decoder_fourier and fourier.decoder_fourier
-    nets = [CDVAEModel.network_classes()[0](hparams_from_config(c, [0.0] * 6, [1.0] * 6)) for c in (plain, fourier)]
+    nets = [CDVAEModel.network_class()(c, lattice_mean=[0.0] * 6, lattice_std=[1.0] * 6) for c in (plain, fourier)]
     assert nets[0].decoder.extra_node_dim == 0 and nets[1].decoder.extra_node_dim == 36
     frac = torch.tensor([[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]])
     assert nets[0].node_features(frac) is None
@@ -83,6 +82,12 @@ def test_checkpoints_refuse_another_model(tmp_path):
     assert all(np.allclose(x.frac_coords, y.frac_coords, atol=1e-5) for x, y in zip(a, b))
     with pytest.raises(Exception, match="cannot optimise"):
         loaded.optimize(contract_crystals(2), seed=0)
+    # reverse_step is a sampling field: the same trained model, loaded with Eq. 6, samples with Eq. 6
+    eq6 = DPCDVAEModel.load(tmp_path / "dp.pt", dataclasses.replace(cfg, reverse_step="eq6"))
+    assert eq6.net.config.reverse_step == "eq7" and eq6.sampler_kwargs()["reverse_step"] == "eq6"
+    c = eq6.sample(3, seed=4).crystals
+    assert [x.num_atoms for x in c] == [x.num_atoms for x in a]  # same z, lattice and composition
+    assert not all(np.allclose(x.frac_coords, y.frac_coords, atol=1e-5) for x, y in zip(a, c))
 
 
 def test_cli_run_reconstruction_on_toy(tmp_path):

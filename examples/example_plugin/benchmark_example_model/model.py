@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from benchmark.config import build
 from benchmark.crystal import Crystal
 from benchmark.models.base import SAMPLE, Model, ModelConfig, SampleBatch
+from benchmark.safeload import load_weights
 from benchmark.training import epoch_losses, train_module
 
 N_ELEMENTS = 100  # classes: atomic numbers 1..100
@@ -166,7 +167,7 @@ class ExampleGaussianModel(Model):
 
     @classmethod
     def load(cls, path: Path, config: ModelConfig | None = None) -> "ExampleGaussianModel":
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        data = load_weights(path)  # the harness's safe-loading policy: tensors and plain values only
         if config is None:
             config = build(cls.Config, data["config"], where="example_gaussian checkpoint config")
         model = cls(config)  # type: ignore[arg-type]

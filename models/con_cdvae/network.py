@@ -7,7 +7,7 @@ model.py``, ``ConditionModel.py``, ``PreCondition.py``, ``concdvae/pl_prior/mode
 ``scripts/evaluate_diff.py``, ``scripts/condition_diff_z.py`` and the ``conf/`` files); every such
 place says "(code)".
 
-Con-CDVAE keeps CDVAE (:class:`benchmark.models.cdvae.CDVAE`: periodic DimeNet++ encoder, the
+Con-CDVAE keeps CDVAE (:class:`benchmark.models.cdvae.network.CDVAE`: periodic DimeNet++ encoder, the
 aggregate heads ``MLP_AGG`` for N, lattice and composition, the GemNet-T score decoder, the noise
 scheme and losses of Eqs. 5-7, annealed Langevin generation) and adds three blocks:
 
@@ -31,10 +31,10 @@ scheme and losses of Eqs. 5-7, annealed Langevin generation) and adds three bloc
   a_min)`` (squared error), a single linear layer per discrete property (cross entropy; code:
   ``ClassConditionPredict``). ``L_pre`` is the sum over properties, ``L_joint = L_CDVAE + alpha
   L_pre`` with ``alpha = 3`` (Step-one training).
-* **Prior** (section 2.2.2, :class:`benchmark.models.latent_prior.LatentPrior`): a conditional DDPM
-  on the encoder means, trained in Step two with the rest frozen, with its own ``Prior_Emb`` (a
-  :class:`PropEmb`). Two of them: the *default* prior on the properties of PropEmb and the *full*
-  prior on ``prior_full_conditions`` (band gap, formation energy, crystal system, space group,
+* **Prior** (section 2.2.2, :class:`benchmark.models.con_cdvae.prior.LatentPrior`): a conditional
+  DDPM on the encoder means, trained in Step two with the rest frozen, with its own ``Prior_Emb``
+  (a :class:`PropEmb`). Two of them: the *default* prior on the properties of PropEmb and the *full*
+  prior on ``full_conditions`` (band gap, formation energy, crystal system, space group,
   energy above hull, number of atoms, formula: :data:`FULL_CONDITIONS`).
 
 Decoder time input (code): the paper writes the score network as ``Decoder(M_t, z, t)``; the code
@@ -65,7 +65,7 @@ Generation (section 2.2.2; :meth:`ConCDVAE.conditional_sample`):
 Choices where the paper and code are silent or where this implementation differs (and why):
 
 * The released MLPs (``build_mlp``) put a BatchNorm1d after their first linear layer; here the
-  MLPs are CDVAE's plain ``Linear + ReLU`` stacks (:func:`benchmark.models.cdvae._mlp`). With batch
+  MLPs are CDVAE's plain ``Linear + ReLU`` stacks (:func:`benchmark.nn.layers.mlp`). With batch
   statistics the Predictor's filter scores and the prior would depend on the batch composition.
 * Continuous values are clamped into ``[a_min, a_max]`` before the Gaussian expansion (the code
   does not clamp): outside the grid all basis functions vanish and the embedding would be a
@@ -95,21 +95,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.cdvae import (
-    CDVAE,
-    CDVAEHParams,
-    CrystalBatch,
-    _mean_per_crystal,
-    _mlp,
-    _rand,
-    _randn,
-    sample_composition,
-    sanitize_lattice,
-)
-from benchmark.models.dp_cdvae import timestep_embedding
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.latent_prior import LatentPrior
-from benchmark.models.periodic import (
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition, sanitize_lattice
+from benchmark.models.con_cdvae.config import ConCDVAEConfig
+from benchmark.models.con_cdvae.prior import LatentPrior
+from benchmark.nn.batch import CrystalBatch, mean_per_crystal
+from benchmark.nn.diffusion import timestep_embedding
+from benchmark.nn.layers import mlp
+from benchmark.nn.periodic import (
     cart_to_frac,
     frac_to_cart,
     lattice_from_params,
@@ -117,11 +109,12 @@ from benchmark.models.periodic import (
     radius_graph_pbc,
     wrap_frac,
 )
+from benchmark.nn.rng import rand, randn
 
 __all__ = [
     "FULL_CONDITIONS",
     "ConCDVAE",
-    "ConCDVAEHParams",
+    "DEFAULT_CONDITIONS",
     "ConditionSpec",
     "ContinuousEmbedding",
     "DiscreteEmbedding",
@@ -154,8 +147,9 @@ class ConditionSpec:
     * ``"formula"``: element fractions (B, max_atomic_num) embedded with ``dim``-long element
       vectors (Eq. 13; 92 for CGCNN's).
 
-    Stored in the hyper-parameters as the strings of :meth:`__str__` (``"band_gap:continuous:
-    -0.5:9.0:20"``, ``"CS_type:discrete:7"``, ``"formula:formula:92"``), see :meth:`parse`.
+    Passed around (network arguments, checkpoints, the config) as the strings of :meth:`__str__`
+    (``"band_gap:continuous:-0.5:9.0:20"``, ``"CS_type:discrete:7"``, ``"formula:formula:92"``),
+    see :meth:`parse`.
     """
 
     name: str
@@ -244,6 +238,11 @@ FULL_CONDITIONS: tuple[str, ...] = (
     continuous("num_atoms", 0.0, 20.0, 21),
     formula("formula", 92),
 )
+
+
+#: Con-CDVAE's default condition: formation energy on -6..1 eV/atom with spacing 0.5 (15 Gaussians;
+#: the released MP-20 model, code).
+DEFAULT_CONDITIONS: tuple[str, ...] = (continuous("formation_energy_per_atom", -6.0, 1.0, 15),)
 
 
 def _parse_all(specs: Sequence[str | ConditionSpec]) -> list[ConditionSpec]:
@@ -481,7 +480,7 @@ class ContinuousEmbedding(nn.Module):
     def __init__(self, spec: ConditionSpec, out_dim: int, num_layers: int) -> None:
         super().__init__()
         self.basis = GaussianBasis(spec.low, spec.high, spec.n_basis)
-        self.mlp = _mlp(spec.n_basis, out_dim, num_layers, out_dim)
+        self.mlp = mlp(spec.n_basis, out_dim, num_layers, out_dim)
 
     def forward(self, a: Tensor) -> Tensor:
         """Args: a (B,). Returns (B, out_dim)."""
@@ -496,7 +495,7 @@ class DiscreteEmbedding(nn.Module):
         super().__init__()
         self.n_classes = spec.n_classes
         self.vectors = nn.Embedding(spec.n_classes, emb_dim)
-        self.mlp = _mlp(emb_dim, out_dim, num_layers, out_dim)
+        self.mlp = mlp(emb_dim, out_dim, num_layers, out_dim)
 
     def forward(self, k: Tensor) -> Tensor:
         """Args: k (B,) class indices. Returns (B, out_dim)."""
@@ -515,12 +514,12 @@ class FormulaEmbedding(nn.Module):
         super().__init__()
         self.max_atomic_num = max_atomic_num
         self.elements = nn.Parameter(torch.randn(max_atomic_num, spec.dim) / math.sqrt(spec.dim))  # (A, dim)
-        self.mlp = _mlp(spec.dim, out_dim, num_layers, out_dim)
+        self.mlp = mlp(spec.dim, out_dim, num_layers, out_dim)
 
     @torch.no_grad()
     def set_element_features(self, features: Mapping[int, Any] | Tensor, trainable: bool = False) -> None:
-        """Load element vectors: a ``{Z: vector}`` mapping (e.g.
-        :func:`benchmark.metrics.oracles.cgcnn.load_atom_init`) or a (A', dim) tensor for Z = 1..A'.
+        """Load element vectors: a ``{Z: vector}`` mapping (e.g. CGCNN's ``atom_init.json``, as the
+        CGCNN oracle's ``load_atom_init`` reads it) or a (A', dim) tensor for Z = 1..A'.
         Elements without a vector get zeros. ``trainable=False`` freezes them (as in the paper);
         the values are part of the state dict, the frozen flag is not."""
         table = torch.zeros_like(self.elements)
@@ -570,7 +569,7 @@ class PropEmb(nn.Module):
             else:
                 embs.append(FormulaEmbedding(spec, max_atomic_num, feature_dim, num_layers))
         self.embeddings = nn.ModuleList(embs)  # a list: names such as "spacegroup.number" hold dots
-        self.mix = _mlp(feature_dim * len(embs), out_dim, mix_layers, out_dim)
+        self.mix = mlp(feature_dim * len(embs), out_dim, mix_layers, out_dim)
 
     @property
     def names(self) -> list[str]:
@@ -606,7 +605,7 @@ class Predictor(nn.Module):
         super().__init__()
         self.specs = [s for s in _parse_all(specs) if s.kind != "formula"]
         self.heads = nn.ModuleList(
-            _mlp(latent_dim, hidden_dim, num_layers, 1) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
+            mlp(latent_dim, hidden_dim, num_layers, 1) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
             for s in self.specs
         )
 
@@ -666,85 +665,6 @@ class Predictor(nn.Module):
         return score
 
 
-# ----------------------------------------------------------------------------- hyper-parameters
-
-
-@dataclass(frozen=True)
-class ConCDVAEHParams(CDVAEHParams):
-    """Every hyper-parameter of :class:`ConCDVAE`: CDVAE's (:class:`CDVAEHParams`) plus:
-
-    Conditions: ``conditions``, the PropEmb / Predictor / default-prior conditions, and
-    ``prior_full_conditions``, those of the full prior (empty: no full prior), both tuples of
-    spec strings (:class:`ConditionSpec`; plain values so that the hyper-parameters survive a
-    ``weights_only`` checkpoint). Default condition: formation energy on -6..1 eV/atom with
-    spacing 0.5 (15 Gaussians; the released MP-20 model, code).
-
-    PropEmb sizes (code ``conditionmodel``): ``cond_feature_dim`` 64 and ``cond_layers`` 3 per
-    condition, ``cond_class_emb_dim`` 64, ``prop_dim`` 128 (C_prop) with ``prop_layers`` 2. The
-    Prior's embedding uses the same sizes (code: ``conditionmodel: ${model.conditionmodel}``).
-    Eq. 11's MLP is ``latent + prop_dim -> hidden_dim (fc_num_layers) -> latent`` (code).
-
-    Predictor (code ``conditionpre``): ``predictor_hidden_dim`` 256, ``predictor_layers`` 2.
-    ``alpha``: weight of L_pre in L_joint (paper: "usually set to 3"; code ``cost_property: 3``).
-
-    Decoder: ``decoder_time_dim`` (code ``time_emb_dim`` 64; 0: CDVAE's decoder input),
-    ``decoder_detach_z`` (code ``nograd``, False), ``decoder_cutoff`` 9 Å (code ``radius: 9.``;
-    CDVAE's default is 7).
-
-    Prior (code ``conf/prior/default.yaml``): ``prior_timesteps`` T = 300, linear
-    ``prior_beta_start`` 1e-3 -> ``prior_beta_end`` 0.02 (``prior_schedule``),
-    ``prior_time_dim`` 64, ``prior_widths`` (empty: latent/2, latent/4, latent/8, i.e. three
-    halving levels, ``n_UNet_layers: 3``).
-    """
-
-    conditions: tuple[str, ...] = (continuous("formation_energy_per_atom", -6.0, 1.0, 15),)
-    cond_feature_dim: int = 64
-    cond_layers: int = 3
-    cond_class_emb_dim: int = 64
-    prop_dim: int = 128
-    prop_layers: int = 2
-    predictor_hidden_dim: int = 256
-    predictor_layers: int = 2
-    alpha: float = 3.0
-    decoder_cutoff: float = 9.0
-    decoder_time_dim: int = 64
-    decoder_detach_z: bool = False
-    prior_full_conditions: tuple[str, ...] = FULL_CONDITIONS
-    prior_timesteps: int = 300
-    prior_beta_start: float = 1e-3
-    prior_beta_end: float = 0.02
-    prior_schedule: Literal["linear", "sigmoid"] = "linear"
-    prior_time_dim: int = 64
-    prior_widths: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # checkpoints may hand nested values back as lists: normalise to tuples of plain values
-        for name in ("conditions", "prior_full_conditions"):
-            value = getattr(self, name)
-            value = (value,) if isinstance(value, (str, ConditionSpec)) else value
-            object.__setattr__(self, name, tuple(str(ConditionSpec.parse(v)) for v in value))  # canonical strings
-        object.__setattr__(self, "prior_widths", tuple(int(w) for w in self.prior_widths))
-        if not self.conditions:
-            raise ValueError("Con-CDVAE needs at least one condition")
-        _parse_all(self.conditions)
-        _parse_all(self.prior_full_conditions)
-        if self.decoder_time_dim < 0 or self.decoder_time_dim % 2:
-            raise ValueError("decoder_time_dim must be even and non-negative")
-        if self.alpha < 0:
-            raise ValueError("alpha must be non-negative")
-
-    @property
-    def condition_specs(self) -> list[ConditionSpec]:
-        """Parsed ``conditions``."""
-        return _parse_all(self.conditions)
-
-    @property
-    def full_condition_specs(self) -> list[ConditionSpec]:
-        """Parsed ``prior_full_conditions``."""
-        return _parse_all(self.prior_full_conditions)
-
-
 # ------------------------------------------------------------------------------------- model
 
 
@@ -757,34 +677,62 @@ class ConCDVAE(CDVAE):
     :meth:`prior_parameters`). Generation: :meth:`conditional_sample`.
 
     Args:
-        hp: the hyper-parameters (:class:`ConCDVAEHParams`).
+        config: the hyper-parameters (:class:`~benchmark.models.con_cdvae.config.ConCDVAEConfig`;
+            its ``conditions`` field is what the plugin resolves into ``conditions`` below).
+        lattice_mean, lattice_std: the training split's lattice standardisation (as :class:`CDVAE`).
+        conditions: the PropEmb / Predictor / default-prior conditions, spec strings or
+            :class:`ConditionSpec` (at least one). Default: formation energy on -6..1 eV/atom with
+            spacing 0.5 (15 Gaussians; the released MP-20 model, code).
+        full_conditions: those of the full prior (empty: no full prior); default
+            :data:`FULL_CONDITIONS`.
+
+    The resolved conditions are kept as canonical spec strings in ``conditions`` and
+    ``full_conditions`` (plain values, for a ``weights_only`` checkpoint) and parsed in
+    ``condition_specs`` and ``full_condition_specs``.
     """
 
-    hp: ConCDVAEHParams
+    config: ConCDVAEConfig
 
-    def __init__(self, hp: ConCDVAEHParams) -> None:
-        super().__init__(hp)
-        latent = hp.latent_dim
-        self.prop_emb = self._prop_emb(hp.condition_specs)
-        self.fc_z_con = _mlp(latent + hp.prop_dim, hp.hidden_dim, hp.fc_num_layers, latent)  # Eq. 11
-        self.predictor = Predictor(hp.condition_specs, latent, hp.predictor_hidden_dim, hp.predictor_layers)
+    def __init__(self, config: ConCDVAEConfig, lattice_mean: Sequence[float] = (0.0,) * 6,
+                 lattice_std: Sequence[float] = (1.0,) * 6,
+                 conditions: Sequence[str | ConditionSpec] = DEFAULT_CONDITIONS,
+                 full_conditions: Sequence[str | ConditionSpec] = FULL_CONDITIONS) -> None:
+        canonical: dict[str, tuple[str, ...]] = {}
+        for name, value in (("conditions", conditions), ("full_conditions", full_conditions)):
+            value = (value,) if isinstance(value, (str, ConditionSpec)) else value
+            canonical[name] = tuple(str(ConditionSpec.parse(v)) for v in value)  # canonical strings
+        if not canonical["conditions"]:
+            raise ValueError("Con-CDVAE needs at least one condition")
+        condition_specs = _parse_all(canonical["conditions"])
+        full_condition_specs = _parse_all(canonical["full_conditions"])
+        super().__init__(config, lattice_mean, lattice_std)
+        self.conditions: tuple[str, ...] = canonical["conditions"]
+        self.full_conditions: tuple[str, ...] = canonical["full_conditions"]
+        self.condition_specs: list[ConditionSpec] = condition_specs
+        self.full_condition_specs: list[ConditionSpec] = full_condition_specs
+        cfg = config
+        latent = cfg.latent_dim
+        self.prop_emb = self._prop_emb(self.condition_specs)
+        self.fc_z_con = mlp(latent + cfg.prop_dim, cfg.hidden_dim, cfg.fc_num_layers, latent)  # Eq. 11
+        self.predictor = Predictor(self.condition_specs, latent, cfg.predictor_hidden_dim, cfg.predictor_layers)
         self.time_mlp: nn.Module | None = None
-        if hp.decoder_time_dim > 0:
+        if cfg.decoder_time_dim > 0:
             # code: z_con ⊕ ReLU(Linear(sinusoid(level))) is the decoder's latent input
-            self.time_mlp = nn.Sequential(nn.Linear(hp.decoder_time_dim, hp.decoder_time_dim), nn.ReLU())
-            self.decoder = _gemnet(hp, latent + hp.decoder_time_dim)
-        self.prior_default = self._prior(hp.condition_specs)
-        self.prior_full = self._prior(hp.full_condition_specs) if hp.prior_full_conditions else None
+            self.time_mlp = nn.Sequential(nn.Linear(cfg.decoder_time_dim, cfg.decoder_time_dim), nn.ReLU())
+            self.decoder = gemnet_decoder(cfg, latent + cfg.decoder_time_dim,
+                                          cfg.num_fourier if cfg.decoder_fourier else 0)
+        self.prior_default = self._prior(self.condition_specs)
+        self.prior_full = self._prior(self.full_condition_specs) if self.full_conditions else None
 
     def _prop_emb(self, specs: Sequence[ConditionSpec]) -> PropEmb:
-        hp = self.hp
-        return PropEmb(specs, hp.cond_feature_dim, hp.cond_layers, hp.cond_class_emb_dim, hp.prop_dim,
-                       hp.prop_layers, hp.max_atomic_num)
+        cfg = self.config
+        return PropEmb(specs, cfg.cond_feature_dim, cfg.cond_layers, cfg.cond_class_emb_dim, cfg.prop_dim,
+                       cfg.prop_layers, cfg.max_atomic_num)
 
     def _prior(self, specs: Sequence[ConditionSpec]) -> LatentPrior:
-        hp = self.hp
-        return LatentPrior(hp.latent_dim, self._prop_emb(specs), hp.prop_dim, hp.prior_timesteps, hp.prior_beta_start,
-                           hp.prior_beta_end, hp.prior_schedule, hp.prior_time_dim, hp.prior_widths)
+        cfg = self.config
+        return LatentPrior(cfg.latent_dim, self._prop_emb(specs), cfg.prop_dim, cfg.prior_timesteps, cfg.prior_beta_start,
+                           cfg.prior_beta_end, cfg.prior_schedule, cfg.prior_time_dim, cfg.prior_widths)
 
     # ------------------------------------------------------------------------------ parameters
 
@@ -794,7 +742,7 @@ class ConCDVAE(CDVAE):
             return self.prior_default
         if which == "full":
             if self.prior_full is None:
-                raise RuntimeError("this model has no full prior (prior_full_conditions is empty)")
+                raise RuntimeError("this model has no full prior (full_conditions is empty)")
             return self.prior_full
         raise ValueError(f"which must be 'default' or 'full', got {which!r}")
 
@@ -817,19 +765,19 @@ class ConCDVAE(CDVAE):
         Raises:
             KeyError: a condition is missing from ``b.conditions``.
         """
-        specs = self.hp.condition_specs if specs is None else specs
+        specs = self.condition_specs if specs is None else specs
         given = b.conditions or {}
         out: dict[str, Tensor] = {}
         for spec in specs:
             if spec.name in given:
                 value = given[spec.name]
             elif spec.kind == "formula":
-                value = _fractions_from_types(b.atom_types, b.batch, b.num_graphs, self.hp.max_atomic_num)
+                value = _fractions_from_types(b.atom_types, b.batch, b.num_graphs, self.config.max_atomic_num)
             elif spec.name == "num_atoms":
                 value = b.num_atoms.float()
             else:
                 raise KeyError(f"the batch has no condition {spec.name!r}; pass conditions= to CrystalBatch.from_graphs")
-            out[spec.name] = _condition_tensor(spec, value, b.num_graphs, self.hp.max_atomic_num).to(b.num_atoms.device)
+            out[spec.name] = _condition_tensor(spec, value, b.num_graphs, self.config.max_atomic_num).to(b.num_atoms.device)
         return out
 
     def condition_latent(self, z: Tensor, c_prop: Tensor) -> Tensor:
@@ -855,7 +803,7 @@ class ConCDVAE(CDVAE):
             return z
         if level is None:
             raise ValueError("this decoder is told the noise level: pass level")
-        temb = self.time_mlp(timestep_embedding(level, self.hp.decoder_time_dim).to(z.dtype))  # (B, time)
+        temb = self.time_mlp(timestep_embedding(level, self.config.decoder_time_dim).to(z.dtype))  # (B, time)
         return torch.cat([z, temb], dim=-1)
 
     # ------------------------------------------------------------------------------ training
@@ -875,9 +823,9 @@ class ConCDVAE(CDVAE):
             ``kld`` (and ``property`` with ``predict_property``), ``predictor`` (L_pre, Eq. 12) and
             ``loss`` (L_joint).
         """
-        hp = self.hp
-        if int(b.num_atoms.max()) > hp.max_atoms:
-            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={hp.max_atoms}")
+        cfg = self.config
+        if int(b.num_atoms.max()) > cfg.max_atoms:
+            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={cfg.max_atoms}")
         num_graphs = b.num_graphs
         conds = self.batch_conditions(b)
         mu, log_var, z = self.encode(b, generator)  # (B, latent) each
@@ -885,28 +833,28 @@ class ConCDVAE(CDVAE):
         z_con = self.condition_latent(z, c_prop)  # (B, latent) Eq. 11
         agg = self.predict_aggregates(z_con, b.num_atoms, b.lengths, b.angles, teacher_forcing)
         lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
-        z_dec = self.condition_latent(z.detach(), c_prop) if hp.decoder_detach_z else z_con
+        z_dec = self.condition_latent(z.detach(), c_prop) if cfg.decoder_detach_z else z_con
         coord, type_term = self._denoising_losses(b, z_dec, agg, lattice, generator)  # (N,), (N,)
         log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
         comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
         out = {
             "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
             "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_term, b.batch, num_graphs).mean(),
+            "composition": mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": mean_per_crystal(coord, b.batch, num_graphs).mean(),
+            "type": mean_per_crystal(type_term, b.batch, num_graphs).mean(),
             "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
         }
-        total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
-                 + hp.cost_composition * out["composition"] + hp.cost_coord * out["coord"]
-                 + hp.cost_type * out["type"] + hp.beta * out["kld"])
+        total = (cfg.cost_natom * out["natom"] + cfg.cost_lattice * out["lattice"]
+                 + cfg.cost_composition * out["composition"] + cfg.cost_coord * out["coord"]
+                 + cfg.cost_type * out["type"] + cfg.beta * out["kld"])
         if self.fc_property is not None:
             if b.y is None:
                 raise ValueError("predict_property is on but the batch has no y")
             out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
-            total = total + hp.cost_property * out["property"]
+            total = total + cfg.cost_property * out["property"]
         out["predictor"] = self.predictor.loss(z, conds)  # Eq. 12 on the encoder's z
-        out["loss"] = total + hp.alpha * out["predictor"]
+        out["loss"] = total + cfg.alpha * out["predictor"]
         return out
 
     def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
@@ -930,8 +878,8 @@ class ConCDVAE(CDVAE):
         agg = self.predict_aggregates(z_con, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
-        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
-                                 self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
+                                 self.config.decoder_max_neighbors)
         return self.decoder.fit_scale_factors(self._decoder_latent(z_con, noisy["level"]), noisy["atom_types"],
                                               b.batch, graph.edge_index, graph.edge_vec, graph.images,
                                               self.node_features(noisy["frac"]))
@@ -984,7 +932,7 @@ class ConCDVAE(CDVAE):
         batch = torch.repeat_interleave(torch.arange(num_graphs, device=z.device), n_atoms, output_size=total)  # (N,)
         probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
         atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,)
-        frac = _rand((total, 3), generator, z)  # (N, 3)
+        frac = rand((total, 3), generator, z)  # (N, 3)
 
         sigmas = self.sigmas.tolist()
         evaluations = 0
@@ -996,7 +944,7 @@ class ConCDVAE(CDVAE):
             z_dec = self._decoder_latent(z, level)  # constant over the level's steps
             for _ in range(n_step_each):
                 pred, type_logits = super().decode(z_dec, frac, atom_types, lattice, n_atoms, batch)
-                noise = _randn((total, 3), generator, frac)
+                noise = randn((total, 3), generator, frac)
                 cart = frac_to_cart(frac, lattice, n_atoms) + alpha * (pred / sigma) + math.sqrt(2.0 * alpha) * noise
                 frac = wrap_frac(cart_to_frac(cart, lattice, n_atoms))
                 atom_types = type_logits.argmax(dim=-1) + 1
@@ -1014,8 +962,8 @@ class ConCDVAE(CDVAE):
             z: (B, latent).
             conditions: the model's conditions (single values or B values each).
         """
-        conds = {s.name: _condition_tensor(s, conditions[s.name], z.shape[0], self.hp.max_atomic_num)
-                 for s in self.hp.condition_specs}
+        conds = {s.name: _condition_tensor(s, conditions[s.name], z.shape[0], self.config.max_atomic_num)
+                 for s in self.condition_specs}
         z_con = self.condition_latent(z, self.prop_emb(conds))
         return self.langevin(z_con, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
 
@@ -1039,7 +987,7 @@ class ConCDVAE(CDVAE):
         prior = self.prior("default" if strategy == "default" else "full")
         specs = list(prior.embedding.specs)
         names = {s.name for s in specs}
-        specs += [s for s in self.hp.condition_specs if s.name not in names]
+        specs += [s for s in self.condition_specs if s.name not in names]
         return prior, specs
 
     @torch.no_grad()
@@ -1093,7 +1041,7 @@ class ConCDVAE(CDVAE):
         while got < n:
             m = n_candidates if n_candidates is not None else n - got
             conds = complete_conditions(conditions, specs, m, condition_table, generator, tolerance, use_one,
-                                        self.hp.max_atomic_num)
+                                        self.config.max_atomic_num)
             conds = {k: v.to(device) for k, v in conds.items()}
             z = prior.sample({k: conds[k] for k in prior_names}, generator, prior_steps)  # (m, latent)
             scores = self.predictor.score(z, conds)  # (m,)
@@ -1109,19 +1057,3 @@ class ConCDVAE(CDVAE):
         out: dict[str, Any] = dict(self.decode_latents(z, used, generator, n_step_each, step_lr))
         out.update(z=z, filter_score=torch.cat(kept_scores)[:n], conditions=used)
         return out
-
-
-def _gemnet(hp: CDVAEHParams, latent_in: int) -> GemNetTDecoder:
-    """CDVAE's GemNet-T decoder with a ``latent_in``-wide latent input."""
-    return GemNetTDecoder(
-        hidden_dim=hp.decoder_hidden_dim, latent_dim=latent_in, max_atomic_num=hp.max_atomic_num,
-        cutoff=hp.decoder_cutoff, max_neighbors=hp.decoder_max_neighbors, num_blocks=hp.decoder_num_blocks,
-        emb_size_trip=hp.decoder_emb_size_trip, emb_size_rbf=hp.decoder_emb_size_rbf,
-        emb_size_cbf=hp.decoder_emb_size_cbf, emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
-        num_spherical=hp.decoder_num_spherical, num_radial=hp.decoder_num_radial,
-        num_before_skip=hp.decoder_num_before_skip, num_after_skip=hp.decoder_num_after_skip,
-        num_concat=hp.decoder_num_concat, num_atom=hp.decoder_num_atom,
-        envelope_exponent=hp.decoder_envelope_exponent, radial_basis=hp.decoder_radial_basis,
-        type_head=hp.decoder_type_head, periodic_triplets=hp.decoder_periodic_triplets,
-        extra_node_dim=hp.num_fourier if hp.decoder_fourier else 0,
-    )

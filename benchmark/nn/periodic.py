@@ -9,7 +9,7 @@ the fly at every noise level and every Langevin step (appendix B.2: "a KNN algor
 periodicity", K = 20), so everything here is batched tensor code: crystals of different sizes are
 concatenated along the atom axis, and no function loops over crystals in Python.
 
-Conventions (the same as :mod:`benchmark.crystal` and :mod:`benchmark.metrics.oracles.dimenet`):
+Conventions (the same as :mod:`benchmark.crystal` and :mod:`benchmark.nn.dimenet`):
 
 * Lattices are (B, 3, 3) with the lattice vectors a, b, c as ROWS, oriented as pymatgen's
   ``Lattice.from_parameters`` (c along z, a in the xz-plane). Cartesian = fractional @ lattice.

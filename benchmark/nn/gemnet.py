@@ -46,8 +46,8 @@ released code. The decoder returns ``pred_cart_coord_diff`` (N, 3), which CDVAE 
 noise level ``sigma_X`` to get the score ``s_X`` (that division happens outside this module), and
 type logits (N, max_atomic_num), ``p_A = softmax(logits)``.
 
-Conventions (the project's, as in :mod:`benchmark.metrics.oracles.dimenet` and
-:mod:`benchmark.models.periodic`):
+Conventions (the project's, as in :mod:`benchmark.nn.dimenet` and
+:mod:`benchmark.nn.periodic`):
 
 * ``edge_index`` (2, E): row 0 the source j, row 1 the target i of the message j -> i.
 * ``edge_vec`` (E, 3): Cartesian vector *from the target i to the source j's image*,
@@ -68,7 +68,7 @@ Graph handling inside :meth:`GemNetTDecoder.forward`:
   from integer ``images`` when given, else by ``edge_vec_c ~ -edge_vec_e`` within a tolerance).
   CDVAE/OCP instead keep only edges with ``src < dst`` (self-image edges by the sign of the image)
   and mirror them, which drops some KNN edges; the union keeps them all.
-* **Triplets.** :func:`benchmark.metrics.oracles.dimenet.build_triplets` gives all k -> j -> i
+* **Triplets.** :func:`benchmark.nn.dimenet.build_triplets` gives all k -> j -> i
   with ``k != i`` by atom index (the DimeNet++ encoder's rule). GemNet only excludes the reverse
   edge itself (``k -> j`` being the reverse of ``j -> i``), so with ``periodic_triplets=True``
   (default) the triplets whose k is a *different periodic image* of i are added back; this matters
@@ -85,7 +85,7 @@ emb_size_bil_trip 64, num_before_skip 1, num_after_skip 2, num_concat 1, num_ato
 num_spherical 7, envelope exponent 5. The radial basis here is the paper's Bessel basis with
 num_radial 6; CDVAE's released code used 128 Gaussians instead (``radial_basis="gaussian",
 num_radial=128``). Trainable parameters at hidden 128, latent 256, max_atomic_num 100 (printed
-by ``python -m benchmark.models.gemnet``): default (Bessel/6) 2,347,852; Gaussian/128 2,382,976;
+by ``python -m benchmark.nn.gemnet``): default (Bessel/6) 2,347,852; Gaussian/128 2,382,976;
 with ``type_head="last_hidden"`` (logits from a linear layer on the last ``h`` as in CDVAE's code,
 and no atom branch in the output blocks) 1,842,608 and 1,877,732. CDVAE's released decoder has
 2,345,188 by the same count ("2.3 million"): Gaussian/128, a linear type head, and output blocks
@@ -101,7 +101,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from benchmark.metrics.oracles.dimenet import build_triplets
+from benchmark.nn.dimenet import build_triplets
 
 __all__ = [
     "GemNetTDecoder",
@@ -540,8 +540,8 @@ class GemNetTDecoder(nn.Module):
             :func:`gemnet_triplets`.
         extra_node_dim: size F of optional extra per-atom input features, concatenated into the
             node input ``h_i^0 = W [e(a_i) || z || f_i]`` (DP-CDVAE's Fourier and time features,
-            :mod:`benchmark.models.dp_cdvae`). 0 (default) gives exactly CDVAE's decoder, with the
-            same parameter shapes, so existing code and checkpoints are unchanged.
+            :mod:`benchmark.models.dp_cdvae.network`). 0 (default) gives exactly CDVAE's decoder,
+            with the same parameter shapes, so existing code and checkpoints are unchanged.
     """
 
     def __init__(

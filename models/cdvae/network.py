@@ -8,24 +8,25 @@ X (N, 3) and a lattice L (3, 3). The model has three parts, trained together (se
 * ``PGNN_ENC(M)`` -> ``z``: a periodic DimeNet++ on the CrystalNN multi-graph (appendix B.2/B.3)
   with ``latent_dim`` outputs, mean-pooled over atoms, followed by ``fc_mu`` and ``fc_var``
   (Linear(latent, latent) each); ``z = mu + exp(log_var / 2) * eps`` (VAE reparameterisation).
-  The encoder is :class:`benchmark.metrics.oracles.dimenet.PeriodicDimeNetPlusPlus`, the same
+  The encoder is :class:`benchmark.nn.dimenet.PeriodicDimeNetPlusPlus`, the same
   implementation the property oracles use.
 * ``MLP_AGG(z)``: three MLP heads for the aggregated properties (section 4) — number of atoms N
   (classification over 0..max_atoms), lattice (6 parameters ``[lengths / N^(1/3), angles]``
   standardised with ``lattice_mean``/``lattice_std``, appendix B.1) and composition c (one
   distribution over elements per crystal; it is broadcast to the atoms of the crystal when a
   per-atom quantity is needed) — and, for property optimisation (section 5.3), a property head F(z).
-* ``PGNN_DEC(M~ | z)``: GemNet-T with direct forces (:class:`benchmark.models.gemnet.GemNetTDecoder`)
+* ``PGNN_DEC(M~ | z)``: GemNet-T with direct forces (:class:`benchmark.nn.gemnet.GemNetTDecoder`)
   on a periodic graph rebuilt at every call with
-  :func:`benchmark.models.periodic.radius_graph_pbc` (the 20 nearest neighbours within the
+  :func:`benchmark.nn.periodic.radius_graph_pbc` (the 20 nearest neighbours within the
   cutoff, appendix B.2). It returns ``pred`` (N, 3), the noise-free part of the score
   ``s_X(M~ | z)``, and type logits (N, max_atomic_num) of ``p_A(M~ | z)``. The noise-conditional
   score is ``s_X(M~ | z; sigma_X) = pred / sigma_X`` (section 4, "noise scaling").
   With ``decoder_fourier`` (CDVAE+Fourier, the third model of DP-CDVAE's Table III) the decoder's
   node inputs also get ``sin/cos(2^n pi x~)``, n = 3..8, of the noisy fractional coordinates
-  (:func:`benchmark.models.periodic.fourier_features`; DP-CDVAE section S3); off for CDVAE.
+  (:func:`benchmark.nn.periodic.fourier_features`; DP-CDVAE section S3); off for CDVAE.
 
-Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric:
+Noise (section 4 and appendix D.4). ``L = num_noise_level`` levels, geometric
+(:class:`benchmark.nn.schedules.GeometricSigmas`):
 ``sigma_X,j = sigma_begin * (sigma_end / sigma_begin)^((j-1)/(L-1))``, 10 -> 0.01 Å, and
 ``sigma_A,j`` 5 -> 0.01 the same way. During training every crystal draws one level index j
 uniformly; its atoms get
@@ -39,7 +40,7 @@ uniformly; its atoms get
 Losses (Eq. 2 and Eq. 9), each averaged over the atoms of a crystal and then over the crystals:
 
 * ``coord``: ``1/2 || pred - d_min(X, X~) / sigma_X ||^2`` per atom, with
-  ``d_min(X, X~) = min_k (x - x~ + k L)`` (:func:`benchmark.models.periodic.min_image_displacement`,
+  ``d_min(X, X~) = min_k (x - x~ + k L)`` (:func:`benchmark.nn.periodic.min_image_displacement`,
   the vector from the noisy atom to the nearest image of the true one). Why this form: NCSN
   (Song & Ermon 2019; Shi et al. 2021) trains ``s(x~, sigma)`` on the denoising score target
   ``-(x~ - x) / sigma^2`` with the weight ``lambda(sigma) = sigma^2``; with the noise-scaled
@@ -96,39 +97,45 @@ Choices where the paper is silent (and why):
   ``steps / n_decode`` steps, the last one the final z: "10 materials decoded every 500 steps"
   for 5000 steps).
 * Random numbers: every draw takes the explicit ``generator`` (on its own device; results are moved
-  to the model's device), so the same seed gives the same crystals.
+  to the model's device; :mod:`benchmark.nn.rng`), so the same seed gives the same crystals.
 * The encoder's element embedding (torch_geometric's DimeNet++) covers Z <= 94, as in CDVAE.
 
-Parameter counts at the published size (``python -m benchmark.models.cdvae``): encoder 2,213,510
-(paper: 2.2 million) and decoder 2,347,852 (paper: 2.3 million).
+The network is built from the plugin's config (:class:`benchmark.models.cdvae.config.CDVAEConfig`;
+the hyper-parameter names here are its fields) and the training split's lattice statistics.
+
+Parameter counts at the published size (``python -m benchmark.models.cdvae.network``): encoder
+2,213,510 (paper: 2.2 million) and decoder 2,347,852 (paper: 2.3 million).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Literal, Mapping, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.metrics.oracles.dimenet import GraphBatch, PeriodicDimeNetPlusPlus
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.periodic import (
+from benchmark.models.cdvae.config import CDVAEConfig
+from benchmark.nn.batch import CrystalBatch, mean_per_crystal
+from benchmark.nn.dimenet import GraphBatch, PeriodicDimeNetPlusPlus
+from benchmark.nn.gemnet import GemNetTDecoder
+from benchmark.nn.layers import mlp
+from benchmark.nn.periodic import (
     cart_to_frac,
     fourier_features,
     frac_to_cart,
     lattice_from_params,
     min_image_displacement,
-    params_from_lattice,
     radius_graph_pbc,
     scale_lengths,
     unscale_lengths,
     wrap_frac,
 )
+from benchmark.nn.rng import multinomial, rand, randint, randn
+from benchmark.nn.schedules import GeometricSigmas
 
-__all__ = ["CDVAE", "CDVAEHParams", "CrystalBatch", "geometric_sigmas", "parameter_counts"]
+__all__ = ["CDVAE", "gemnet_decoder", "parameter_counts", "sample_composition", "sanitize_lattice"]
 
 #: smallest lattice length (Å) a predicted lattice is decoded with (see the module docstring)
 MIN_LENGTH = 1.0
@@ -138,260 +145,7 @@ ANGLE_RANGE = (30.0, 150.0)
 MIN_VOLUME_FRACTION = 0.1
 
 
-# ------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class CrystalBatch:
-    """A batch of crystals with their encoder graphs (all tensors on one device).
-
-    Attributes:
-        atom_types: (N,) long atomic numbers in 1..max_atomic_num.
-        frac_coords: (N, 3) float fractional coordinates.
-        lengths: (B, 3) lattice lengths in Å.
-        angles: (B, 3) lattice angles in degrees.
-        num_atoms: (B,) long atoms per crystal, summing to N.
-        batch: (N,) long crystal index of each atom.
-        edge_index: (2, E) long encoder (CrystalNN) graph, global atom indices; row 0 the source j,
-            row 1 the target i.
-        images: (E, 3) float integer lattice translations of the source.
-        y: (B,) standardised property, or None.
-        conditions: named per-crystal conditions for conditional models (Con-CDVAE), or None:
-            each value (B,) (float for continuous, long for class indices) or (B, k) (e.g.
-            element fractions); CDVAE itself ignores them.
-    """
-
-    atom_types: Tensor
-    frac_coords: Tensor
-    lengths: Tensor
-    angles: Tensor
-    num_atoms: Tensor
-    batch: Tensor
-    edge_index: Tensor
-    images: Tensor
-    y: Tensor | None = None
-    conditions: dict[str, Tensor] | None = None
-
-    @property
-    def num_graphs(self) -> int:
-        """Number of crystals B."""
-        return int(self.num_atoms.shape[0])
-
-    def to(self, device: torch.device | str) -> "CrystalBatch":
-        """A copy with every tensor on ``device``."""
-        moved = {f.name: getattr(self, f.name) for f in fields(self)}
-        out = {k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in moved.items()}
-        if self.conditions is not None:
-            out["conditions"] = {k: v.to(device) for k, v in self.conditions.items()}
-        return CrystalBatch(**out)
-
-    @classmethod
-    def from_graphs(cls, graphs: Sequence[dict], y: Sequence[float] | Tensor | None = None,
-                    dtype: torch.dtype = torch.float32,
-                    conditions: Mapping[str, Sequence | Tensor] | None = None) -> "CrystalBatch":
-        """Collate per-crystal graphs as returned by :func:`benchmark.metrics.oracles.cdvae.build_graph`.
-
-        Each graph holds ``atom_types`` (n,), ``frac_coords`` (n, 3), ``lattice`` (3, 3, rows),
-        ``edge_index`` (2, e, local indices) and ``images`` (e, 3). Lengths and angles are read
-        off the lattice matrices (the model is invariant to the lattice's orientation).
-        ``conditions`` (optional) maps a name to B per-crystal values; floating values are cast
-        to ``dtype``, integer ones kept as long.
-        """
-        types, frac, lattices, edges, images, counts = [], [], [], [], [], []
-        shift = 0
-        for g in graphs:
-            n = len(g["atom_types"])
-            types.append(torch.as_tensor(g["atom_types"], dtype=torch.long).reshape(n))
-            frac.append(torch.as_tensor(g["frac_coords"], dtype=torch.float64).reshape(n, 3))
-            lattices.append(torch.as_tensor(g["lattice"], dtype=torch.float64).reshape(3, 3))
-            edges.append(torch.as_tensor(g["edge_index"], dtype=torch.long).reshape(2, -1) + shift)
-            images.append(torch.as_tensor(g["images"], dtype=torch.float64).reshape(-1, 3))
-            counts.append(n)
-            shift += n
-        num_atoms = torch.tensor(counts, dtype=torch.long)
-        lengths, angles = params_from_lattice(torch.stack(lattices))  # (B, 3), (B, 3)
-        cond: dict[str, Tensor] | None = None
-        if conditions is not None:
-            cond = {}
-            for name, values in conditions.items():
-                t = torch.as_tensor(values)  # (B,) or (B, k)
-                if t.shape[:1] != (len(counts),):
-                    raise ValueError(f"condition {name!r} has shape {tuple(t.shape)} for {len(counts)} crystals")
-                cond[name] = t.to(dtype) if t.is_floating_point() else t.long()
-        return cls(
-            atom_types=torch.cat(types),
-            frac_coords=torch.cat(frac).to(dtype),
-            lengths=lengths.to(dtype),
-            angles=angles.to(dtype),
-            num_atoms=num_atoms,
-            batch=torch.repeat_interleave(torch.arange(len(counts)), num_atoms),
-            edge_index=torch.cat(edges, dim=1),
-            images=torch.cat(images).to(dtype),
-            y=None if y is None else torch.as_tensor(y, dtype=dtype).reshape(len(counts)),
-            conditions=cond,
-        )
-
-
-# ----------------------------------------------------------------------------- hyper-parameters
-
-
-@dataclass(frozen=True)
-class CDVAEHParams:
-    """Every hyper-parameter of :class:`CDVAE`; the defaults are the published ones (appendix D.4,
-    B.3 and the CDVAE configuration for Perov-5/MP-20).
-
-    Model sizes: ``latent_dim`` (z), ``hidden_dim`` and ``fc_num_layers`` (the MLP_AGG and property
-    heads), ``max_atoms`` (N is classified over 0..max_atoms), ``max_atomic_num`` (element classes,
-    types 1..max_atomic_num).
-
-    Noise (D.4): ``num_noise_level`` geometric levels, coordinates ``sigma_begin`` -> ``sigma_end``
-    (Å), types ``type_sigma_begin`` -> ``type_sigma_end``.
-
-    Loss weights (Eq. 9, D.4): ``cost_*`` and ``beta`` (KL; 0.01 for Perov-5 and MP-20, 0.03 for
-    Carbon-24).
-
-    ``predict_property`` adds the property head F(z) and its loss; ``teacher_forcing_lattice`` is
-    read by the training wrapper (whether to teacher-force the lattice in early epochs).
-
-    ``encoder_*``: the periodic DimeNet++ (B.3; 2.2 M parameters at these values).
-    ``decoder_*``: GemNet-T (:class:`benchmark.models.gemnet.GemNetTDecoder`, 2.3 M parameters),
-    its graph cutoff (Å) and neighbour cap (K = 20, B.2).
-
-    ``lattice_mean`` / ``lattice_std``: per-column standardisation of
-    ``[a, b, c] / N^(1/3) + [alpha, beta, gamma]`` (fitted on the training set by the caller).
-    """
-
-    latent_dim: int = 256
-    hidden_dim: int = 256
-    fc_num_layers: int = 1
-    max_atoms: int = 20
-    max_atomic_num: int = 100
-    sigma_begin: float = 10.0
-    sigma_end: float = 0.01
-    type_sigma_begin: float = 5.0
-    type_sigma_end: float = 0.01
-    num_noise_level: int = 50
-    cost_natom: float = 1.0
-    cost_lattice: float = 10.0
-    cost_composition: float = 1.0
-    cost_coord: float = 10.0
-    cost_type: float = 1.0
-    cost_property: float = 1.0
-    beta: float = 0.01
-    predict_property: bool = False
-    teacher_forcing_lattice: bool = True
-    # encoder: periodic DimeNet++
-    encoder_hidden_dim: int = 128
-    encoder_num_blocks: int = 4
-    encoder_int_emb_size: int = 64
-    encoder_basis_emb_size: int = 8
-    encoder_out_emb_size: int = 256
-    encoder_num_spherical: int = 7
-    encoder_num_radial: int = 6
-    encoder_cutoff: float = 7.0
-    encoder_envelope_exponent: int = 5
-    # decoder: GemNet-T
-    decoder_hidden_dim: int = 128
-    decoder_num_blocks: int = 3
-    decoder_cutoff: float = 7.0
-    decoder_max_neighbors: int = 20
-    decoder_emb_size_trip: int = 64
-    decoder_emb_size_rbf: int = 16
-    decoder_emb_size_cbf: int = 16
-    decoder_emb_size_bil_trip: int = 64
-    decoder_num_spherical: int = 7
-    decoder_num_radial: int = 6
-    decoder_num_before_skip: int = 1
-    decoder_num_after_skip: int = 2
-    decoder_num_concat: int = 1
-    decoder_num_atom: int = 3
-    decoder_envelope_exponent: int = 5
-    decoder_radial_basis: Literal["bessel", "gaussian"] = "bessel"
-    decoder_type_head: Literal["output_blocks", "last_hidden"] = "output_blocks"
-    decoder_periodic_triplets: bool = True
-    # CDVAE+Fourier (DP-CDVAE, Table III): sin/cos(2^n pi x) of the noisy fractional coordinates,
-    # n = fourier_n_min..fourier_n_max, as extra decoder node features
-    decoder_fourier: bool = False
-    fourier_n_min: int = 3
-    fourier_n_max: int = 8
-    # lattice standardisation of [lengths / N^(1/3), angles]
-    lattice_mean: tuple[float, float, float, float, float, float] = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    lattice_std: tuple[float, float, float, float, float, float] = (1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
-
-    def __post_init__(self) -> None:
-        if len(self.lattice_mean) != 6 or len(self.lattice_std) != 6:
-            raise ValueError("lattice_mean and lattice_std need 6 values: a, b, c (scaled), alpha, beta, gamma")
-        if any(s <= 0 for s in self.lattice_std):
-            raise ValueError(f"lattice_std must be positive, got {self.lattice_std}")
-        if self.num_noise_level < 1:
-            raise ValueError("num_noise_level must be at least 1")
-        for lo, hi, what in ((self.sigma_end, self.sigma_begin, "sigma"),
-                             (self.type_sigma_end, self.type_sigma_begin, "type_sigma")):
-            if not 0 < lo <= hi:
-                raise ValueError(f"need 0 < {what}_end <= {what}_begin, got {lo} and {hi}")
-        if self.max_atoms < 1 or self.max_atomic_num < 1:
-            raise ValueError("max_atoms and max_atomic_num must be positive")
-        if self.fourier_n_min > self.fourier_n_max:
-            raise ValueError("need fourier_n_min <= fourier_n_max")
-
-    @property
-    def num_fourier(self) -> int:
-        """Fourier features per atom: sin and cos for each of the 3 coordinates and each n."""
-        return 6 * (self.fourier_n_max - self.fourier_n_min + 1)
-
-
 # ------------------------------------------------------------------------------------- helpers
-
-
-def geometric_sigmas(begin: float, end: float, num: int) -> Tensor:
-    """(num,) geometric sequence from ``begin`` to ``end``: constant ratio ``sigma_j / sigma_{j+1}``
-    (section 3.3), largest first."""
-    return torch.exp(torch.linspace(math.log(begin), math.log(end), num, dtype=torch.float64)).float()
-
-
-def _mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Sequential:
-    """``num_layers`` hidden Linear+ReLU layers of width ``hidden_dim``, then a linear output."""
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.ReLU()]
-    for _ in range(num_layers - 1):
-        layers += [nn.Linear(hidden_dim, hidden_dim), nn.ReLU()]
-    layers.append(nn.Linear(hidden_dim, out_dim))
-    return nn.Sequential(*layers)
-
-
-def _gen_device(generator: torch.Generator | None, like: Tensor) -> torch.device:
-    return generator.device if generator is not None else like.device
-
-
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Standard normal draws on the generator's device, returned on ``like``'s device and dtype."""
-    out = torch.randn(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
-    return out.to(like.device)
-
-
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Uniform [0, 1) draws, as :func:`_randn`."""
-    out = torch.rand(shape, generator=generator, device=_gen_device(generator, like), dtype=like.dtype)
-    return out.to(like.device)
-
-
-def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
-    """Uniform integers in [0, high), long, on ``like``'s device."""
-    out = torch.randint(high, shape, generator=generator, device=_gen_device(generator, like))
-    return out.to(like.device)
-
-
-def _multinomial(probs: Tensor, num_samples: int, generator: torch.Generator | None,
-                 replacement: bool = True) -> Tensor:
-    """``torch.multinomial`` of the rows of ``probs`` with the generator, on ``probs``' device."""
-    dev = _gen_device(generator, probs)
-    return torch.multinomial(probs.to(dev), num_samples, replacement=replacement, generator=generator).to(probs.device)
-
-
-def _mean_per_crystal(values: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    """(N,) per-atom values -> (B,) mean over each crystal's atoms."""
-    sums = values.new_zeros(num_graphs).index_add_(0, batch, values)  # (B,)
-    counts = torch.bincount(batch, minlength=num_graphs).clamp_min(1).to(values.dtype)  # (B,)
-    return sums / counts
 
 
 def sanitize_lattice(lengths: Tensor, angles: Tensor) -> tuple[Tensor, Tensor]:
@@ -440,11 +194,46 @@ def sample_composition(probs: Tensor, num_atoms: Tensor, generator: torch.Genera
         rest = (expected - counts.to(expected.dtype)).clamp_min(0)  # (B, A)
         usable = rest.sum(-1, keepdim=True) > 1e-9
         weights = torch.where(usable, rest, probs)  # rows with no leftover mass (rounding): use c itself
-        draws = _multinomial(weights, most, generator)  # (B, R)
+        draws = multinomial(weights, most, generator)  # (B, R)
         valid = (torch.arange(most, device=probs.device).unsqueeze(0) < left.unsqueeze(-1)).long()  # (B, R)
         counts = counts.scatter_add(1, draws, valid)
     elements = torch.arange(1, num_types + 1, device=probs.device).repeat(num_graphs)  # (B * A,)
     return torch.repeat_interleave(elements, counts.reshape(-1), output_size=int(num_atoms.sum()))
+
+
+def gemnet_decoder(config: CDVAEConfig, latent_dim: int, extra_node_dim: int = 0) -> GemNetTDecoder:
+    """CDVAE's score decoder ``PGNN_DEC``: GemNet-T with the config's ``decoder_*`` sizes.
+
+    Args:
+        config: the model's config (``decoder_*`` fields and ``max_atomic_num``).
+        latent_dim: width of the latent input broadcast to the atoms (``latent_dim`` for CDVAE;
+            Con-CDVAE appends a noise-level embedding).
+        extra_node_dim: extra per-atom input features (CDVAE+Fourier's and DP-CDVAE's Fourier and
+            time features; 0 for CDVAE).
+    """
+    return GemNetTDecoder(
+        hidden_dim=config.decoder_hidden,
+        latent_dim=latent_dim,
+        max_atomic_num=config.max_atomic_num,
+        cutoff=config.decoder_cutoff,
+        max_neighbors=config.decoder_max_neighbors,
+        num_blocks=config.decoder_blocks,
+        emb_size_trip=config.decoder_emb_size_trip,
+        emb_size_rbf=config.decoder_emb_size_rbf,
+        emb_size_cbf=config.decoder_emb_size_cbf,
+        emb_size_bil_trip=config.decoder_emb_size_bil_trip,
+        num_spherical=config.decoder_num_spherical,
+        num_radial=config.decoder_num_radial,
+        num_before_skip=config.decoder_num_before_skip,
+        num_after_skip=config.decoder_num_after_skip,
+        num_concat=config.decoder_num_concat,
+        num_atom=config.decoder_num_atom,
+        envelope_exponent=config.decoder_envelope_exponent,
+        radial_basis=config.decoder_radial_basis,
+        type_head=config.decoder_type_head,
+        periodic_triplets=config.decoder_periodic_triplets,
+        extra_node_dim=extra_node_dim,
+    )
 
 
 # ------------------------------------------------------------------------------------- model
@@ -454,62 +243,53 @@ class CDVAE(nn.Module):
     """The CDVAE network: encoder, aggregate heads, score decoder, losses, Langevin sampling.
 
     Args:
-        hp: the hyper-parameters (:class:`CDVAEHParams`).
+        config: the hyper-parameters (:class:`~benchmark.models.cdvae.config.CDVAEConfig`; its
+            training and sampling fields are not read here).
+        lattice_mean, lattice_std: per-column standardisation of
+            ``[a, b, c] / N^(1/3) + [alpha, beta, gamma]``, 6 values each, fitted on the training
+            split by the caller (:func:`benchmark.models.cdvae.plugin.lattice_statistics`); the
+            defaults leave the lattice unscaled.
     """
 
-    def __init__(self, hp: CDVAEHParams) -> None:
+    def __init__(self, config: CDVAEConfig, lattice_mean: Sequence[float] = (0.0,) * 6,
+                 lattice_std: Sequence[float] = (1.0,) * 6) -> None:
         super().__init__()
-        self.hp = hp
-        latent = hp.latent_dim
+        mean = tuple(float(x) for x in lattice_mean)
+        std = tuple(float(x) for x in lattice_std)
+        if len(mean) != 6 or len(std) != 6:
+            raise ValueError("lattice_mean and lattice_std need 6 values: a, b, c (scaled), alpha, beta, gamma")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"lattice_std must be positive, got {std}")
+        self.config = config
+        cfg = config
+        latent = cfg.latent_dim
         self.encoder = PeriodicDimeNetPlusPlus(
             num_targets=latent,
-            hidden_channels=hp.encoder_hidden_dim,
-            num_blocks=hp.encoder_num_blocks,
-            int_emb_size=hp.encoder_int_emb_size,
-            basis_emb_size=hp.encoder_basis_emb_size,
-            out_emb_channels=hp.encoder_out_emb_size,
-            num_spherical=hp.encoder_num_spherical,
-            num_radial=hp.encoder_num_radial,
-            cutoff=hp.encoder_cutoff,
-            envelope_exponent=hp.encoder_envelope_exponent,
+            hidden_channels=cfg.encoder_hidden,
+            num_blocks=cfg.encoder_blocks,
+            int_emb_size=cfg.encoder_int_emb_size,
+            basis_emb_size=cfg.encoder_basis_emb_size,
+            out_emb_channels=cfg.encoder_out_emb_size,
+            num_spherical=cfg.encoder_num_spherical,
+            num_radial=cfg.encoder_num_radial,
+            cutoff=cfg.encoder_cutoff,
+            envelope_exponent=cfg.encoder_envelope_exponent,
             readout="mean",
         )
         self.fc_mu = nn.Linear(latent, latent)
         self.fc_var = nn.Linear(latent, latent)
-        self.fc_num_atoms = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atoms + 1)
-        self.fc_lattice = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 6)
-        self.fc_composition = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, hp.max_atomic_num)
-        self.fc_property = _mlp(latent, hp.hidden_dim, hp.fc_num_layers, 1) if hp.predict_property else None
-        self.decoder = GemNetTDecoder(
-            hidden_dim=hp.decoder_hidden_dim,
-            latent_dim=latent,
-            max_atomic_num=hp.max_atomic_num,
-            cutoff=hp.decoder_cutoff,
-            max_neighbors=hp.decoder_max_neighbors,
-            num_blocks=hp.decoder_num_blocks,
-            emb_size_trip=hp.decoder_emb_size_trip,
-            emb_size_rbf=hp.decoder_emb_size_rbf,
-            emb_size_cbf=hp.decoder_emb_size_cbf,
-            emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
-            num_spherical=hp.decoder_num_spherical,
-            num_radial=hp.decoder_num_radial,
-            num_before_skip=hp.decoder_num_before_skip,
-            num_after_skip=hp.decoder_num_after_skip,
-            num_concat=hp.decoder_num_concat,
-            num_atom=hp.decoder_num_atom,
-            envelope_exponent=hp.decoder_envelope_exponent,
-            radial_basis=hp.decoder_radial_basis,
-            type_head=hp.decoder_type_head,
-            periodic_triplets=hp.decoder_periodic_triplets,
-            extra_node_dim=hp.num_fourier if hp.decoder_fourier else 0,
-        )
-        # derived from hp, so not part of the state dict
-        sigmas = geometric_sigmas(hp.sigma_begin, hp.sigma_end, hp.num_noise_level)  # (L,) sigma_X,j
-        type_sigmas = geometric_sigmas(hp.type_sigma_begin, hp.type_sigma_end, hp.num_noise_level)  # (L,) sigma_A,j
+        self.fc_num_atoms = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, cfg.max_atoms + 1)
+        self.fc_lattice = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, 6)
+        self.fc_composition = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, cfg.max_atomic_num)
+        self.fc_property = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, 1) if cfg.predict_property else None
+        self.decoder = gemnet_decoder(cfg, latent, cfg.num_fourier if cfg.decoder_fourier else 0)
+        # derived from the config and statistics, so not part of the state dict
+        sigmas = GeometricSigmas(cfg.sigma_begin, cfg.sigma_end, cfg.num_noise_level).sigmas()  # (L,) sigma_X,j
+        type_sigmas = GeometricSigmas(cfg.type_sigma_begin, cfg.type_sigma_end, cfg.num_noise_level).sigmas()  # (L,) sigma_A,j
         self.register_buffer("sigmas", sigmas, persistent=False)
         self.register_buffer("type_sigmas", type_sigmas, persistent=False)
-        self.register_buffer("lattice_mean", torch.tensor(hp.lattice_mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("lattice_std", torch.tensor(hp.lattice_std, dtype=torch.float32), persistent=False)
+        self.register_buffer("lattice_mean", torch.tensor(mean, dtype=torch.float32), persistent=False)  # (6,)
+        self.register_buffer("lattice_std", torch.tensor(std, dtype=torch.float32), persistent=False)  # (6,)
 
     # ------------------------------------------------------------------------------ encoder
 
@@ -530,7 +310,7 @@ class CDVAE(nn.Module):
             ``(mu, log_var, z)``, each (B, latent_dim), ``z = mu + exp(log_var / 2) eps``.
         """
         mu, log_var = self._encode_stats(b)
-        z = mu + torch.exp(0.5 * log_var) * _randn(tuple(mu.shape), generator, mu)  # (B, latent)
+        z = mu + torch.exp(0.5 * log_var) * randn(tuple(mu.shape), generator, mu)  # (B, latent)
         return mu, log_var, z
 
     # ------------------------------------------------------------------------------ aggregates
@@ -603,16 +383,16 @@ class CDVAE(nn.Module):
             ``(pred, type_logits)``: (N, 3) noise-free score ``s_X(M~ | z)`` (Cartesian, in the
             units of its target ``d_min / sigma_X``) and (N, max_atomic_num) logits of ``p_A(M~ | z)``.
         """
-        graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors)
         return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images,
                             self.node_features(frac))
 
     def node_features(self, frac: Tensor) -> Tensor | None:
         """(N, num_fourier) Fourier features of the (noisy) fractional coordinates for
         CDVAE+Fourier (``decoder_fourier``); None for CDVAE."""
-        if not self.hp.decoder_fourier:
+        if not self.config.decoder_fourier:
             return None
-        return fourier_features(frac, self.hp.fourier_n_min, self.hp.fourier_n_max)
+        return fourier_features(frac, self.config.fourier_n_min, self.config.fourier_n_max)
 
     def _noisy_structure(self, b: CrystalBatch, composition_logits: Tensor, lattice: Tensor,
                          generator: torch.Generator | None) -> dict[str, Tensor]:
@@ -623,17 +403,17 @@ class CDVAE(nn.Module):
             types and ``frac`` (N, 3) noisy wrapped fractional coordinates.
         """
         n = b.frac_coords.shape[0]
-        level = _randint(self.hp.num_noise_level, (b.num_graphs,), generator, b.num_atoms)  # (B,)
+        level = randint(self.config.num_noise_level, (b.num_graphs,), generator, b.num_atoms)  # (B,)
         sigma_x = self.sigmas[level][b.batch]  # (N,)
         sigma_a = self.type_sigmas[level][b.batch]  # (N,)
         # types: A~ ~ p_A / (1 + sigma_A) + sigma_A / (1 + sigma_A) p_c
         p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A)
-        p_a = F.one_hot(b.atom_types - 1, self.hp.max_atomic_num).to(p_c.dtype)  # (N, A)
+        p_a = F.one_hot(b.atom_types - 1, self.config.max_atomic_num).to(p_c.dtype)  # (N, A)
         mix = (p_a + sigma_a.unsqueeze(-1) * p_c) / (1.0 + sigma_a.unsqueeze(-1))  # (N, A)
-        noisy_types = _multinomial(mix, 1, generator).squeeze(-1) + 1  # (N,)
+        noisy_types = multinomial(mix, 1, generator).squeeze(-1) + 1  # (N,)
         # coordinates: x~ = x + sigma_X eps in Cartesian, back to fractional, wrapped
         cart = frac_to_cart(b.frac_coords, lattice, b.num_atoms)  # (N, 3)
-        cart = cart + sigma_x.unsqueeze(-1) * _randn((n, 3), generator, cart)  # (N, 3)
+        cart = cart + sigma_x.unsqueeze(-1) * randn((n, 3), generator, cart)  # (N, 3)
         noisy_frac = wrap_frac(cart_to_frac(cart, lattice, b.num_atoms))  # (N, 3)
         return {"level": level, "sigma_x": sigma_x, "sigma_a": sigma_a, "atom_types": noisy_types, "frac": noisy_frac}
 
@@ -660,9 +440,9 @@ class CDVAE(nn.Module):
             dict of scalars: ``natom``, ``lattice``, ``composition``, ``coord``, ``type``, ``kld``,
             ``property`` (with ``predict_property``) and ``loss``.
         """
-        hp = self.hp
-        if int(b.num_atoms.max()) > hp.max_atoms:
-            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={hp.max_atoms}")
+        cfg = self.config
+        if int(b.num_atoms.max()) > cfg.max_atoms:
+            raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={cfg.max_atoms}")
         num_graphs = b.num_graphs
         mu, log_var, z = self.encode(b, generator)  # (B, latent) each
         agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
@@ -675,19 +455,19 @@ class CDVAE(nn.Module):
         out = {
             "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
             "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": _mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": _mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": _mean_per_crystal(type_term, b.batch, num_graphs).mean(),
+            "composition": mean_per_crystal(comp, b.batch, num_graphs).mean(),
+            "coord": mean_per_crystal(coord, b.batch, num_graphs).mean(),
+            "type": mean_per_crystal(type_term, b.batch, num_graphs).mean(),
             "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
         }
-        total = (hp.cost_natom * out["natom"] + hp.cost_lattice * out["lattice"]
-                 + hp.cost_composition * out["composition"] + hp.cost_coord * out["coord"]
-                 + hp.cost_type * out["type"] + hp.beta * out["kld"])
+        total = (cfg.cost_natom * out["natom"] + cfg.cost_lattice * out["lattice"]
+                 + cfg.cost_composition * out["composition"] + cfg.cost_coord * out["coord"]
+                 + cfg.cost_type * out["type"] + cfg.beta * out["kld"])
         if self.fc_property is not None:
             if b.y is None:
                 raise ValueError("predict_property is on but the batch has no y")
             out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
-            total = total + hp.cost_property * out["property"]
+            total = total + cfg.cost_property * out["property"]
         out["loss"] = total
         return out
 
@@ -708,7 +488,7 @@ class CDVAE(nn.Module):
     @torch.no_grad()
     def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
         """Fit the decoder's GemNet scale factors on one representative noisy batch (call once
-        before training; see :meth:`benchmark.models.gemnet.GemNetTDecoder.fit_scale_factors`).
+        before training; see :meth:`benchmark.nn.gemnet.GemNetTDecoder.fit_scale_factors`).
 
         The input is built as in training with teacher forcing, decoding ``mu``.
         """
@@ -716,8 +496,8 @@ class CDVAE(nn.Module):
         agg = self.predict_aggregates(mu, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
-        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
-                                 self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
+                                 self.config.decoder_max_neighbors)
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
                                               graph.images, self.node_features(noisy["frac"]))
 
@@ -761,7 +541,7 @@ class CDVAE(nn.Module):
 
         probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
         atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,) A_0
-        frac = _rand((total, 3), generator, z)  # (N, 3) X_0 uniform in the cell
+        frac = rand((total, 3), generator, z)  # (N, 3) X_0 uniform in the cell
 
         sigmas = self.sigmas.tolist()
         sigma_last = sigmas[-1]
@@ -773,7 +553,7 @@ class CDVAE(nn.Module):
             for _ in range(n_step_each):
                 pred, type_logits = self.decode(z, frac, atom_types, lattice, n_atoms, batch)  # (N, 3), (N, A)
                 score = pred / sigma  # s_X(M~ | z; sigma_j)
-                noise = _randn((total, 3), generator, frac)  # (N, 3)
+                noise = randn((total, 3), generator, frac)  # (N, 3)
                 cart = frac_to_cart(frac, lattice, n_atoms) + alpha * score + math.sqrt(2.0 * alpha) * noise
                 frac = wrap_frac(cart_to_frac(cart, lattice, n_atoms))  # back to the cell
                 atom_types = type_logits.argmax(dim=-1) + 1  # (N,)
@@ -794,7 +574,7 @@ class CDVAE(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None, n_step_each: int = 100,
                step_lr: float = 1e-4) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`langevin` (section 5.2)."""
-        z = _randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
         return self.langevin(z, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
 
     @torch.no_grad()
@@ -819,7 +599,7 @@ class CDVAE(nn.Module):
             (B, latent_dim) and ``property`` (B,), the predicted (standardised) F(z).
         """
         if self.fc_property is None:
-            raise RuntimeError("optimize needs a model built with predict_property=True")
+            raise RuntimeError("optimize needs the property head: a config with a property (predict_property is False)")
         if n_decode < 1 or steps < 0:
             raise ValueError("need n_decode >= 1 and steps >= 0")
         with torch.no_grad():
@@ -860,5 +640,5 @@ def parameter_counts(model: CDVAE) -> dict[str, int]:
 
 
 if __name__ == "__main__":  # parameter counts at the published size
-    for name, value in parameter_counts(CDVAE(CDVAEHParams(predict_property=True))).items():
+    for name, value in parameter_counts(CDVAE(CDVAEConfig(property="formation_energy_per_atom"))).items():
         print(f"{name:>20}: {value:,}")

@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from benchmark.metrics.oracles.dimenet import build_triplets
-from benchmark.models.gemnet import GemNetTDecoder, count_parameters, gemnet_triplets, symmetrize_edges
+from benchmark.nn.dimenet import build_triplets
+from benchmark.nn.gemnet import GemNetTDecoder, count_parameters, gemnet_triplets, symmetrize_edges
 
 @pytest.fixture(autouse=True)
 def _one_thread():

@@ -1,9 +1,9 @@
-"""The ``con_cdvae`` model plugin: the network of :mod:`benchmark.models.con_cdvae`, trained and run.
+"""The ``con_cdvae`` model plugin: the network of :mod:`benchmark.models.con_cdvae.network`, trained and run.
 
 Training is the paper's two steps (Ye et al., section 2.2):
 
 1. **Step one**, ``L_joint = L_CDVAE + alpha L_pre`` (alpha = 3), trained exactly like the ``cdvae``
-   plugin (:class:`benchmark.models.cdvae_model.CDVAEModel`: Adam 1e-3 with reduce-on-plateau,
+   plugin (:class:`benchmark.models.cdvae.plugin.CDVAEModel`: Adam 1e-3 with reduce-on-plateau,
    teacher forcing of the lattice, CrystalNN encoder graphs, lattice standardisation); each batch
    carries the crystals' condition values.
 2. **Step two**: the encoder is frozen; its means mu of the training crystals are computed once and
@@ -13,7 +13,7 @@ Training is the paper's two steps (Ye et al., section 2.2):
 
 Conditions (``conditions``): the properties the model is conditioned on, as spec strings
 (``"band_gap:continuous:-0.5:9.0:20"``, ``"BG_type:discrete:2"``; see
-:class:`benchmark.models.con_cdvae.ConditionSpec`) or bare column names, completed from the
+:class:`benchmark.models.con_cdvae.network.ConditionSpec`) or bare column names, completed from the
 training data: integer columns with few values become discrete (``BG_type``, ``FM_type``,
 ``CS_type`` and ``spacegroup.number`` have their fixed class counts), others continuous on the
 training range widened by 5 % on each side, with Gaussians every 0.5 units (at least 5; the
@@ -36,69 +36,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from benchmark.crystal import Crystal
-from benchmark.models.base import CONDITIONAL_SAMPLE, RECONSTRUCT, SAMPLE, Model, ModelConfig, SampleBatch
-from benchmark.models.cdvae_model import CDVAEConfig, CDVAEModel, collate, to_crystals
+from benchmark.models.base import CONDITIONAL_SAMPLE, RECONSTRUCT, SAMPLE, Model, SampleBatch
+from benchmark.models.cdvae.plugin import CDVAEModel, GraphDataset, collate, empty_crystal, to_crystals
+from benchmark.models.con_cdvae.config import ConCDVAEConfig
 
 #: classes of the discrete columns of the MP-20 CSVs (BG_type: zero / non-zero band gap; FM_type:
 #: formation energy above / below -0.9 eV/atom; CS_type: crystal system 0..6; space-group numbers
 #: 1..230 as class indices, 231 classes as the released code)
 KNOWN_CLASSES: dict[str, int] = {"BG_type": 2, "FM_type": 2, "CS_type": 7, "spacegroup.number": 231}
-
-
-@dataclass(frozen=True)
-class ConCDVAEConfig(CDVAEConfig):
-    """Hyper-parameters of ``con_cdvae`` (defaults: the released MP-20 model): CDVAE's plus the
-    conditioning (see :class:`benchmark.models.con_cdvae.ConCDVAEHParams` for the network fields
-    passed through by name), the Prior's training and the generation strategy."""
-
-    property: str | None = None  # Con-CDVAE has no CDVAE property head
-    decoder_cutoff: float = 9.0
-    conditions: tuple[str, ...] = ("formation_energy_per_atom",)
-    alpha: float = 3.0
-    cond_feature_dim: int = 64
-    cond_layers: int = 3
-    cond_class_emb_dim: int = 64
-    prop_dim: int = 128
-    prop_layers: int = 2
-    predictor_hidden_dim: int = 256
-    predictor_layers: int = 2
-    decoder_time_dim: int = 64
-    decoder_detach_z: bool = False
-    full_prior: bool = True
-    prior_timesteps: int = 300
-    prior_beta_start: float = 1e-3
-    prior_beta_end: float = 0.02
-    prior_time_dim: int = 64
-    prior_epochs: int = 300
-    prior_lr: float = 1e-3
-    prior_batch_size: int = 256
-    # generation
-    strategy: Literal["default", "full", "less"] = "default"
-    n_candidates: int | None = 20000
-    keep: int | None = 200
-    less_tolerance: float = 0.1
-
-    # one trained model serves every strategy and filter ratio (the paper's D/F/L rows)
-    sampling_fields: ClassVar[frozenset[str]] = CDVAEConfig.sampling_fields | {"strategy", "n_candidates", "keep", "less_tolerance"}
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "smoke": {
-            **CDVAEConfig.presets["smoke"],
-            "cond_feature_dim": 16, "cond_class_emb_dim": 16, "prop_dim": 32, "predictor_hidden_dim": 64,
-            "decoder_time_dim": 16, "prior_time_dim": 16, "prior_epochs": 100, "prior_batch_size": 64,
-            "n_candidates": 2000, "keep": 200,
-        },
-    }
-    dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        p: {d: {**v, "property": None} for d, v in per.items()} for p, per in CDVAEConfig.dataset_presets.items()
-    }
 
 
 def resolve_condition_specs(names: Sequence[str], crystals: Sequence[Crystal], spacing: float = 0.5) -> tuple[str, ...]:
@@ -108,7 +59,7 @@ def resolve_condition_specs(names: Sequence[str], crystals: Sequence[Crystal], s
     Raises:
         ValueError: a column is missing from every crystal or has no finite value.
     """
-    from benchmark.models.con_cdvae import ConditionSpec, continuous, discrete
+    from benchmark.models.con_cdvae.network import ConditionSpec, continuous, discrete
 
     out = []
     for name in names:
@@ -156,26 +107,23 @@ class ConCDVAEModel(CDVAEModel):
         self._full_prior = False  # decided in fit() from the training columns
 
     @classmethod
-    def network_classes(cls) -> tuple[type, type]:
-        from benchmark.models.con_cdvae import ConCDVAE, ConCDVAEHParams
+    def network_class(cls) -> type:
+        from benchmark.models.con_cdvae.network import ConCDVAE
 
-        return ConCDVAE, ConCDVAEHParams
+        return ConCDVAE
 
     # ------------------------------------------------------------------ conditions
-    def _specs(self) -> list[Any]:
-        return self.net.hp.condition_specs
-
     def _all_specs(self) -> list[Any]:
         """The model's and the full prior's conditions (the columns of the conditions table)."""
-        specs = list(self.net.hp.condition_specs)
+        specs = list(self.net.condition_specs)
         names = {s.name for s in specs}
-        return specs + [s for s in self.net.hp.full_condition_specs if s.name not in names]
+        return specs + [s for s in self.net.full_condition_specs if s.name not in names]
 
     def collate(self, items: Sequence[dict[str, Any]]) -> Any:
-        from benchmark.models.con_cdvae import condition_columns
+        from benchmark.models.con_cdvae.network import condition_columns
 
         specs = self._all_specs() if self.net is not None else []
-        cols = condition_columns([it["crystal"] for it in items], specs, self.net.hp.max_atomic_num) if specs else None
+        cols = condition_columns([it["crystal"] for it in items], specs, self.net.config.max_atomic_num) if specs else None
         return collate(items, conditions=cols)
 
     def _usable(self, crystals: Sequence[Crystal], names: Sequence[str]) -> list[Crystal]:
@@ -183,17 +131,16 @@ class ConCDVAEModel(CDVAEModel):
         return [c for c in crystals if all(n in ("num_atoms", "formula") or np.isfinite(_number(c.properties.get(n))) for n in names)]
 
     # ------------------------------------------------------------------ training
-    def _build(self, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
-        from benchmark.models.cdvae_model import hparams_from_config
-        from benchmark.models.con_cdvae import FULL_CONDITIONS, ConCDVAE, ConCDVAEHParams
+    def network_statistics(self, train: Sequence[Crystal]) -> dict[str, Any]:
+        """CDVAE's lattice standardisation plus the resolved conditions (``fit`` stores them in the
+        config first) and those of the full prior (empty when the data cannot train it)."""
+        from benchmark.models.con_cdvae.network import FULL_CONDITIONS
 
-        hp = hparams_from_config(self.config, lattice_mean, lattice_std, ConCDVAEHParams)
-        full = FULL_CONDITIONS if self._full_prior else ()
-        self.net = ConCDVAE(dataclasses.replace(hp, prior_full_conditions=full))
-        return self.net
+        return {**super().network_statistics(train), "conditions": tuple(self.config.conditions),
+                "full_conditions": FULL_CONDITIONS if self._full_prior else ()}
 
     def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-        from benchmark.models.con_cdvae import FULL_CONDITIONS, ConditionSpec
+        from benchmark.models.con_cdvae.network import FULL_CONDITIONS, ConditionSpec
 
         cfg = self.config
         train = [c for c in train if 0 < c.num_atoms <= cfg.max_atoms]
@@ -220,15 +167,14 @@ class ConCDVAEModel(CDVAEModel):
         import torch
         from tqdm.auto import tqdm
 
-        from benchmark.models.cdvae_model import GraphDataset
-        from benchmark.models.con_cdvae import condition_columns
+        from benchmark.models.con_cdvae.network import condition_columns
         from benchmark.settings import env_flag
 
         cfg = self.config
         net = self.net.to(device).eval()
         ds = GraphDataset(train, None, (0.0, 1.0), progress=False)
         items = ds.items
-        self.condition_table = condition_columns([it["crystal"] for it in items], self._all_specs(), net.hp.max_atomic_num)
+        self.condition_table = condition_columns([it["crystal"] for it in items], self._all_specs(), net.config.max_atomic_num)
         mus = []
         with torch.no_grad():
             for k in range(0, len(items), cfg.batch_size):
@@ -264,35 +210,27 @@ class ConCDVAEModel(CDVAEModel):
         return out
 
     # ------------------------------------------------------------------ checkpoints
-    def save(self, path: Path) -> None:
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """The training crystals' conditions (what ``less`` completes missing conditions from)."""
         import torch
 
-        super().save(path)
-        data = torch.load(path, weights_only=True, map_location="cpu")
-        data["condition_table"] = {k: torch.as_tensor(v) for k, v in self.condition_table.items()}
-        torch.save(data, path)
+        return {"condition_table": {k: torch.as_tensor(v) for k, v in self.condition_table.items()}}
 
-    @classmethod
-    def load(cls, path: Path, config: ModelConfig | None = None) -> "ConCDVAEModel":
-        import torch
-
-        model = super().load(path, config)
-        data = torch.load(path, weights_only=True, map_location="cpu")
-        model.condition_table = {k: v.numpy() for k, v in data.get("condition_table", {}).items()}
-        return model  # type: ignore[return-value]
+    def restore_extras(self, data: dict[str, Any]) -> None:
+        self.condition_table = {k: v.numpy() for k, v in data.get("condition_table", {}).items()}
 
     # ------------------------------------------------------------------ capabilities
     def conditional_sample(self, n: int, conditions: Mapping[str, Any], *, seed: int, device: str = "cpu",
                            strategy: str | None = None) -> SampleBatch:
         """``n`` crystals for the target ``conditions`` (name -> value; class labels as indices)."""
-        net = self._ready(device)
+        net = self.trained_network(device)
         cfg = self.config
         known = {s.name for s in self._all_specs()}
         unknown = sorted(set(conditions) - known)
         if unknown:
             raise ValueError(f"con_cdvae was not trained on the conditions {unknown}; it knows {sorted(known)}")
         n_candidates, keep = (cfg.n_candidates, cfg.keep) if cfg.n_candidates and cfg.keep else (None, None)
-        out = net.conditional_sample(n, dict(conditions), strategy=strategy or cfg.strategy, generator=self._generator(seed, device),
+        out = net.conditional_sample(n, dict(conditions), strategy=strategy or cfg.strategy, generator=self.make_generator(seed, device),
                                      n_candidates=n_candidates, keep=keep, n_step_each=cfg.n_step_each, step_lr=cfg.step_lr,
                                      condition_table=self.condition_table or None, tolerance=cfg.less_tolerance)
         return SampleBatch(to_crystals(out), out.get("model_evaluations"))
@@ -310,9 +248,7 @@ class ConCDVAEModel(CDVAEModel):
         ok = {id(c) for c in self._usable(crystals, names)}
         usable = [c for c in crystals if id(c) in ok]
         decoded = iter(super().reconstruct(usable, seed=seed, device=device)) if usable else iter(())
-        from benchmark.models.cdvae_model import _empty_crystal
-
-        return [next(decoded) if id(c) in ok else _empty_crystal(c) for c in crystals]
+        return [next(decoded) if id(c) in ok else empty_crystal(c) for c in crystals]
 
 
 __all__ = ["ConCDVAEConfig", "ConCDVAEModel", "KNOWN_CLASSES", "resolve_condition_specs"]

@@ -8,7 +8,7 @@ After step one the encoder is frozen and the Prior learns ``p(z | c)`` with z th
 of the training crystals ("we use the result of *Encoder* as label"; the released code uses the
 encoder *mean* mu, not a reparameterised sample) and c the property embedding ``C_prop`` of the
 Prior's own condition embedding ``Prior_Emb`` (section 2.2.2; any module mapping a condition dict
-to (B, cond_dim), in Con-CDVAE a :class:`benchmark.models.con_cdvae.PropEmb`). The Prior is a
+to (B, cond_dim), in Con-CDVAE a :class:`benchmark.models.con_cdvae.network.PropEmb`). The Prior is a
 DDPM (section 2.1, Eq. 3):
 
 * Forward process: ``z^t = sqrt(alpha_bar_t) z + sqrt(1 - alpha_bar_t) eps_z``, ``eps_z ~ N(0, I)``,
@@ -21,7 +21,7 @@ DDPM (section 2.1, Eq. 3):
   ``z^{t-1} = (z^t - beta_t / sqrt(1 - alpha_bar_t) eps_hat) / sqrt(1 - beta_t) + sigma_t eps``,
   ``sigma_t^2 = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)`` (the posterior variance, as the
   released code), no noise in the last step; the step itself is
-  :func:`benchmark.models.dp_cdvae.ddpm_reverse_step` (its ``"eq6"`` form). Fewer steps than T
+  :func:`benchmark.nn.diffusion.ddpm_reverse_step` (its ``"eq6"`` form). Fewer steps than T
   (``num_steps``) visit evenly spaced time steps with the effective ``alpha = alpha_bar_t /
   alpha_bar_t'`` (respacing, Nichol & Dhariwal 2021); with all T steps it is plain DDPM.
 
@@ -35,15 +35,15 @@ input of *every* layer; the residual adds each down layer's output to the input 
 the same width, and the original z^t to the last up layer's output, before a final linear layer
 ``Linear([h, c, temb]) -> latent``.
 
-Time embedding: the sinusoidal embedding of t (:func:`benchmark.models.dp_cdvae.timestep_embedding`)
+Time embedding: the sinusoidal embedding of t (:func:`benchmark.nn.diffusion.timestep_embedding`)
 followed by ``Linear(time_dim, time_dim) + ReLU`` (released code; its sinusoid uses
 ``10000^(-k / (half - 1))`` frequencies, here ``10000^(-k / half)``, an immaterial difference).
 
 Defaults (:class:`LatentPrior` arguments; the paper gives none of these numbers): linear beta
-schedule 1e-3 -> 0.02 over T = 300 steps, time embedding 64, three halving levels
+schedule (:class:`benchmark.nn.schedules.LinearBetaSchedule`) 1e-3 -> 0.02 over T = 300 steps, time embedding 64, three halving levels
 (released ``conf/prior/default.yaml``: ``ddpm_noise_start 0.001, ddpm_noise_end 0.02,
 ddpm_n_noise 300, time_emb_dim 64, n_UNet_layers 3``). ``schedule="sigmoid"`` instead uses
-DP-CDVAE's :func:`~benchmark.models.dp_cdvae.sigmoid_beta_schedule` (not Con-CDVAE's).
+DP-CDVAE's :class:`~benchmark.nn.schedules.SigmoidBetaSchedule` (not Con-CDVAE's).
 
 Random numbers (t, noise, z^T, step noise) take an explicit ``torch.Generator``.
 """
@@ -56,29 +56,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.cdvae import _randint, _randn
-from benchmark.models.dp_cdvae import ddpm_reverse_step, sigmoid_beta_schedule, timestep_embedding
+from benchmark.nn.diffusion import ddpm_reverse_step, timestep_embedding
+from benchmark.nn.rng import randint, randn
+from benchmark.nn.schedules import BetaSchedule, LinearBetaSchedule, SigmoidBetaSchedule
 
-__all__ = ["LatentPrior", "ResidualMLPDenoiser", "linear_beta_schedule", "respaced_timesteps"]
-
-
-def linear_beta_schedule(num_timesteps: int, beta_start: float = 1e-3, beta_end: float = 0.02) -> Tensor:
-    """(T,) float64 ``beta_t`` evenly spaced from ``beta_start`` (t = 1) to ``beta_end`` (t = T)
-    (DDPM's schedule; Con-CDVAE's released Prior uses 1e-3 -> 0.02, T = 300)."""
-    return torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
-
-
-def respaced_timesteps(total: int, num_steps: int | None = None) -> list[int]:
-    """Time steps of the reverse process, largest first: T..1, or ``num_steps`` evenly spaced ones
-    from T down to 1 (always ending at 1)."""
-    if num_steps is None or num_steps >= total:
-        return list(range(total, 0, -1))
-    if num_steps < 1:
-        raise ValueError("num_steps must be at least 1")
-    if num_steps == 1:
-        return [total]
-    steps = torch.linspace(total, 1, num_steps, dtype=torch.float64).round().long().tolist()
-    return sorted(set(steps), reverse=True)
+__all__ = ["LatentPrior", "ResidualMLPDenoiser"]
 
 
 class ResidualMLPDenoiser(nn.Module):
@@ -129,7 +111,7 @@ class LatentPrior(nn.Module):
         latent_dim: size of z.
         embedding: ``Prior_Emb``, a module mapping a condition dict (name -> (B,) or (B, k)
             tensor) to (B, cond_dim) ``C_prop`` (in Con-CDVAE a
-            :class:`benchmark.models.con_cdvae.PropEmb`; it is trained with the Prior).
+            :class:`benchmark.models.con_cdvae.network.PropEmb`; it is trained with the Prior).
         cond_dim: output size of ``embedding``.
         num_timesteps: T (released: 300).
         beta_start, beta_end: schedule ends (released: 1e-3, 0.02).
@@ -155,14 +137,15 @@ class LatentPrior(nn.Module):
         self.embedding = embedding
         self.time_mlp = nn.Sequential(nn.Linear(time_dim, time_dim), nn.ReLU())
         self.denoiser = ResidualMLPDenoiser(latent_dim, cond_dim, time_dim, widths)
+        self.schedule: BetaSchedule
         if schedule == "linear":
-            betas = linear_beta_schedule(num_timesteps, beta_start, beta_end)
+            self.schedule = LinearBetaSchedule(num_timesteps, beta_start, beta_end)
         elif schedule == "sigmoid":
-            betas = sigmoid_beta_schedule(num_timesteps, beta_start, beta_end)
+            self.schedule = SigmoidBetaSchedule(num_timesteps, beta_start, beta_end)
         else:
             raise ValueError(f"schedule must be 'linear' or 'sigmoid', got {schedule!r}")
         # derived from the arguments, so not part of the state dict; index t - 1 for t = 1..T
-        self.register_buffer("alpha_bars", torch.cumprod(1.0 - betas, dim=0).float(), persistent=False)
+        self.register_buffer("alpha_bars", self.schedule.alphas_cumprod().float(), persistent=False)
 
     # ------------------------------------------------------------------------------ network
 
@@ -197,8 +180,8 @@ class LatentPrior(nn.Module):
         """
         z0 = z0.detach()
         b = z0.shape[0]
-        t = _randint(self.num_timesteps, (b,), generator, z0) + 1  # (B,) in 1..T
-        eps = _randn(tuple(z0.shape), generator, z0)  # (B, latent)
+        t = randint(self.num_timesteps, (b,), generator, z0) + 1  # (B,) in 1..T
+        eps = randn(tuple(z0.shape), generator, z0)  # (B, latent)
         ab = self.alpha_bars[t - 1].to(z0.dtype).unsqueeze(-1)  # (B, 1)
         z_t = ab.sqrt() * z0 + (1 - ab).sqrt() * eps  # forward process (Eq. 3)
         return F.mse_loss(self.predict_noise(z_t, self.embed(conditions), t), eps)
@@ -219,15 +202,15 @@ class LatentPrior(nn.Module):
             (B, latent) z^0.
         """
         b = cond.shape[0]
-        z = _randn((b, self.latent_dim), generator, cond)  # (B, latent) z^T ~ N(0, I)
+        z = randn((b, self.latent_dim), generator, cond)  # (B, latent) z^T ~ N(0, I)
         one = torch.ones((), dtype=z.dtype, device=z.device)
-        steps = respaced_timesteps(self.num_timesteps, num_steps)
+        steps = self.schedule.respaced_timesteps(num_steps)
         for k, t in enumerate(steps):
             t_prev = steps[k + 1] if k + 1 < len(steps) else 0
             ab_t = self.alpha_bars[t - 1].to(z.dtype)
             ab_prev = self.alpha_bars[t_prev - 1].to(z.dtype) if t_prev > 0 else one  # alpha_bar_0 = 1
             eps = self.predict_noise(z, cond, torch.full((b,), t, dtype=torch.long, device=z.device))
-            noise = _randn(tuple(z.shape), generator, z)  # multiplied by sigma_t = 0 in the last step
+            noise = randn(tuple(z.shape), generator, z)  # multiplied by sigma_t = 0 in the last step
             z = ddpm_reverse_step(z, eps, ab_t, ab_prev, noise, "eq6")
         return z
 

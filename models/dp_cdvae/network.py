@@ -5,7 +5,7 @@ Pakornchote, Choomphon-anomakhun, Arrerut, Atthapak, Khamkaeo, Chotibut, Bovornr
 modeling" (arXiv:2308.02165). Equation numbers below are that paper's
 (main text Eqs. 1-11, supplement Eq. S1, Fig. S1, section S3).
 
-DP-CDVAE keeps CDVAE's VAE half unchanged (:class:`benchmark.models.cdvae.CDVAE`: periodic
+DP-CDVAE keeps CDVAE's VAE half unchanged (:class:`benchmark.models.cdvae.network.CDVAE`: periodic
 DimeNet++ encoder, the heads for the number of atoms ``N_z``, the lattice ``L_z`` and the
 composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDPM on the
 *fractional* coordinates:
@@ -22,7 +22,8 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
 
   With the defaults (T = 1000, 1e-10 -> 0.01, -10 -> 6) ``alpha_bar_T = 0.023``
   (``sqrt(alpha_bar_T) = 0.15``): at t = T the coordinates are mostly noise, and, once wrapped
-  into the cell (Eq. 3), indistinguishable from uniform. :func:`sigmoid_beta_schedule`.
+  into the cell (Eq. 3), indistinguishable from uniform.
+  :class:`benchmark.nn.schedules.SigmoidBetaSchedule`.
 * **Forward process** (Eqs. 1-3): ``r_t = sqrt(alpha_bar_t) r_0 + sqrt(1 - alpha_bar_t) eps``
   on the fractional coordinates r_0 in [0, 1)^3 (eps ~ N(0, I), (N, 3)), then
   ``r_f_t = pi(r_t) = r_t - floor(r_t)``. One t per crystal, uniform in {1..T} (section IV C).
@@ -37,7 +38,7 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   classes the literal softmax keeps the true type with probability only ~e/(e + 99) even at
   sigma' = 0.01, which is why "mix" is the default.
 * **Diffusion network** ``D_theta(L r_f_t, f_t)`` (section IV C): the GemNet-T of
-  :class:`benchmark.models.gemnet.GemNetTDecoder` on the periodic graph of the Cartesian
+  :class:`benchmark.nn.gemnet.GemNetTDecoder` on the periodic graph of the Cartesian
   positions ``r_c_t = r_f_t L`` (the true lattice with teacher forcing, else the predicted, detached
   ``L_z``; at sampling time ``L_z``), with node features ``f_t = (Z_t, F_t, z, t)``: the element
   embedding of Z_t and z enter as in CDVAE, and ``extra_node_dim = 6 (n_max - n_min + 1) +
@@ -49,7 +50,7 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   - ``eps_theta`` (N, 3): the fractional noise of Eq. 2. GemNet's direct-force output ``v``
     (N, 3) is a Cartesian vector that rotates with the crystal; it is turned into a fractional
     vector by the inverse lattice, ``eps_theta = v L^-1`` (row vectors, as
-    :func:`benchmark.models.periodic.cart_to_frac`): the components of v along the cell vectors.
+    :func:`benchmark.nn.periodic.cart_to_frac`): the components of v along the cell vectors.
     Rotating the crystal (``L -> L R^T``) rotates v (``v -> v R^T``) and leaves ``eps_theta``
     unchanged, as the fractional noise it predicts is unchanged. The network thus has to produce
     a Cartesian vector of size ~|L| for unit fractional noise; its output layers are linear so the
@@ -71,7 +72,7 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   eps_theta) / sqrt(alpha_bar_t) + sigma_t eps'``, wrapped again before the next step; both with
   ``sigma_t^2 = (1 - alpha_bar_{t-1}) (1 - alpha_t) / (1 - alpha_bar_t)`` (Eq. 5) and
   ``alpha_bar_0 = 1`` (so the last step adds no noise). The returned coordinates are
-  ``pi(r_0)``. :func:`ddpm_reverse_step`.
+  ``pi(r_0)``. :func:`benchmark.nn.diffusion.ddpm_reverse_step`.
 * **Generation / reconstruction** (section IV C): z ~ N(0, I) (generation) or the encoder mean
   ``mu`` (reconstruction, as CDVAE's evaluation; the paper's Eq. 8 sample is not used so that
   reconstruction is deterministic up to the diffusion noise); N, lattice and composition are
@@ -107,26 +108,20 @@ Random numbers take the explicit ``generator`` everywhere (same seed, same cryst
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
-from benchmark.metrics.oracles.dimenet import GraphBatch
-from benchmark.models.cdvae import (
-    CDVAE,
-    CDVAEHParams,
-    CrystalBatch,
-    _mlp,
-    _multinomial,
-    _randint,
-    _randn,
-    geometric_sigmas,
-    sanitize_lattice,
-)
-from benchmark.models.gemnet import GemNetTDecoder
-from benchmark.models.periodic import (
+from torch import Tensor, nn
+from torch_geometric.nn import GINEConv, global_mean_pool
+
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sanitize_lattice
+from benchmark.models.dp_cdvae.config import DPCDVAEConfig
+from benchmark.nn.batch import CrystalBatch
+from benchmark.nn.diffusion import ddpm_reverse_step, timestep_embedding
+from benchmark.nn.dimenet import GraphBatch
+from benchmark.nn.layers import mlp
+from benchmark.nn.periodic import (
     cart_to_frac,
     fourier_features,
     frac_to_cart,
@@ -134,143 +129,10 @@ from benchmark.models.periodic import (
     radius_graph_pbc,
     wrap_frac,
 )
-from torch import Tensor, nn
-from torch_geometric.nn import GINEConv, global_mean_pool
+from benchmark.nn.rng import multinomial, randint, randn
+from benchmark.nn.schedules import GeometricSigmas, SigmoidBetaSchedule
 
-__all__ = [
-    "DPCDVAE",
-    "DPCDVAEHParams",
-    "GINEEncoder",
-    "ddpm_reverse_step",
-    "fourier_features",
-    "posterior_mean",
-    "sigmoid_beta_schedule",
-    "timestep_embedding",
-]
-
-
-# ----------------------------------------------------------------------------- hyper-parameters
-
-
-@dataclass(frozen=True)
-class DPCDVAEHParams(CDVAEHParams):
-    """Every hyper-parameter of :class:`DPCDVAE`: CDVAE's (:class:`CDVAEHParams`; its Langevin
-    fields ``sigma_begin``, ``sigma_end`` and ``num_noise_level`` are unused) plus:
-
-    Diffusion (section IV A): ``num_timesteps`` T, the sigmoid beta schedule ``beta_start`` ->
-    ``beta_end`` over sigmoid arguments ``sigmoid_start`` -> ``sigmoid_end`` (released config),
-    ``reverse_step`` (Eq. 6 or 7). Type noise (Eq. 9): ``type_noise`` and the inherited
-    ``type_sigma_end`` (sigma'_1 = 0.01) -> ``type_sigma_begin`` (sigma'_T = 5).
-
-    Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` (S3: 3..8;
-    ``decoder_fourier`` is on by default here, off only for an ablation) and the time embedding
-    size ``time_dim``.
-
-    Encoder variants (Fig. S1): ``encoder_num_atoms``, ``encoder_gine`` and the GINE sizes.
-
-    Loss weights: ``cost_coord`` (L_simple, 1 in Eq. S1), ``cost_type`` (lambda of Eq. 11) and
-    CDVAE's ``cost_natom``, ``cost_lattice``, ``cost_composition``, ``beta`` (lambda_1..4 of S1;
-    the paper gives no values, CDVAE's defaults are kept).
-    """
-
-    cost_coord: float = 1.0
-    num_timesteps: int = 1000
-    beta_start: float = 1e-10
-    beta_end: float = 0.01
-    sigmoid_start: float = -10.0
-    sigmoid_end: float = 6.0
-    reverse_step: Literal["eq6", "eq7"] = "eq7"
-    type_noise: Literal["mix", "softmax"] = "mix"
-    decoder_fourier: bool = True
-    time_dim: int = 128
-    encoder_num_atoms: bool = False
-    encoder_gine: bool = False
-    gine_hidden_dim: int = 128
-    gine_num_layers: int = 3
-    gine_num_rbf: int = 16
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_timesteps < 1:
-            raise ValueError("num_timesteps must be at least 1")
-        if not 0 < self.beta_start <= self.beta_end < 1:
-            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
-        if self.reverse_step not in ("eq6", "eq7"):
-            raise ValueError(f"reverse_step must be 'eq6' or 'eq7', got {self.reverse_step!r}")
-        if self.type_noise not in ("mix", "softmax"):
-            raise ValueError(f"type_noise must be 'mix' or 'softmax', got {self.type_noise!r}")
-        if self.time_dim < 0 or self.time_dim % 2:
-            raise ValueError("time_dim must be even and non-negative")
-        if self.gine_num_layers < 1:
-            raise ValueError("gine_num_layers must be at least 1")
-
-
-# ------------------------------------------------------------------------------------- helpers
-
-
-def sigmoid_beta_schedule(num_timesteps: int, beta_start: float = 1e-10, beta_end: float = 0.01,
-                          sigmoid_start: float = -10.0, sigmoid_end: float = 6.0) -> Tensor:
-    """(T,) float64 ``beta_t = beta_start + (beta_end - beta_start) sigmoid(x_t)``, x_t evenly
-    spaced from ``sigmoid_start`` (t = 1) to ``sigmoid_end`` (t = T); increasing in t."""
-    x = torch.linspace(sigmoid_start, sigmoid_end, num_timesteps, dtype=torch.float64)  # (T,)
-    return beta_start + (beta_end - beta_start) * torch.sigmoid(x)
-
-
-def timestep_embedding(t: Tensor, dim: int) -> Tensor:
-    """Sinusoidal embedding of integer time steps (Vaswani et al.; DDPM's time input).
-
-    Args:
-        t: (N,) time steps.
-        dim: even embedding size.
-
-    Returns:
-        (N, dim) ``[sin(t w_k), cos(t w_k)]``, ``w_k = 10000^(-k / (dim / 2))``, k < dim / 2.
-    """
-    half = dim // 2
-    w = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half, 1))
-    arg = t.float().unsqueeze(-1) * w  # (N, half)
-    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
-
-
-def posterior_mean(r0: Tensor, r_t: Tensor, alpha_bar_t: Tensor | float, alpha_bar_prev: Tensor | float) -> Tensor:
-    """Mean of the forward posterior ``q(r_{t-1} | r_t, r_0)`` (DDPM Eq. 7):
-    ``sqrt(ab_{t-1}) beta_t / (1 - ab_t) r_0 + sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t) r_t``
-    with ``alpha_t = ab_t / ab_{t-1}``, ``beta_t = 1 - alpha_t``."""
-    ab_t = torch.as_tensor(alpha_bar_t, dtype=r_t.dtype)
-    ab_p = torch.as_tensor(alpha_bar_prev, dtype=r_t.dtype)
-    alpha = ab_t / ab_p
-    return (ab_p.sqrt() * (1 - alpha) * r0 + alpha.sqrt() * (1 - ab_p) * r_t) / (1 - ab_t)
-
-
-def ddpm_reverse_step(r_t: Tensor, eps: Tensor, alpha_bar_t: Tensor | float, alpha_bar_prev: Tensor | float,
-                      noise: Tensor, kind: Literal["eq6", "eq7"]) -> Tensor:
-    """One reverse step, Eq. 6 or the modified Eq. 7 (unwrapped output; the caller wraps).
-
-    ``alpha_t = alpha_bar_t / alpha_bar_prev`` (the respaced step; the plain one for consecutive
-    t), ``sigma_t^2 = (1 - alpha_bar_prev) (1 - alpha_t) / (1 - alpha_bar_t)`` (Eq. 5).
-
-    Args:
-        r_t: (N, 3) current coordinates; Eq. 7 wraps them (``pi(r_t)``) itself.
-        eps: (N, 3) predicted noise ``eps_theta``.
-        alpha_bar_t, alpha_bar_prev: scalars or (N, 1).
-        noise: (N, 3) ``eps' ~ N(0, I)``.
-        kind: ``"eq6"`` or ``"eq7"``.
-
-    Returns:
-        (N, 3) ``r_{t-1}``.
-    """
-    ab_t = torch.as_tensor(alpha_bar_t, dtype=r_t.dtype, device=r_t.device)
-    ab_p = torch.as_tensor(alpha_bar_prev, dtype=r_t.dtype, device=r_t.device)
-    alpha = ab_t / ab_p
-    one_minus = (1 - ab_t).clamp_min(1e-12)  # 1 - alpha_bar_t, guarded for t -> 0
-    sigma = ((1 - ab_p) * (1 - alpha) / one_minus).clamp_min(0).sqrt()
-    if kind == "eq6":
-        mean = (r_t - (1 - alpha) / one_minus.sqrt() * eps) / alpha.sqrt()
-    elif kind == "eq7":
-        mean = (wrap_frac(r_t) - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
-    else:
-        raise ValueError(f"kind must be 'eq6' or 'eq7', got {kind!r}")
-    return mean + sigma * noise
+__all__ = ["DPCDVAE", "GINEEncoder"]
 
 
 class GINEEncoder(nn.Module):
@@ -320,43 +182,34 @@ class DPCDVAE(CDVAE):
     network, and the encoder variants of Fig. S1 (see the module docstring).
 
     Args:
-        hp: the hyper-parameters (:class:`DPCDVAEHParams`).
+        config: the hyper-parameters (:class:`~benchmark.models.dp_cdvae.config.DPCDVAEConfig`).
+        lattice_mean, lattice_std: the training split's lattice standardisation (as :class:`CDVAE`).
     """
 
-    hp: DPCDVAEHParams
+    config: DPCDVAEConfig
 
-    def __init__(self, hp: DPCDVAEHParams) -> None:
-        super().__init__(hp)
-        latent = hp.latent_dim
+    def __init__(self, config: DPCDVAEConfig, lattice_mean: Sequence[float] = (0.0,) * 6,
+                 lattice_std: Sequence[float] = (1.0,) * 6) -> None:
+        super().__init__(config, lattice_mean, lattice_std)
+        cfg = config
+        latent = cfg.latent_dim
         # the diffusion network: CDVAE's GemNet-T with the extra node features (F_t, t)
-        self.decoder = GemNetTDecoder(
-            hidden_dim=hp.decoder_hidden_dim, latent_dim=latent, max_atomic_num=hp.max_atomic_num,
-            cutoff=hp.decoder_cutoff, max_neighbors=hp.decoder_max_neighbors, num_blocks=hp.decoder_num_blocks,
-            emb_size_trip=hp.decoder_emb_size_trip, emb_size_rbf=hp.decoder_emb_size_rbf,
-            emb_size_cbf=hp.decoder_emb_size_cbf, emb_size_bil_trip=hp.decoder_emb_size_bil_trip,
-            num_spherical=hp.decoder_num_spherical, num_radial=hp.decoder_num_radial,
-            num_before_skip=hp.decoder_num_before_skip, num_after_skip=hp.decoder_num_after_skip,
-            num_concat=hp.decoder_num_concat, num_atom=hp.decoder_num_atom,
-            envelope_exponent=hp.decoder_envelope_exponent, radial_basis=hp.decoder_radial_basis,
-            type_head=hp.decoder_type_head, periodic_triplets=hp.decoder_periodic_triplets,
-            extra_node_dim=(hp.num_fourier if hp.decoder_fourier else 0) + hp.time_dim,
-        )
+        self.decoder = gemnet_decoder(cfg, latent, (cfg.num_fourier if cfg.decoder_fourier else 0) + cfg.time_dim)
         # encoder variants (Fig. S1)
-        self.na_encoder = (_mlp(hp.max_atoms + 1, hp.hidden_dim, hp.fc_num_layers, latent)
-                           if hp.encoder_num_atoms else None)
-        self.gine_encoder = (GINEEncoder(hp.max_atomic_num, hp.gine_hidden_dim, latent, hp.gine_num_layers,
-                                         hp.gine_num_rbf, hp.encoder_cutoff) if hp.encoder_gine else None)
-        branches = 1 + int(hp.encoder_num_atoms) + int(hp.encoder_gine)
+        self.na_encoder = (mlp(cfg.max_atoms + 1, cfg.hidden_dim, cfg.fc_num_layers, latent)
+                           if cfg.encoder_num_atoms else None)
+        self.gine_encoder = (GINEEncoder(cfg.max_atomic_num, cfg.gine_hidden_dim, latent, cfg.gine_num_layers,
+                                         cfg.gine_num_rbf, cfg.encoder_cutoff) if cfg.encoder_gine else None)
+        branches = 1 + int(cfg.encoder_num_atoms) + int(cfg.encoder_gine)
         self.fc_combine = (nn.Sequential(nn.Linear(branches * latent, latent), nn.ReLU())
                            if branches > 1 else None)
-        # the schedule (derived from hp, not in the state dict); index t - 1 for t = 1..T
-        betas = sigmoid_beta_schedule(hp.num_timesteps, hp.beta_start, hp.beta_end, hp.sigmoid_start,
-                                      hp.sigmoid_end)  # (T,)
-        alpha_bars = torch.cumprod(1.0 - betas, dim=0)  # (T,)
-        self.register_buffer("betas", betas.float(), persistent=False)
-        self.register_buffer("alpha_bars", alpha_bars.float(), persistent=False)
+        # the schedule (derived from the config, not in the state dict); index t - 1 for t = 1..T
+        self.schedule = SigmoidBetaSchedule(cfg.num_timesteps, cfg.beta_start, cfg.beta_end, cfg.sigmoid_start,
+                                            cfg.sigmoid_end)
+        self.register_buffer("betas", self.schedule.betas().float(), persistent=False)  # (T,)
+        self.register_buffer("alpha_bars", self.schedule.alphas_cumprod().float(), persistent=False)  # (T,)
         # sigma'_t, 0.01 at t = 1 to 5 at t = T (geometric)
-        type_sigmas_t = geometric_sigmas(hp.type_sigma_end, hp.type_sigma_begin, hp.num_timesteps)  # (T,)
+        type_sigmas_t = GeometricSigmas(cfg.type_sigma_end, cfg.type_sigma_begin, cfg.num_timesteps).sigmas()  # (T,)
         self.register_buffer("type_sigmas_t", type_sigmas_t, persistent=False)
 
     # ------------------------------------------------------------------------------ encoder
@@ -370,7 +223,7 @@ class DPCDVAE(CDVAE):
         graph = GraphBatch(b.atom_types, pos, b.edge_index, offsets, b.batch, b.num_graphs)
         feats = [self.encoder(graph)]  # (B, latent)
         if self.na_encoder is not None:
-            na = F.one_hot(b.num_atoms.clamp(0, self.hp.max_atoms), self.hp.max_atoms + 1).to(pos.dtype)  # (B, M+1)
+            na = F.one_hot(b.num_atoms.clamp(0, self.config.max_atoms), self.config.max_atoms + 1).to(pos.dtype)  # (B, M+1)
             feats.append(self.na_encoder(na))  # (B, latent)
         if self.gine_encoder is not None:
             src, dst = b.edge_index
@@ -393,10 +246,10 @@ class DPCDVAE(CDVAE):
     def node_features(self, frac_t: Tensor, t: Tensor) -> Tensor | None:  # type: ignore[override]
         """(N, num_fourier + time_dim) extra node inputs ``(F_t, emb(t))`` of the diffusion network
         (None when both are switched off)."""
-        hp = self.hp
-        parts = [fourier_features(frac_t, hp.fourier_n_min, hp.fourier_n_max)] if hp.decoder_fourier else []  # (N, 36)
-        if hp.time_dim > 0:
-            parts.append(timestep_embedding(t, hp.time_dim).to(frac_t.dtype))  # (N, time_dim)
+        cfg = self.config
+        parts = [fourier_features(frac_t, cfg.fourier_n_min, cfg.fourier_n_max)] if cfg.decoder_fourier else []  # (N, 36)
+        if cfg.time_dim > 0:
+            parts.append(timestep_embedding(t, cfg.time_dim).to(frac_t.dtype))  # (N, time_dim)
         return torch.cat(parts, dim=-1) if parts else None
 
     def decode_cartesian(self, z: Tensor, frac: Tensor, atom_types: Tensor, lattice: Tensor, num_atoms: Tensor,
@@ -407,7 +260,7 @@ class DPCDVAE(CDVAE):
             z: (B, latent); frac: (N, 3) wrapped ``r_f_t``; atom_types: (N,) ``Z_t``;
             lattice: (B, 3, 3) rows; num_atoms: (B,); batch: (N,); t: (N,) long in 1..T.
         """
-        graph = radius_graph_pbc(frac, lattice, num_atoms, self.hp.decoder_cutoff, self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors)
         feats = self.node_features(frac, t)
         return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images, feats)
 
@@ -426,19 +279,19 @@ class DPCDVAE(CDVAE):
             dict with ``t`` (N,) long, ``eps`` (N, 3), ``frac`` (N, 3) wrapped ``r_f_t``,
             ``atom_types`` (N,) ``Z_t`` and ``type_sigma`` (N,).
         """
-        hp = self.hp
+        cfg = self.config
         n = b.frac_coords.shape[0]
-        t = (_randint(hp.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
-        eps = _randn((n, 3), generator, b.frac_coords)  # (N, 3)
+        t = (randint(cfg.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
+        eps = randn((n, 3), generator, b.frac_coords)  # (N, 3)
         frac_t = wrap_frac(self.q_sample(b.frac_coords, t, eps))  # (N, 3) Eq. 3
         sig = self.type_sigmas_t[t - 1].to(b.frac_coords.dtype).unsqueeze(-1)  # (N, 1) sigma'_t
         p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A) A_z
-        one_hot = F.one_hot(b.atom_types - 1, hp.max_atomic_num).to(p_c.dtype)  # (N, A) A
-        if hp.type_noise == "softmax":
+        one_hot = F.one_hot(b.atom_types - 1, cfg.max_atomic_num).to(p_c.dtype)  # (N, A) A
+        if cfg.type_noise == "softmax":
             probs = torch.softmax(one_hot + sig * p_c, dim=-1)  # Eq. 9 literally
         else:
             probs = (one_hot + sig * p_c) / (1 + sig)
-        types_t = _multinomial(probs, 1, generator).squeeze(-1) + 1  # (N,)
+        types_t = multinomial(probs, 1, generator).squeeze(-1) + 1  # (N,)
         return {"t": t, "eps": eps, "frac": frac_t, "atom_types": types_t, "type_sigma": sig.squeeze(-1)}
 
     # ------------------------------------------------------------------------------ training
@@ -458,13 +311,13 @@ class DPCDVAE(CDVAE):
     @torch.no_grad()
     def fit_scale_factors(self, b: CrystalBatch, generator: torch.Generator | None = None) -> dict[str, float]:
         """Fit the GemNet scale factors on one noisy batch built as in training (teacher forcing,
-        decoding ``mu``); see :meth:`benchmark.models.gemnet.GemNetTDecoder.fit_scale_factors`."""
+        decoding ``mu``); see :meth:`benchmark.nn.gemnet.GemNetTDecoder.fit_scale_factors`."""
         mu, _ = self._encode_stats(b)
         agg = self.predict_aggregates(mu, b.num_atoms, b.lengths, b.angles, teacher_forcing=True)
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
-        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.hp.decoder_cutoff,
-                                 self.hp.decoder_max_neighbors)
+        graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
+                                 self.config.decoder_max_neighbors)
         feats = self.node_features(noisy["frac"], noisy["t"])
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
                                               graph.images, feats)
@@ -474,15 +327,7 @@ class DPCDVAE(CDVAE):
     def reverse_timesteps(self, num_steps: int | None = None) -> list[int]:
         """Time steps visited by the reverse process, largest first: all of T..1, or ``num_steps``
         evenly spaced ones from T down to 1 (respacing, see the module docstring)."""
-        total = self.hp.num_timesteps
-        if num_steps is None or num_steps >= total:
-            return list(range(total, 0, -1))
-        if num_steps < 1:
-            raise ValueError("num_steps must be at least 1")
-        if num_steps == 1:
-            return [total]
-        steps = torch.linspace(total, 1, num_steps, dtype=torch.float64).round().long().tolist()
-        return sorted(set(steps), reverse=True)
+        return self.schedule.respaced_timesteps(num_steps)
 
     @torch.no_grad()
     def reverse_diffusion(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
@@ -495,18 +340,18 @@ class DPCDVAE(CDVAE):
             z: (B, latent_dim).
             num_atoms: (B,) long to impose N; None predicts it (argmax, at least 1).
             lengths, angles: (B, 3) to impose the lattice; None predicts it (then
-                :func:`benchmark.models.cdvae.sanitize_lattice`).
+                :func:`benchmark.models.cdvae.network.sanitize_lattice`).
             num_steps: reverse steps; None (or >= T) runs all T, fewer respace the schedule.
             generator: random source (r_T and the step noise).
             composition_from: (B, max_atomic_num) composition whose argmax gives Z_T; None uses
                 ``softmax(MLP_AGG(z))``.
-            reverse_step: override ``hp.reverse_step``.
+            reverse_step: override ``config.reverse_step``.
 
         Returns:
             dict with ``frac_coords`` (N, 3) in [0, 1), ``atom_types`` (N,) long, ``num_atoms``
             (B,), ``lengths`` (B, 3), ``angles`` (B, 3) and ``model_evaluations`` (int, steps run).
         """
-        kind = reverse_step or self.hp.reverse_step
+        kind = reverse_step or self.config.reverse_step
         agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
         n_atoms = agg["num_atoms"].long()  # (B,)
         if lengths is None or angles is None:
@@ -520,7 +365,7 @@ class DPCDVAE(CDVAE):
 
         probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
         atom_types = (probs.argmax(dim=-1) + 1)[batch]  # (N,) Z_T: most probable element of A_z
-        r = _randn((total, 3), generator, z)  # (N, 3) r_T ~ N(0, I)
+        r = randn((total, 3), generator, z)  # (N, 3) r_T ~ N(0, I)
 
         steps = self.reverse_timesteps(num_steps)
         for k, t in enumerate(steps):
@@ -530,7 +375,7 @@ class DPCDVAE(CDVAE):
                                                                                             device=r.device)
             t_atoms = torch.full((total,), t, dtype=torch.long, device=z.device)  # (N,)
             eps, logits = self.decode(z, wrap_frac(r), atom_types, lattice, n_atoms, batch, t_atoms)
-            noise = _randn((total, 3), generator, r)  # (N, 3) eps'
+            noise = randn((total, 3), generator, r)  # (N, 3) eps'
             r = ddpm_reverse_step(r, eps, ab_t, ab_prev, noise, kind)  # (N, 3)
             atom_types = logits.argmax(dim=-1) + 1  # (N,)
         return {
@@ -547,19 +392,20 @@ class DPCDVAE(CDVAE):
         raise NotImplementedError("DP-CDVAE samples with reverse_diffusion (Eqs. 6/7), not annealed Langevin")
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None  # type: ignore[override]
-               ) -> dict[str, Tensor | int]:
+    def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None,  # type: ignore[override]
+               reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`reverse_diffusion`."""
-        z = _randn((n, self.hp.latent_dim), generator, self._device_dtype_like())  # (n, latent)
-        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator)
+        z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
 
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None,  # type: ignore[override]
-                    num_steps: int | None = None) -> dict[str, Tensor | int]:
+                    num_steps: int | None = None,
+                    reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
         """Reconstruct crystals from the encoder mean ``mu``; N, lattice and composition are
         predicted from ``mu``."""
         mu, _ = self._encode_stats(b)  # (B, latent)
-        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator)
+        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
 
     def optimize(self, *args, **kwargs):  # type: ignore[override]
         """Property optimisation is not part of DP-CDVAE."""

@@ -1,4 +1,4 @@
-"""Periodic graph utilities (benchmark.models.periodic) against pymatgen and brute force.
+"""Periodic graph utilities (benchmark.nn.periodic) against pymatgen and brute force.
 
 Cells are random and strongly skewed (angles 40-140 degrees, very unequal lengths, and sheared
 matrices far from reduced), several crystals of different sizes are batched together, and some
@@ -15,7 +15,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 from benchmark.crystal import lattice_params_to_matrix
-from benchmark.models.periodic import (
+from benchmark.nn.periodic import (
     cart_to_frac,
     frac_to_cart,
     knn_graph_pbc,

@@ -1,143 +1,43 @@
-"""The ``cdvae`` model plugin: the network of :mod:`benchmark.models.cdvae`, trained and run.
+"""The ``cdvae`` and ``cdvae_fourier`` model plugins: the network of
+:mod:`benchmark.models.cdvae.network`, trained and run.
 
 Training (CDVAE, Appendix D.4): Adam, learning rate 1e-3, reduced by 0.6 when the validation loss
 has not improved for 30 epochs, down to 1e-4; the loss of Equation 9. The encoder reads the
-published CrystalNN graph of each crystal (built once per training split and cached, like the
-property oracles' graphs); the decoder builds its radius graph on the fly at every call.
+published CrystalNN graph of each crystal (:mod:`benchmark.nn.crystalnn`, built once per training
+split and cached, like the property oracles' graphs); the decoder builds its radius graph on the fly
+at every call.
 
-Before training, the lattice standardisation ([lengths / N^(1/3), angles] mean and std over the
-training split) and the property standardisation are computed and stored with the weights. The
-checkpoint (``save``) is a ``torch.save`` of tensors and plain values, read back with
-``weights_only=True``.
+The network is built from the plugin's config (:class:`~benchmark.models.cdvae.config.CDVAEConfig`,
+the one dataclass of every hyper-parameter) and the training-data statistics it needs: the lattice
+standardisation ([lengths / N^(1/3), angles] mean and std over the training split). The checkpoint
+(``save``) is a ``torch.save`` of the config (a plain dict), those statistics, the property
+standardisation and the weights, read back with ``weights_only=True``; ``load`` rebuilds the network
+from the stored config and statistics.
 
 Presets: ``paper`` is the published model (hidden 128 / latent 256, 50 noise levels, 100 Langevin
 steps per level, per-dataset beta, maximum atoms and epochs); ``smoke`` is a small network with 10
 noise levels and 10 steps per level that trains and samples on a 2-core CPU in minutes.
+
+Public helpers that DP-CDVAE and Con-CDVAE, built on this plugin, reuse: :func:`lattice_statistics`,
+:class:`GraphDataset`, :func:`collate`, :func:`graph_items`, :func:`to_crystals` and
+:func:`empty_crystal`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from benchmark.crystal import Crystal, crystals_from_arrays
 from benchmark.models.base import OPTIMIZE, RECONSTRUCT, SAMPLE, Model, ModelConfig, SampleBatch
+from benchmark.models.cdvae.config import CDVAEConfig, CDVAEFourierConfig
 
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class CDVAEConfig(ModelConfig):
-    """Hyper-parameters of ``cdvae`` (defaults: the published model; see the presets).
-
-    Network fields are passed to :class:`~benchmark.models.cdvae.CDVAEHParams`; ``property`` names
-    the crystal property the property head F(z) learns (for property optimisation; None: no head).
-    """
-
-    latent_dim: int = 256
-    hidden_dim: int = 256
-    fc_num_layers: int = 1
-    max_atoms: int = 20
-    encoder_hidden: int = 128
-    encoder_blocks: int = 4
-    decoder_hidden: int = 128
-    decoder_blocks: int = 3
-    decoder_cutoff: float = 7.0
-    decoder_max_neighbors: int = 20
-    num_noise_level: int = 50
-    sigma_begin: float = 10.0
-    sigma_end: float = 0.01
-    type_sigma_begin: float = 5.0
-    type_sigma_end: float = 0.01
-    beta: float = 0.01
-    cost_natom: float = 1.0
-    cost_lattice: float = 10.0
-    cost_composition: float = 1.0
-    cost_coord: float = 10.0
-    cost_type: float = 1.0
-    cost_property: float = 1.0
-    property: str | None = None
-    # training
-    max_epochs: int = 1000
-    batch_size: int = 256
-    lr: float = 1e-3
-    lr_factor: float = 0.6
-    lr_patience: int = 30
-    min_lr: float = 1e-4
-    teacher_forcing_max_epoch: int = 500
-    gradient_clip_val: float | None = None
-    # sampling (Algorithm 1)
-    n_step_each: int = 100
-    step_lr: float = 1e-4
-    # CDVAE+Fourier (the cdvae_fourier plugin): Fourier features of the noisy coordinates as
-    # decoder node inputs (DP-CDVAE, section S3 and Table III)
-    decoder_fourier: bool = False
-    fourier_n_min: int = 3
-    fourier_n_max: int = 8
-
-    sampling_fields: ClassVar[frozenset[str]] = frozenset({"n_step_each", "step_lr"})
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "paper": {},
-        "smoke": {
-            "latent_dim": 32, "hidden_dim": 64, "encoder_hidden": 32, "encoder_blocks": 2, "decoder_hidden": 32,
-            "decoder_blocks": 2, "decoder_max_neighbors": 12, "num_noise_level": 10, "n_step_each": 10,
-            "max_epochs": 15, "batch_size": 64, "lr_patience": 5, "teacher_forcing_max_epoch": 10,
-        },
-    }
-    # CDVAE's per-dataset settings: beta (D.4), the largest cell, the property head's target, epochs
-    dataset_presets: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
-        "paper": {
-            "perov_5": {"max_atoms": 20, "property": "heat_ref", "max_epochs": 3000},
-            "perov_5_dev": {"max_atoms": 20, "property": "heat_ref", "max_epochs": 3000},
-            "carbon_24": {"max_atoms": 24, "beta": 0.03, "property": "energy_per_atom", "max_epochs": 4000},
-            "mp_20": {"max_atoms": 20, "property": "formation_energy_per_atom", "max_epochs": 1000},
-            "mp_20_sample": {"max_atoms": 20, "property": "formation_energy_per_atom"},
-        },
-        "smoke": {
-            "perov_5": {"max_atoms": 20, "property": "heat_ref"},
-            "perov_5_dev": {"max_atoms": 20, "property": "heat_ref"},
-            "carbon_24": {"max_atoms": 24, "beta": 0.03, "property": "energy_per_atom"},
-            "mp_20": {"max_atoms": 20, "property": "formation_energy_per_atom"},
-            "mp_20_sample": {"max_atoms": 20, "property": "formation_energy_per_atom"},
-        },
-    }
-
-
-def hparams_from_config(cfg: CDVAEConfig, lattice_mean: Sequence[float], lattice_std: Sequence[float],
-                        hparams_cls: type | None = None) -> Any:
-    """The network's hyper-parameters (``hparams_cls``, default :class:`CDVAEHParams`) for a config
-    and the training split's lattice statistics.
-
-    The fields named differently in the config are mapped explicitly; every other config field
-    with the name of a network field (``decoder_fourier``, DP-CDVAE's ``num_timesteps``...) is
-    passed through as it is."""
-    from benchmark.models.cdvae import CDVAEHParams
-
-    hparams_cls = hparams_cls or CDVAEHParams
-    fields = {f.name for f in dataclasses.fields(hparams_cls)}
-    values = {
-        "latent_dim": cfg.latent_dim, "hidden_dim": cfg.hidden_dim, "fc_num_layers": cfg.fc_num_layers, "max_atoms": cfg.max_atoms,
-        "sigma_begin": cfg.sigma_begin, "sigma_end": cfg.sigma_end, "type_sigma_begin": cfg.type_sigma_begin,
-        "type_sigma_end": cfg.type_sigma_end, "num_noise_level": cfg.num_noise_level, "beta": cfg.beta,
-        "cost_natom": cfg.cost_natom, "cost_lattice": cfg.cost_lattice, "cost_composition": cfg.cost_composition,
-        "cost_coord": cfg.cost_coord, "cost_type": cfg.cost_type, "cost_property": cfg.cost_property,
-        "predict_property": cfg.property is not None,
-        "encoder_hidden_dim": cfg.encoder_hidden, "encoder_num_blocks": cfg.encoder_blocks,
-        "decoder_hidden_dim": cfg.decoder_hidden, "decoder_num_blocks": cfg.decoder_blocks,
-        "decoder_cutoff": cfg.decoder_cutoff, "decoder_max_neighbors": cfg.decoder_max_neighbors,
-        "lattice_mean": tuple(float(x) for x in lattice_mean), "lattice_std": tuple(float(x) for x in lattice_std),
-    }
-    unknown = set(values) - fields
-    if unknown:  # a renamed field in the network must not be silently ignored
-        raise TypeError(f"{hparams_cls.__name__} has no fields {sorted(unknown)}")
-    for f in dataclasses.fields(cfg):
-        if f.name in fields and f.name not in values:
-            values[f.name] = getattr(cfg, f.name)
-    return hparams_cls(**values)
+#: format of the checkpoints ``save`` writes; 2: the config and the training statistics the network
+#: is rebuilt from (format 1 stored a second copy of the network's hyper-parameters)
+CHECKPOINT_FORMAT = 2
 
 
 # ---------------------------------------------------------------------------------- data
@@ -152,14 +52,14 @@ class GraphDataset:
     """Crystals with their encoder graphs (CrystalNN) and standardised property, for a DataLoader."""
 
     def __init__(self, crystals: Sequence[Crystal], prop: str | None, prop_scale: tuple[float, float], progress: bool | None = None) -> None:
-        from benchmark.metrics.oracles.cdvae import _crystals_digest, build_graphs
+        from benchmark.nn.crystalnn import build_graphs, crystals_digest
         from benchmark.settings import env_flag
 
         if progress is None:  # the runner's --no-progress reaches fit() through this variable
             progress = not env_flag("BENCHMARK_NO_PROGRESS")
 
         crystals = list(crystals)
-        graphs = build_graphs(crystals, cache_key=f"encoder-{_crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
+        graphs = build_graphs(crystals, cache_key=f"encoder-{crystals_digest(crystals)[:24]}", progress=progress, desc="encoder graphs")
         keep = [k for k, g in enumerate(graphs) if g is not None]
         self.dropped = len(crystals) - len(keep)
         self.items: list[dict[str, Any]] = []
@@ -178,20 +78,20 @@ class GraphDataset:
 
 
 def collate(items: Sequence[dict[str, Any]], conditions: dict[str, Any] | None = None) -> Any:
-    """A :class:`~benchmark.models.cdvae.CrystalBatch` of dataset items (their graphs' cells), with
+    """A :class:`~benchmark.nn.batch.CrystalBatch` of dataset items (their graphs' cells), with
     the standardised property when every item has one (None otherwise) and the per-crystal
     ``conditions`` of a conditional model (name -> one value per item)."""
-    from benchmark.models.cdvae import CrystalBatch
+    from benchmark.nn.batch import CrystalBatch
 
     ys = [float(it.get("y", float("nan"))) for it in items]
     y = None if any(np.isnan(ys)) else ys
     return CrystalBatch.from_graphs([it["graph"] for it in items], y=y, conditions=conditions)
 
 
-def _graph_items(crystals: Sequence[Crystal]) -> list[dict[str, Any]]:
+def graph_items(crystals: Sequence[Crystal]) -> list[dict[str, Any] | None]:
     """Dataset items for inference (reconstruction / optimisation): graphs built here, in order.
     A crystal without a CrystalNN graph cannot be encoded: None in its place."""
-    from benchmark.metrics.oracles.cdvae import build_graphs
+    from benchmark.nn.crystalnn import build_graphs
 
     graphs = build_graphs(list(crystals), n_jobs=1, progress=False)
     return [None if g is None else {"crystal": c, "graph": g, "y": float("nan")} for c, g in zip(crystals, graphs)]
@@ -216,7 +116,7 @@ def _lightning_module(net: Any, cfg: CDVAEConfig, hparams: dict[str, Any]) -> An
             self.net = net
 
         def _step(self, batch: Any, stage: str) -> Any:
-            teacher = self.current_epoch < cfg.teacher_forcing_max_epoch
+            teacher = cfg.teacher_forcing_lattice and self.current_epoch < cfg.teacher_forcing_max_epoch
             parts = self.net.losses(batch, teacher_forcing=teacher)
             bs = batch.num_graphs
             for k, v in parts.items():
@@ -251,15 +151,30 @@ class CDVAEModel(Model):
     def __init__(self, config: CDVAEConfig | None = None) -> None:
         super().__init__(config)
         self.net: Any = None
+        self.statistics: dict[str, Any] = {}  # the training-data statistics the network was built with
         self.prop_scale: tuple[float, float] = (0.0, 1.0)
 
     # ------------------------------------------------------------------ what a subclass changes
     @classmethod
-    def network_classes(cls) -> tuple[type, type]:
-        """(network, hyper-parameters) classes; a model on CDVAE's VAE (DP-CDVAE) returns its own."""
-        from benchmark.models.cdvae import CDVAE, CDVAEHParams
+    def network_class(cls) -> type:
+        """The network class, built as ``network_class()(config, **statistics)``; a model on
+        CDVAE's VAE (DP-CDVAE, Con-CDVAE) returns its own."""
+        from benchmark.models.cdvae.network import CDVAE
 
-        return CDVAE, CDVAEHParams
+        return CDVAE
+
+    def network_statistics(self, train: Sequence[Crystal]) -> dict[str, Any]:
+        """What the network needs from the training data besides the config, as keyword arguments
+        of its constructor: the lattice standardisation (``lattice_mean``, ``lattice_std``)."""
+        mean, std = lattice_statistics(train)
+        return {"lattice_mean": mean, "lattice_std": std}
+
+    def build_network(self, statistics: Mapping[str, Any], config: CDVAEConfig | None = None) -> Any:
+        """Build ``self.net`` from ``config`` (default: the model's) and the training-data
+        ``statistics`` (see :meth:`network_statistics`; stored with the weights by :meth:`save`)."""
+        self.statistics = {k: list(v) if isinstance(v, tuple) else v for k, v in statistics.items()}
+        self.net = self.network_class()(config if config is not None else self.config, **statistics)
+        return self.net
 
     def collate(self, items: Sequence[dict[str, Any]]) -> Any:
         """The network's batch of dataset items (:func:`collate`; a conditional model adds the
@@ -272,11 +187,6 @@ class CDVAEModel(Model):
         return {"n_step_each": self.config.n_step_each, "step_lr": self.config.step_lr}
 
     # ------------------------------------------------------------------ training
-    def _build(self, lattice_mean: Sequence[float], lattice_std: Sequence[float]) -> Any:
-        net_cls, hp_cls = self.network_classes()
-        self.net = net_cls(hparams_from_config(self.config, lattice_mean, lattice_std, hp_cls))
-        return self.net
-
     def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
         import torch
         from torch.utils.data import DataLoader
@@ -288,7 +198,7 @@ class CDVAEModel(Model):
         if not train:
             raise ValueError(f"{self.name}: no training crystal with 1..{cfg.max_atoms} atoms")
         torch.manual_seed(seed)
-        mean, std = lattice_statistics(train)
+        statistics = self.network_statistics(train)
         if cfg.property:
             # the property head is trained jointly: every training crystal needs the value
             train = [c for c in train if _finite(c.properties.get(cfg.property))]
@@ -297,7 +207,7 @@ class CDVAEModel(Model):
             if len(ys) == 0:
                 raise ValueError(f"{self.name}: the training crystals have no property {cfg.property!r} (set model.property to another column or to none)")
             self.prop_scale = (float(ys.mean()), float(ys.std()) if ys.std() > 1e-8 else 1.0)
-        net = self._build(mean, std)
+        net = self.build_network(statistics)
         train_ds = GraphDataset(train, cfg.property, self.prop_scale)
         val_ds = GraphDataset([c for c in val if 0 < c.num_atoms <= cfg.max_atoms], cfg.property, self.prop_scale) if val else None
         gen = torch.Generator().manual_seed(seed)
@@ -317,63 +227,77 @@ class CDVAEModel(Model):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: Path) -> None:
+        """One ``torch.save`` of plain values and tensors: the network's config (a dict), the
+        training statistics, the property standardisation and the weights."""
         import torch
 
         if self.net is None:
             raise RuntimeError(f"{self.name}: nothing to save, call fit() first")
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        hp = dataclasses.asdict(self.net.hp)
-        torch.save({"format": CHECKPOINT_FORMAT, "model": self.name, "config": dataclasses.asdict(self.config), "hparams": hp,
-                    "prop_scale": list(self.prop_scale),
-                    "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}, path)
+        torch.save({"format": CHECKPOINT_FORMAT, "model": self.name, "config": dataclasses.asdict(self.net.config),
+                    "statistics": dict(self.statistics), "prop_scale": list(self.prop_scale),
+                    "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}, **self.checkpoint_extras()}, path)
+
+    def checkpoint_extras(self) -> dict[str, Any]:
+        """More plain values and tensors a model built on this one stores in its checkpoint (read
+        back by :meth:`restore_extras`); none here."""
+        return {}
+
+    def restore_extras(self, data: dict[str, Any]) -> None:
+        """Take back what :meth:`checkpoint_extras` stored (``data``: the whole checkpoint)."""
 
     @classmethod
     def load(cls, path: Path, config: ModelConfig | None = None) -> "CDVAEModel":
-        import torch
-
+        """Read a checkpoint of :meth:`save` (tensors and plain values only, under the project's
+        safe-loading policy): the network is rebuilt from the stored config and statistics;
+        ``config`` (default: the stored one) is the model's, e.g. other sampling fields."""
         from benchmark.config import build
+        from benchmark.safeload import load_weights
 
-        data = torch.load(path, weights_only=True, map_location="cpu")
-        if data.get("model") != cls.name or data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: not a {cls.name} checkpoint of format {CHECKPOINT_FORMAT} (it says model "
-                             f"{data.get('model')!r}, format {data.get('format')!r})")
-        if config is None:
-            config = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
-        model = cls(config)  # type: ignore[arg-type]
-        net_cls, hp_cls = cls.network_classes()
-        hp = {k: tuple(v) if isinstance(v, list) else v for k, v in data["hparams"].items()}
-        model.net = net_cls(hp_cls(**hp))
+        data = load_weights(path)
+        if data.get("model") != cls.name:
+            raise ValueError(f"{path}: not a {cls.name} checkpoint (it says model {data.get('model')!r})")
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads only "
+                             f"format {CHECKPOINT_FORMAT} (the model config and training statistics the network is "
+                             "rebuilt from). Train the model again to get one.")
+        stored = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
+        model = cls(config if config is not None else stored)  # type: ignore[arg-type]
+        model.build_network(data["statistics"], stored)
         model.net.load_state_dict(data["state_dict"], strict=True)
         model.net.eval()
         model.prop_scale = (float(data["prop_scale"][0]), float(data["prop_scale"][1]))
+        model.restore_extras(data)
         return model
 
     # ------------------------------------------------------------------ capabilities
-    def _ready(self, device: str) -> Any:
+    def trained_network(self, device: str) -> Any:
+        """The network on ``device`` in eval mode (fit or load first)."""
         if self.net is None:
             raise RuntimeError(f"{self.name}: the model is not trained (fit or load it first)")
         return self.net.to(device).eval()
 
     @staticmethod
-    def _generator(seed: int, device: str) -> Any:
+    def make_generator(seed: int, device: str) -> Any:
+        """A ``torch.Generator`` on ``device`` seeded with ``seed``."""
         import torch
 
         return torch.Generator(device=device).manual_seed(int(seed))
 
     def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
-        net = self._ready(device)
-        out = net.sample(n, generator=self._generator(seed, device), **self.sampler_kwargs())
+        net = self.trained_network(device)
+        out = net.sample(n, generator=self.make_generator(seed, device), **self.sampler_kwargs())
         return SampleBatch(to_crystals(out), out.get("model_evaluations"))
 
     def reconstruct(self, crystals: Sequence[Crystal], *, seed: int, device: str = "cpu") -> list[Crystal]:
-        net = self._ready(device)
-        items = _graph_items(crystals)
+        net = self.trained_network(device)
+        items = graph_items(crystals)
         ok = [k for k, it in enumerate(items) if it is not None]
         # an input without a CrystalNN graph cannot be encoded: it decodes to an empty crystal (invalid, with a reason)
-        result: list[Crystal] = [_empty_crystal(c) for c in crystals]
+        result: list[Crystal] = [empty_crystal(c) for c in crystals]
         if ok:
             batch = self.collate([items[k] for k in ok]).to(device)
-            out = net.reconstruct(batch, generator=self._generator(seed, device), **self.sampler_kwargs())
+            out = net.reconstruct(batch, generator=self.make_generator(seed, device), **self.sampler_kwargs())
             for k, c in zip(ok, to_crystals(out)):
                 result[k] = c
         return result
@@ -383,29 +307,22 @@ class CDVAEModel(Model):
             from benchmark.models.base import NotSupported
 
             raise NotSupported(f"{self.name} was trained without a property head (model.property is none)")
-        net = self._ready(device)
-        items = _graph_items(crystals)
+        net = self.trained_network(device)
+        items = graph_items(crystals)
         ok = [k for k, it in enumerate(items) if it is not None]
         if not ok:
             raise ValueError(f"{self.name}: none of the starting crystals has a CrystalNN graph")
         batch = self.collate([items[k] for k in ok]).to(device)
-        outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self._generator(seed, device),
+        outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self.make_generator(seed, device),
                             **self.sampler_kwargs())
         steps_out: list[list[Crystal]] = []
         for out in outs:
             decoded = to_crystals(out)
-            row = [_empty_crystal(c) for c in crystals]
+            row = [empty_crystal(c) for c in crystals]
             for k, c in zip(ok, decoded):
                 row[k] = c
             steps_out.append(row)
         return steps_out
-
-
-@dataclass(frozen=True)
-class CDVAEFourierConfig(CDVAEConfig):
-    """``cdvae_fourier``: CDVAE's hyper-parameters with the Fourier node features switched on."""
-
-    decoder_fourier: bool = True
 
 
 class CDVAEFourierModel(CDVAEModel):
@@ -426,10 +343,11 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _empty_crystal(like: Crystal) -> Crystal:
+def empty_crystal(like: Crystal) -> Crystal:
     """A zero-atom crystal in the cell of ``like``: what an input that could not be encoded decodes to
     (it scores as invalid with a reason, keeping outputs aligned with inputs)."""
     return Crystal(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.asarray(like.lengths), np.asarray(like.angles), label=like.label)
 
 
-__all__ = ["CDVAEConfig", "CDVAEFourierConfig", "CDVAEFourierModel", "CDVAEModel", "GraphDataset", "collate", "hparams_from_config", "lattice_statistics", "to_crystals"]
+__all__ = ["CHECKPOINT_FORMAT", "CDVAEConfig", "CDVAEFourierConfig", "CDVAEFourierModel", "CDVAEModel", "GraphDataset", "collate",
+           "empty_crystal", "graph_items", "lattice_statistics", "to_crystals"]
