@@ -233,7 +233,7 @@ def test_graph_cache_round_trip(few_crystals: list[Crystal], graph_cache_dir: Pa
     cold = build_graphs(crystals, n_jobs=1, cache_key=key, progress=False)
     path = graph_cache(key, crystals).path
     assert path.is_file() and path.parent == graph_cache_dir / "graphs"
-    assert f'"graph_version": {crystalnn.GRAPH_VERSION}' in graph_cache(key, crystals).key and key in graph_cache(key, crystals).key
+    assert f'"graph_version":{crystalnn.GRAPH_VERSION}' in graph_cache(key, crystals).key and key in graph_cache(key, crystals).key
     assert not list(path.parent.glob("*.tmp"))  # written atomically, no temp file left
 
     def no_building(*args: object, **kwargs: object) -> None:
