@@ -15,8 +15,12 @@ from benchmark.metrics.base import EvalContext, MetricValue
 
 
 def success_rates(ctx: EvalContext) -> dict[str, MetricValue]:
-    num_opt = int(ctx.options.get("num_opt") or 100)
+    num_opt = ctx.options.get("num_opt")  # the task's option (its default lives in the task's config)
     n = len(ctx.samples)
+    if not num_opt:
+        ctx.notes.append("SR skipped: the number of trajectories (num_opt) was not given")
+        return {}
+    num_opt = int(num_opt)
     if ctx.family is None or ctx.family not in ctx.profile.sr_percentiles:
         ctx.notes.append(f"SR skipped: no published percentiles for {ctx.dataset}")
         return {}

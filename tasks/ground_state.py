@@ -6,7 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Mapping, Sequence
 
+from benchmark.metrics.oracles.base import RelaxSettings
 from benchmark.tasks.base import Task, TaskConfig, TaskError, option
+
+_RELAX = RelaxSettings()
 
 #: external pressure the dataset's crystals were searched / relaxed at (GPa); others: 0
 DATASET_PRESSURE_GPA: dict[str, float] = {"carbon_24": 10.0}
@@ -21,11 +24,12 @@ class GroundStateConfig(TaskConfig):
 
     n_samples: int = option(100, help="generated crystals relaxed (the paper: 100)", scope="run")
     batch_size: int = option(100, help="crystals per model call (each batch is seeded and resumable)", scope="run")
+    # how a relaxation is run: the defaults are the relaxation settings' own (RelaxSettings)
     relaxer: str = option("chgnet", help="oracle that relaxes the samples (see `list oracles`)")
-    optimizer: Literal["FIRE", "BFGS"] = option("FIRE", help="ASE optimiser", flag="--relax-optimizer")
-    fmax: float = option(0.05, help="force tolerance in eV/Å")
-    steps: int = option(500, help="step cap per crystal", flag="--relax-steps")
-    time_limit_s: float = option(300.0, help="wall-time limit per crystal in seconds", flag="--relax-time-limit", metavar="SECONDS")
+    optimizer: Literal["FIRE", "BFGS"] = option(_RELAX.optimizer, help="ASE optimiser", flag="--relax-optimizer")
+    fmax: float = option(_RELAX.fmax, help="force tolerance in eV/Å")
+    steps: int = option(_RELAX.steps, help="step cap per crystal", flag="--relax-steps")
+    time_limit_s: float = option(_RELAX.time_limit_s, help="wall-time limit per crystal in seconds", flag="--relax-time-limit", metavar="SECONDS")
     pressure_gpa: float | None = option(None, help="external pressure in GPa (default: the dataset's; 10 GPa for carbon_24, else 0)",
                                         flag="--pressure", metavar="GPA")
     count_unconverged: bool = option(False, help="use relaxations stopped at the step cap in ΔV/ΔE and matching")
@@ -52,8 +56,6 @@ class GroundStateTask(Task):
 
     def evaluation_options(self, config: GroundStateConfig, dataset: Any, *, oracle_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
         """The relaxer and its :class:`~benchmark.metrics.oracles.chgnet.RelaxSettings`."""
-        from benchmark.metrics.oracles.base import RelaxSettings
-
         pressure = config.pressure_gpa if config.pressure_gpa is not None else DATASET_PRESSURE_GPA.get(dataset.name, 0.0)
         settings = RelaxSettings(optimizer=config.optimizer, fmax=config.fmax, steps=config.steps,
                                  time_limit_s=config.time_limit_s, pressure_gpa=float(pressure))
