@@ -18,7 +18,6 @@ the batches already written and the result has no lost or duplicated crystals.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -80,8 +79,11 @@ class Resolved:
     run_file: dict[str, Any] = field(default_factory=dict)
 
 
-def _hash(obj: Any, n: int = 12) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+def _hash(key: Mapping[str, Any], n: int = 12) -> str:
+    """A short name for a trained model's or a run's work directory: the project's one key digest."""
+    from benchmark.files import key_digest
+
+    return key_digest(key)[:n]
 
 
 def resolve(opts: RunOptions, *, with_task: bool = True) -> Resolved:
