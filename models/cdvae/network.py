@@ -443,11 +443,20 @@ class CDVAE(nn.Module):
         cfg = self.config
         if int(b.num_atoms.max()) > cfg.max_atoms:
             raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={cfg.max_atoms}")
-        num_graphs = b.num_graphs
         mu, log_var, z = self.encode(b, generator)  # (B, latent) each
         agg = self.predict_aggregates(z, b.num_atoms, b.lengths, b.angles, teacher_forcing)
         lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
         coord, type_term = self._denoising_losses(b, z, agg, lattice, generator)  # (N,), (N,)
+        return self.assemble_losses(b, agg, mu, log_var, coord, type_term)
+
+    def assemble_losses(self, b: CrystalBatch, agg: dict[str, Tensor], mu: Tensor, log_var: Tensor, coord: Tensor,
+                        type_term: Tensor) -> dict[str, Tensor]:
+        """Eq. 9's terms and total from the aggregate predictions ``agg``, the posterior ``mu`` and
+        ``log_var`` (B, latent) and the per-atom denoising terms ``coord`` and ``type_term`` (N,):
+        the part every model on CDVAE's VAE shares (DP-CDVAE changes the denoising terms,
+        Con-CDVAE adds its Predictor's loss to the total)."""
+        cfg = self.config
+        num_graphs = b.num_graphs
         # composition: -sum_k p_k log c_k per crystal
         log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
         comp = -log_c[b.batch, b.atom_types - 1]  # (N,)

@@ -98,7 +98,7 @@ from torch import Tensor, nn
 from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition, sanitize_lattice
 from benchmark.models.con_cdvae.config import ConCDVAEConfig
 from benchmark.models.con_cdvae.prior import LatentPrior
-from benchmark.nn.batch import CrystalBatch, mean_per_crystal
+from benchmark.nn.batch import CrystalBatch
 from benchmark.nn.diffusion import timestep_embedding
 from benchmark.nn.layers import mlp
 from benchmark.nn.periodic import (
@@ -826,7 +826,6 @@ class ConCDVAE(CDVAE):
         cfg = self.config
         if int(b.num_atoms.max()) > cfg.max_atoms:
             raise ValueError(f"a crystal has {int(b.num_atoms.max())} atoms, more than max_atoms={cfg.max_atoms}")
-        num_graphs = b.num_graphs
         conds = self.batch_conditions(b)
         mu, log_var, z = self.encode(b, generator)  # (B, latent) each
         c_prop = self.prop_emb(conds)  # (B, prop_dim) Eq. 10
@@ -835,26 +834,9 @@ class ConCDVAE(CDVAE):
         lattice = self._decoder_lattice(b, agg, teacher_forcing)  # (B, 3, 3)
         z_dec = self.condition_latent(z.detach(), c_prop) if cfg.decoder_detach_z else z_con
         coord, type_term = self._denoising_losses(b, z_dec, agg, lattice, generator)  # (N,), (N,)
-        log_c = torch.log_softmax(agg["composition_logits"], dim=-1)  # (B, A)
-        comp = -log_c[b.batch, b.atom_types - 1]  # (N,)
-        out = {
-            "natom": F.cross_entropy(agg["num_atoms_logits"], b.num_atoms),
-            "lattice": F.mse_loss(agg["lattice_scaled"], self.standardized_lattice(b.lengths, b.angles, b.num_atoms)),
-            "composition": mean_per_crystal(comp, b.batch, num_graphs).mean(),
-            "coord": mean_per_crystal(coord, b.batch, num_graphs).mean(),
-            "type": mean_per_crystal(type_term, b.batch, num_graphs).mean(),
-            "kld": (-0.5 * (1 + log_var - mu.pow(2) - log_var.exp()).sum(-1)).mean(),
-        }
-        total = (cfg.cost_natom * out["natom"] + cfg.cost_lattice * out["lattice"]
-                 + cfg.cost_composition * out["composition"] + cfg.cost_coord * out["coord"]
-                 + cfg.cost_type * out["type"] + cfg.beta * out["kld"])
-        if self.fc_property is not None:
-            if b.y is None:
-                raise ValueError("predict_property is on but the batch has no y")
-            out["property"] = F.mse_loss(agg["property"], b.y.to(agg["property"].dtype))
-            total = total + cfg.cost_property * out["property"]
+        out = self.assemble_losses(b, agg, mu, log_var, coord, type_term)  # CDVAE's Eq. 9
         out["predictor"] = self.predictor.loss(z, conds)  # Eq. 12 on the encoder's z
-        out["loss"] = total + cfg.alpha * out["predictor"]
+        out["loss"] = out["loss"] + cfg.alpha * out["predictor"]
         return out
 
     def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
