@@ -513,6 +513,21 @@ class CDVAE(nn.Module):
     # ------------------------------------------------------------------------------ generation
 
     @torch.no_grad()
+    def generation_cell(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
+                        angles: Tensor | None = None) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, Tensor]:
+        """What a sampler starts from (Algorithm 1, lines 1-2): the aggregates of ``z`` (B, latent),
+        the number of atoms per crystal (B,) (``num_atoms`` when given, as in reconstruction, else
+        predicted) and the cell: ``lengths`` / ``angles`` (B, 3) when given, else the predicted ones
+        sanitised (see the module docstring). Returns (agg, n_atoms, lengths, angles, lattice (B, 3, 3))."""
+        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
+        n_atoms = agg["num_atoms"].long()  # (B,)
+        if lengths is None or angles is None:
+            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
+            lengths = pred_lengths if lengths is None else lengths
+            angles = pred_angles if angles is None else angles
+        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
+        return agg, n_atoms, lengths, angles, lattice_from_params(lengths, angles)
+
     def langevin(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
                  angles: Tensor | None = None, n_step_each: int = 100, step_lr: float = 1e-4,
                  min_sigma: float = 0.0, generator: torch.Generator | None = None,
@@ -536,14 +551,7 @@ class CDVAE(nn.Module):
             ``num_atoms`` (B,) long, ``lengths`` (B, 3), ``angles`` (B, 3) and
             ``model_evaluations`` (int, decoder calls = levels run * n_step_each).
         """
-        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
-        n_atoms = agg["num_atoms"].long()  # (B,)
-        if lengths is None or angles is None:
-            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
-            lengths = pred_lengths if lengths is None else lengths
-            angles = pred_angles if angles is None else angles
-        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
-        lattice = lattice_from_params(lengths, angles)  # (B, 3, 3)
+        agg, n_atoms, lengths, angles, lattice = self.generation_cell(z, num_atoms, lengths, angles)
         num_graphs = z.shape[0]
         total = int(n_atoms.sum())
         batch = torch.repeat_interleave(torch.arange(num_graphs, device=z.device), n_atoms, output_size=total)  # (N,)

@@ -95,7 +95,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition, sanitize_lattice
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition
 from benchmark.models.con_cdvae.config import ConCDVAEConfig
 from benchmark.models.con_cdvae.prior import LatentPrior
 from benchmark.nn.batch import CrystalBatch
@@ -901,14 +901,7 @@ class ConCDVAE(CDVAE):
         same random draws) on ``z = z_con``, the decoder also told the level index j (code:
         ``time`` counts the levels from 0). With ``decoder_time_dim = 0`` it is
         :meth:`CDVAE.langevin` exactly."""
-        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
-        n_atoms = agg["num_atoms"].long()  # (B,)
-        if lengths is None or angles is None:
-            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
-            lengths = pred_lengths if lengths is None else lengths
-            angles = pred_angles if angles is None else angles
-        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
-        lattice = lattice_from_params(lengths, angles)  # (B, 3, 3)
+        agg, n_atoms, lengths, angles, lattice = self.generation_cell(z, num_atoms, lengths, angles)
         num_graphs = z.shape[0]
         total = int(n_atoms.sum())
         batch = torch.repeat_interleave(torch.arange(num_graphs, device=z.device), n_atoms, output_size=total)  # (N,)

@@ -115,7 +115,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sanitize_lattice
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder
 from benchmark.models.dp_cdvae.config import DPCDVAEConfig
 from benchmark.nn.batch import CrystalBatch
 from benchmark.nn.diffusion import ddpm_reverse_step, timestep_embedding
@@ -352,14 +352,7 @@ class DPCDVAE(CDVAE):
             (B,), ``lengths`` (B, 3), ``angles`` (B, 3) and ``model_evaluations`` (int, steps run).
         """
         kind = reverse_step or self.config.reverse_step
-        agg = self.predict_aggregates(z, gt_num_atoms=num_atoms)
-        n_atoms = agg["num_atoms"].long()  # (B,)
-        if lengths is None or angles is None:
-            pred_lengths, pred_angles = sanitize_lattice(agg["lengths"], agg["angles"])
-            lengths = pred_lengths if lengths is None else lengths
-            angles = pred_angles if angles is None else angles
-        lengths, angles = lengths.to(z.dtype), angles.to(z.dtype)
-        lattice = lattice_from_params(lengths, angles)  # (B, 3, 3)
+        agg, n_atoms, lengths, angles, lattice = self.generation_cell(z, num_atoms, lengths, angles)
         total = int(n_atoms.sum())
         batch = torch.repeat_interleave(torch.arange(z.shape[0], device=z.device), n_atoms, output_size=total)  # (N,)
 
