@@ -394,11 +394,7 @@ class Task:
         return ["Property oracle: " + ", ".join(oracles) + "."] if oracles else []
 
 
-def config_fields(config_cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(config_cls)]
-
-
 __all__ = [
     "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "Task", "TaskConfig", "TaskError",
-    "batched", "cli_options", "config_fields", "derive_seed", "merged_options", "option",
+    "batched", "cli_options", "derive_seed", "merged_options", "option",
 ]

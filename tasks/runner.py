@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from benchmark.tasks.base import BatchError, RunContext, derive_seed  # noqa: F401  (derive_seed: part of this module's API)
+from benchmark.tasks.base import BatchError, RunContext
 
 #: the dataset and preset a run uses when none is given (embedded, needs no data directory)
 DEFAULT_DATASET = "toy"
