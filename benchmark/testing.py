@@ -40,7 +40,7 @@ import numpy as np
 
 from benchmark import safeload
 from benchmark.crystal import Crystal
-from benchmark.models.base import CAPABILITIES, CONDITIONAL_SAMPLE, SAMPLE, Model, ModelConfig, SampleBatch
+from benchmark.models.base import CAPABILITIES, CONDITIONAL_SAMPLE, RECONSTRUCT, SAMPLE, Model, ModelConfig, SampleBatch
 
 N_VAL = 4
 N_SAMPLES = 4
@@ -225,6 +225,76 @@ def check_save_load(model: Model, directory: Path, n: int = N_SAMPLES) -> None:
         assert same_crystals(a, b), "the loaded model samples different crystals than the saved one for the same seed"
 
 
+def check_reload_settings(model: Model, directory: Path, sampling_change: dict[str, Any], n: int = N_SAMPLES) -> None:
+    """A trained model reloaded with other *sampling* settings runs with them; with another
+    *trained* setting it is refused.
+
+    ``sampling_change``: values of ``Config.sampling_fields`` that change what ``sample`` returns
+    (e.g. fewer Langevin steps). Loading the checkpoint with them must give a model whose config
+    holds them and whose samples differ from the stored config's; loading with a changed field
+    that is not a sampling field must raise ``ValueError`` (the record would otherwise state a
+    model that never ran)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.ckpt"
+    model.save(path)
+    cls = type(model)
+    fields = {f.name: f for f in dataclasses.fields(model.config)}
+    if sampling_change:
+        unknown = set(sampling_change) - set(model.config.sampling_fields)
+        assert not unknown, f"sampling_change names fields that are not sampling fields: {sorted(unknown)}"
+        changed = dataclasses.replace(model.config, **sampling_change)
+        reloaded = cls.load(path, changed)
+        assert reloaded.config == changed, "load(path, config) must keep the config's sampling settings"
+        if SAMPLE in model.capabilities:
+            a = cls.load(path).sample(n, seed=5, device="cpu").crystals
+            b = reloaded.sample(n, seed=5, device="cpu").crystals
+            assert not same_crystals(a, b), f"the sampling settings {sampling_change} were given to load() but the samples did not change"
+    # a trained (non-sampling) setting that differs must be refused
+    for name, f in fields.items():
+        value = getattr(model.config, name)
+        if name in model.config.sampling_fields or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        other = dataclasses.replace(model.config, **{name: value + 1 if isinstance(value, int) else value * 2 + 1.0})
+        try:
+            cls.load(path, other)
+        except ValueError as exc:
+            assert name in str(exc), f"the refusal should name {name!r}: {exc}"
+        else:
+            raise AssertionError(f"load(path, config) accepted a config whose trained setting {name!r} differs from the checkpoint's")
+        break
+
+
+def check_reconstruct(model: Model, n: int = 3) -> None:
+    """One output per input, in input order (an input the model cannot encode keeps its place),
+    the same for the same seed."""
+    good = contract_crystals(n)
+    lonely = Crystal([1], [[0.0, 0.0, 0.0]], [30.0] * 3, [90.0] * 3, label="isolated H")  # no neighbours: often unencodable
+    inputs = good[:1] + [lonely] + good[1:]
+    out = model.reconstruct(inputs, seed=0, device="cpu")
+    assert len(out) == len(inputs), f"reconstruct returned {len(out)} crystals for {len(inputs)} inputs"
+    assert all(isinstance(c, Crystal) for c in out), "reconstruct must return Crystals (an unencodable input gets one too)"
+    again = model.reconstruct(inputs, seed=0, device="cpu")
+    assert same_crystals(out, again), "reconstruct is not deterministic in the seed"
+    alone = model.reconstruct(good[:1], seed=0, device="cpu")
+    assert len(alone) == 1
+
+
+def check_fit_resumes(model_class: type, run_dir: Path, first: dict[str, Any] | None = None, *, preset: str = "smoke",
+                      n_train: int = 16, overrides: dict[str, Any] | None = None) -> None:
+    """``fit`` again in the directory of a finished ``fit`` (whose summary is ``first``; fitted
+    here when None): the second call resumes (a model that checkpoints its training says so in
+    ``resumed_from``) and trains no further than the first reached."""
+    if first is None:
+        _, first = fit_model(model_class, run_dir, preset=preset, n_train=n_train, overrides=overrides)
+    _, second = fit_model(model_class, run_dir, preset=preset, n_train=n_train, overrides=overrides)
+    if "resumed_from" in first:
+        assert first["resumed_from"] is None, "the first fit in an empty directory resumed from something"
+        assert second.get("resumed_from"), "the second fit in the same directory did not resume from its checkpoint"
+        if "epochs" in first:
+            assert second["epochs"] == first["epochs"], f"resuming trained further: {first['epochs']} -> {second['epochs']} epochs"
+
+
 # ---------------------------------------------------------------------- outside pytest
 CHECKS = ("name", "config", "capabilities", "fit", "sample", "save_load")
 
@@ -283,7 +353,7 @@ def check_model(
 
 
 # ---------------------------------------------------------------------- pytest
-_FITTED: dict[tuple[type, str, int, str], tuple[Model, dict[str, Any]]] = {}
+_FITTED: dict[tuple[type, str, int, str], tuple[Model, dict[str, Any], Path]] = {}
 
 
 class ModelContract:
@@ -300,6 +370,9 @@ class ModelContract:
     overrides: dict[str, Any] = {}
     #: targets for ``conditional_sample`` (models with that capability)
     conditions: dict[str, Any] = {}
+    #: sampling settings (``Config.sampling_fields``) that change what ``sample`` returns, for the
+    #: reload check (empty: only the refusal of a changed trained setting is checked)
+    sampling_change: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ helpers
     def _model_class(self) -> type:
@@ -312,8 +385,14 @@ class ModelContract:
         key = (cls, self.preset, self.n_train, json.dumps(self.overrides, sort_keys=True, default=str))
         if key not in _FITTED:
             run_dir = tmp_path_factory.mktemp(f"contract-{cls.name or cls.__name__}")
-            _FITTED[key] = fit_model(cls, run_dir, preset=self.preset, n_train=self.n_train, overrides=self.overrides)
-        return _FITTED[key]
+            model, summary = fit_model(cls, run_dir, preset=self.preset, n_train=self.n_train, overrides=self.overrides)
+            _FITTED[key] = (model, summary, run_dir)
+        return _FITTED[key][:2]
+
+    def _run_dir(self, tmp_path_factory: Any) -> Path:
+        self._fitted(tmp_path_factory)
+        cls = self._model_class()
+        return _FITTED[(cls, self.preset, self.n_train, json.dumps(self.overrides, sort_keys=True, default=str))][2]
 
     def _require(self, capability: str) -> None:
         import pytest
@@ -348,6 +427,20 @@ class ModelContract:
     def test_save_load_round_trip(self, tmp_path_factory: Any, tmp_path: Path) -> None:
         model, _ = self._fitted(tmp_path_factory)
         check_save_load(model, tmp_path / "saved")
+
+    def test_reload_takes_sampling_settings_and_refuses_trained_ones(self, tmp_path_factory: Any, tmp_path: Path) -> None:
+        model, _ = self._fitted(tmp_path_factory)
+        check_reload_settings(model, tmp_path / "saved", self.sampling_change)
+
+    def test_reconstruct_keeps_inputs_aligned(self, tmp_path_factory: Any) -> None:
+        self._require(RECONSTRUCT)
+        model, _ = self._fitted(tmp_path_factory)
+        check_reconstruct(model)
+
+    def test_fit_resumes_in_its_directory(self, tmp_path_factory: Any) -> None:
+        _, first = self._fitted(tmp_path_factory)
+        check_fit_resumes(self._model_class(), self._run_dir(tmp_path_factory), first, preset=self.preset, n_train=self.n_train,
+                          overrides=self.overrides)
 
     def test_checkpoint_has_no_pickled_code(self, tmp_path_factory: Any, tmp_path: Path) -> None:
         model, _ = self._fitted(tmp_path_factory)

@@ -55,6 +55,32 @@ class ModelConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def trained_differences(self, other: "ModelConfig") -> dict[str, tuple[Any, Any]]:
+        """The fields that are not ``sampling_fields`` whose values differ between this config and
+        ``other``: field -> (this value, other value)."""
+        mine, theirs = dataclasses.asdict(self), dataclasses.asdict(other)
+        return {k: (mine[k], theirs.get(k)) for k in mine if k not in self.sampling_fields and mine[k] != theirs.get(k)}
+
+    def for_checkpoint(self, requested: "ModelConfig | None", where: str = "checkpoint") -> "ModelConfig":
+        """The config a model loaded from a checkpoint trained with this config runs with.
+
+        ``requested`` None: this one. Otherwise ``requested``, whose sampling settings then take
+        effect, provided every other field equals this one: a checkpoint cannot become another
+        trained model, so a differing network or training setting is refused (ValueError naming
+        the fields) rather than recorded as if it had run.
+        """
+        if requested is None:
+            return self
+        if type(requested) is not type(self):
+            raise ValueError(f"{where}: a {type(self).__name__} checkpoint cannot be loaded with a {type(requested).__name__}")
+        diff = self.trained_differences(requested)
+        if diff:
+            listed = "; ".join(f"{k}: trained with {a!r}, asked for {b!r}" for k, (a, b) in sorted(diff.items()))
+            raise ValueError(f"{where} was trained with other settings than the config asks for ({listed}). Only the sampling "
+                             f"settings ({', '.join(sorted(self.sampling_fields)) or 'none'}) can change on a trained model: "
+                             "use the preset and --set values it was trained with, or train a new model.")
+        return requested
+
 
 @dataclass
 class SampleBatch:

@@ -73,10 +73,9 @@ def _read_npz(path: Path, expected_model: str) -> dict[str, np.ndarray]:
 
 
 def _config_from(arrays: dict[str, np.ndarray], cls: type[ModelConfig], given: ModelConfig | None) -> ModelConfig:
-    if given is not None:
-        return given
-    saved = json.loads(str(arrays["config_json"]))
-    return cls(**saved)
+    """The saved config, or ``given`` when it differs from it only in sampling settings."""
+    saved = cls(**json.loads(str(arrays["config_json"])))
+    return saved.for_checkpoint(given)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

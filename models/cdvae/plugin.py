@@ -262,7 +262,7 @@ class CDVAEModel(Model):
                              f"format {CHECKPOINT_FORMAT} (the model config and training statistics the network is "
                              "rebuilt from). Train the model again to get one.")
         stored = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
-        model = cls(config if config is not None else stored)  # type: ignore[arg-type]
+        model = cls(stored.for_checkpoint(config, f"{path}"))  # type: ignore[arg-type]
         model.build_network(data["statistics"], stored)
         model.net.load_state_dict(data["state_dict"], strict=True)
         model.net.eval()

@@ -30,6 +30,7 @@ def one_thread():
 
 class TestCDVAEContract(ModelContract):
     model_class = CDVAEModel
+    sampling_change = {"n_step_each": 3}
 
 
 def cubic(z: list[int], frac: list[list[float]], a: float, label: str) -> Crystal:

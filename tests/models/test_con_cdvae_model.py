@@ -28,6 +28,7 @@ class TestConCDVAEContract(ModelContract):
     model_class = ConCDVAEModel
     overrides = {"conditions": ("num_atoms",), "prior_epochs": 3, "n_candidates": 20, "keep": 5, "max_epochs": 3}
     conditions = {"num_atoms": 5.0}
+    sampling_change = {"n_step_each": 3}
 
 
 def test_condition_specs_from_the_data():

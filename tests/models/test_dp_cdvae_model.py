@@ -30,10 +30,12 @@ def one_thread():
 # variants differ from these only in two config booleans, checked below without training.
 class TestDPCDVAENaGINEContract(ModelContract):
     model_class = DPCDVAENaGINEModel
+    sampling_change = {"reverse_step": "eq6"}
 
 
 class TestCDVAEFourierContract(ModelContract):
     model_class = CDVAEFourierModel
+    sampling_change = {"n_step_each": 3}
 
 
 @pytest.mark.parametrize("name,na,gine", [("dp_cdvae", False, False), ("dp_cdvae_na", True, False),

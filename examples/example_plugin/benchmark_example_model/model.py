@@ -168,9 +168,8 @@ class ExampleGaussianModel(Model):
     @classmethod
     def load(cls, path: Path, config: ModelConfig | None = None) -> "ExampleGaussianModel":
         data = load_weights(path)  # the harness's safe-loading policy: tensors and plain values only
-        if config is None:
-            config = build(cls.Config, data["config"], where="example_gaussian checkpoint config")
-        model = cls(config)  # type: ignore[arg-type]
+        stored = build(cls.Config, data["config"], where="example_gaussian checkpoint config")
+        model = cls(stored.for_checkpoint(config, str(path)))  # a differing trained setting is refused  # type: ignore[arg-type]
         module = GaussianModule(lr=model.config.lr)
         module.load_state_dict(data["state_dict"])
         model.module = module.eval()
