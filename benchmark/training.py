@@ -141,6 +141,8 @@ def train_module(
     progress: bool = True,
     log_every_n_steps: int = 10,
     gradient_clip_val: float | None = None,
+    gradient_clip_algorithm: str = "norm",
+    keep: str = "best",
 ) -> dict[str, Any]:
     """Fit ``module`` for up to ``max_epochs`` epochs, resuming from ``run_dir/checkpoints/last.ckpt``.
 
@@ -159,14 +161,23 @@ def train_module(
         precision: Lightning precision string, passed through ("32-true", "16-mixed", "bf16-mixed").
         progress: show the progress bar.
         log_every_n_steps: how often step-level metrics are logged.
-        gradient_clip_val: gradient norm clipping, or None.
+        gradient_clip_val: gradient clipping threshold, or None.
+        gradient_clip_algorithm: ``norm`` (clip the gradients' total norm) or ``value`` (clip each
+            gradient element into [-value, value], as CDVAE's released trainer does).
+        keep: ``best``: after training, the module holds the weights of the epoch with the lowest
+            ``val_loss`` (the released CDVAE, DP-CDVAE and Con-CDVAE keep that checkpoint), also
+            when this call only resumed a finished training; ``last``: the last epoch's. Without
+            validation the last epoch's are kept either way.
 
     Returns:
-        ``{"epochs", "global_step", "resumed_from", "train_loss", "val_loss", "metrics_csv"}``:
-        epochs completed (``trainer.current_epoch``), optimizer steps, the checkpoint resumed from
-        (str) or None, the last logged losses (float, ``val_loss`` None without validation) and
-        the path of this call's CSV log.
+        ``{"epochs", "global_step", "resumed_from", "train_loss", "val_loss", "metrics_csv",
+        "kept", "best_epoch", "best_val_loss"}``: epochs completed (``trainer.current_epoch``),
+        optimizer steps, the checkpoint resumed from (str) or None, the last logged losses (float,
+        ``val_loss`` None without validation), the path of this call's CSV log, which weights the
+        module holds (``best`` or ``last``) and the best epoch (0-based) and its ``val_loss``.
     """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     import lightning
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -203,6 +214,7 @@ def train_module(
         enable_model_summary=False,
         log_every_n_steps=log_every_n_steps,
         gradient_clip_val=gradient_clip_val,
+        gradient_clip_algorithm=gradient_clip_algorithm,
         num_sanity_val_steps=0,
     )
     resume = last_checkpoint(run_dir)
@@ -224,6 +236,16 @@ def train_module(
     if val_loader is not None and val_loss is None:
         losses = epoch_losses(run_dir, "val_loss")
         val_loss = losses[max(losses)] if losses else None
+    kept, best_epoch, best_val = "last", None, None
+    best_path = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else None
+    if val_loader is not None and best_path is not None and best_path.is_file():
+        best_epoch = _checkpoint_epoch(best_path)
+        best_val = _as_float(checkpoint_cb.best_model_score)
+        if keep == "best":
+            from benchmark.safeload import load_weights
+
+            module.load_state_dict(load_weights(best_path)["state_dict"])
+            kept = "best"
     return {
         "epochs": int(trainer.current_epoch),
         "global_step": int(trainer.global_step),
@@ -231,4 +253,15 @@ def train_module(
         "train_loss": train_loss,
         "val_loss": val_loss,
         "metrics_csv": str(metrics_csv),
+        "kept": kept,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val,
     }
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch in a ModelCheckpoint file name (``epoch=12-step=340.ckpt`` -> 12)."""
+    import re
+
+    m = re.search(r"epoch=(\d+)", path.name)
+    return int(m.group(1)) if m else None

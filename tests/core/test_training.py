@@ -123,3 +123,54 @@ def test_unknown_device_is_an_error(tmp_path):
 def test_read_loss_curve_without_logs(tmp_path):
     assert read_loss_curve(tmp_path) == []
     assert epoch_losses(tmp_path) == {}
+
+
+class DriftingAway(lightning.LightningModule):
+    """Training pulls a scalar weight from 0 towards 5 while validation measures its distance
+    from 1: val_loss falls until the weight passes 1, then rises, so the best epoch is early."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.save_hyperparameters({"kind": "drifting"})
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch, batch_idx):
+        loss = (self.w - 5.0) ** 2
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", (self.w - 1.0) ** 2, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def _one_batch():
+    return DataLoader(TensorDataset(torch.zeros(1, 1)), batch_size=1)
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_best_validation_epoch_is_kept(tmp_path, keep):
+    """The released CDVAE-family codes keep the best-validation checkpoint; so does the loop by
+    default, also when a second call only resumes the finished training."""
+    module = DriftingAway()
+    summary = train_module(module, _one_batch(), _one_batch(), tmp_path, max_epochs=8, progress=False, keep=keep)
+    # w after epoch k (0-based): 5 - 5 * 0.9^(k+1): 0.5, 0.95, 1.355, ... -> closest to 1 after epoch 1
+    assert summary["best_epoch"] == 1 and summary["best_val_loss"] == pytest.approx((0.95 - 1.0) ** 2, rel=1e-4)
+    last = 5.0 - 5.0 * 0.9 ** 8
+    assert summary["kept"] == keep
+    assert float(module.w) == pytest.approx(0.95 if keep == "best" else last, rel=1e-5)
+    again = DriftingAway()
+    resumed = train_module(again, _one_batch(), _one_batch(), tmp_path, max_epochs=8, progress=False, keep=keep)
+    assert resumed["resumed_from"] and resumed["best_epoch"] == 1
+    assert float(again.w) == pytest.approx(float(module.w), rel=1e-6)
+
+
+def test_gradient_clipping_by_value(tmp_path):
+    """gradient_clip_algorithm="value" clips each gradient element (CDVAE's released trainer): with
+    the gradient 2 (w - 5) = -10 clipped to -0.5, one SGD step at lr 0.05 moves w by 0.025."""
+    module = DriftingAway()
+    train_module(module, _one_batch(), None, tmp_path, max_epochs=1, progress=False, gradient_clip_val=0.5,
+                 gradient_clip_algorithm="value")
+    assert float(module.w) == pytest.approx(0.025, rel=1e-5)
