@@ -110,7 +110,7 @@ Parameter counts at the published size (``python -m benchmark.models.cdvae.netwo
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -480,6 +480,21 @@ class CDVAE(nn.Module):
         out["loss"] = total
         return out
 
+    def validation_loss(self, parts: dict[str, Tensor]) -> Tensor:
+        """The loss validation reports, which the learning-rate schedule and the kept checkpoint
+        watch: ``cost_coord * coord + cost_type * type`` (CDVAE's released ``compute_stats``:
+        "validation/test loss only has coord and type"), computed without teacher forcing."""
+        return self.config.cost_coord * parts["coord"] + self.config.cost_type * parts["type"]
+
+    def training_loss(self, parts: dict[str, Tensor], epoch: int) -> Tensor:
+        """The loss minimised in ``epoch`` (0-based): Eq. 9's total, with the coordinate term's
+        weight multiplied by ``coord_boost`` after ``coord_boost_epoch`` when that is set
+        (DP-CDVAE's released ``mul_cost_coord_epoch``; off for CDVAE)."""
+        boost_epoch = self.config.coord_boost_epoch
+        if boost_epoch is not None and epoch > boost_epoch:
+            return parts["loss"] + (self.config.coord_boost - 1.0) * self.config.cost_coord * parts["coord"]
+        return parts["loss"]
+
     def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
                           generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Per-atom coordinate and type terms of the decoder loss (Eq. 2), each (N,); the part a
@@ -594,36 +609,48 @@ class CDVAE(nn.Module):
         z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
         return self.langevin(z, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
 
+    def latent_of(self, b: CrystalBatch, latent: Literal["sample", "mean"], generator: torch.Generator | None) -> Tensor:
+        """z (B, latent) of encoded crystals: a draw ``mu + exp(log_var / 2) eps`` from q(z | M), as the
+        released ``scripts/evaluate.py`` encodes for reconstruction and optimisation
+        (``_, _, z = model.encode(batch)``), or the mean ``mu``."""
+        if latent == "sample":
+            return self.encode(b, generator)[2]
+        if latent == "mean":
+            return self._encode_stats(b)[0]
+        raise ValueError(f"latent must be 'sample' or 'mean', got {latent!r}")
+
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None, n_step_each: int = 100,
-                    step_lr: float = 1e-4) -> dict[str, Tensor | int]:
-        """Reconstruct crystals (section 5.1): decode the encoder mean ``mu``; N, lattice and
-        composition are predicted from ``mu`` (not teacher-forced)."""
-        mu, _ = self._encode_stats(b)  # (B, latent)
-        return self.langevin(mu, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
+                    step_lr: float = 1e-4, latent: Literal["sample", "mean"] = "sample") -> dict[str, Tensor | int]:
+        """Reconstruct crystals (section 5.1): decode z of each crystal (:meth:`latent_of`); N,
+        lattice and composition are predicted from z (not teacher-forced)."""
+        z = self.latent_of(b, latent, generator)  # (B, latent)
+        return self.langevin(z, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
 
     def optimize(self, b: CrystalBatch, steps: int, lr: float, n_decode: int, generator: torch.Generator | None,
-                 n_step_each: int = 100, step_lr: float = 1e-4) -> list[dict[str, Tensor | int]]:
+                 n_step_each: int = 100, step_lr: float = 1e-4, latent: Literal["sample", "mean"] = "sample",
+                 schedule: Literal["released", "even"] = "released") -> list[dict[str, Tensor | int]]:
         """Property optimisation in latent space (section 5.3; the published protocol is
         ``steps=5000, lr=1e-3, n_decode=10``).
 
-        Starts from ``mu`` of the given crystals, runs Adam on z minimising the property head
-        ``sum_b F(z_b)`` (model parameters untouched), and decodes ``n_decode`` evenly spaced points
-        of the trajectory: after steps ``k * steps // n_decode``, k = 1..n_decode.
+        Starts from z of the given crystals (:meth:`latent_of`), runs Adam on z minimising the
+        property head ``sum_b F(z_b)`` (model parameters untouched; the released code minimises the
+        mean, which Adam's step does not distinguish), and decodes along the trajectory at the steps
+        of :func:`decode_steps` (``schedule``).
 
         Returns:
-            ``n_decode`` dicts, each the :meth:`langevin` output plus ``step`` (int), ``z``
-            (B, latent_dim) and ``property`` (B,), the predicted (standardised) F(z).
+            one dict per decode, each the :meth:`langevin` output plus ``step`` (int, optimiser
+            steps done), ``z`` (B, latent_dim) and ``property`` (B,), the predicted (standardised) F(z).
         """
         if self.fc_property is None:
             raise RuntimeError("optimize needs the property head: a config with a property (predict_property is False)")
         if n_decode < 1 or steps < 0:
             raise ValueError("need n_decode >= 1 and steps >= 0")
         with torch.no_grad():
-            mu, _ = self._encode_stats(b)
-        z = mu.detach().clone().requires_grad_(True)  # (B, latent)
+            start = self.latent_of(b, latent, generator)
+        z = start.detach().clone().requires_grad_(True)  # (B, latent)
         opt = torch.optim.Adam([z], lr=lr)
-        checkpoints = [k * steps // n_decode for k in range(1, n_decode + 1)]
+        checkpoints = decode_steps(steps, n_decode, schedule)
         results: list[dict[str, Tensor | int]] = []
         done = 0
         for stop in checkpoints:
@@ -640,6 +667,23 @@ class CDVAE(nn.Module):
             out = self.langevin(current, n_step_each=n_step_each, step_lr=step_lr, generator=generator)
             results.append({**out, "step": done, "z": current, "property": prop})
         return results
+
+
+def decode_steps(steps: int, n_decode: int, schedule: Literal["released", "even"] = "released") -> list[int]:
+    """After how many optimiser steps property optimisation decodes its trajectory (section 5.3).
+
+    ``released`` (CDVAE's ``scripts/evaluate.py``, ``optimization``): ``interval = steps // (n_decode - 1)``
+    and a decode after the step of iteration i whenever ``i % interval == 0`` or ``i == steps - 1``:
+    for 5,000 steps and ``n_decode`` 10, after 1, 556, 1111, ..., 4996 and 5000 steps (11 decodes;
+    the released evaluation scores all 11). ``even``: ``n_decode`` evenly spaced points, after
+    ``k * steps // n_decode`` steps, k = 1..n_decode (the paper's "10 materials decoded every 500 steps").
+    """
+    if schedule == "even" or n_decode < 2 or steps < 1:
+        return [k * steps // n_decode for k in range(1, n_decode + 1)]
+    if schedule != "released":
+        raise ValueError(f"schedule must be 'released' or 'even', got {schedule!r}")
+    interval = max(steps // (n_decode - 1), 1)
+    return sorted({i + 1 for i in range(steps) if i % interval == 0 or i == steps - 1})
 
 
 def parameter_counts(model: CDVAE) -> dict[str, int]:

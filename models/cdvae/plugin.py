@@ -116,13 +116,18 @@ def _lightning_module(net: Any, cfg: CDVAEConfig, hparams: dict[str, Any]) -> An
             self.net = net
 
         def _step(self, batch: Any, stage: str) -> Any:
-            teacher = cfg.teacher_forcing_lattice and self.current_epoch < cfg.teacher_forcing_max_epoch
+            training = stage == "train"
+            # teacher forcing through epoch teacher_forcing_max_epoch, inclusive (released: current_epoch <= max);
+            # never in validation (released validation_step: teacher_forcing=False)
+            teacher = training and cfg.teacher_forcing_lattice and self.current_epoch <= cfg.teacher_forcing_max_epoch
             parts = self.net.losses(batch, teacher_forcing=teacher)
+            loss = self.net.training_loss(parts, self.current_epoch) if training else self.net.validation_loss(parts)
             bs = batch.num_graphs
             for k, v in parts.items():
-                self.log(f"{stage}_{k}" if k != "loss" else f"{stage}_loss", v, on_step=False, on_epoch=True, batch_size=bs,
-                         prog_bar=k == "loss")
-            return parts["loss"]
+                if k != "loss":
+                    self.log(f"{stage}_{k}", v, on_step=False, on_epoch=True, batch_size=bs)
+            self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=bs, prog_bar=True)
+            return loss
 
         def training_step(self, batch: Any, batch_idx: int) -> Any:
             return self._step(batch, "train")
@@ -218,7 +223,7 @@ class CDVAEModel(Model):
         hparams = {"config": dataclasses.asdict(cfg), "monitor": "val_loss" if val_loader is not None else "train_loss"}
         module = _lightning_module(net, cfg, hparams)
         summary = train_module(module, train_loader, val_loader, Path(run_dir), max_epochs=cfg.max_epochs, seed=seed, device=device,
-                               gradient_clip_val=cfg.gradient_clip_val)
+                               gradient_clip_val=cfg.gradient_clip_val, gradient_clip_algorithm=cfg.gradient_clip_algorithm)
         self.net = module.net.cpu().eval()
         summary["train_loss_curve"] = epoch_losses(Path(run_dir), "train_loss")
         summary["n_train"] = len(train_ds)
@@ -297,7 +302,7 @@ class CDVAEModel(Model):
         result: list[Crystal] = [empty_crystal(c) for c in crystals]
         if ok:
             batch = self.collate([items[k] for k in ok]).to(device)
-            out = net.reconstruct(batch, generator=self.make_generator(seed, device), **self.sampler_kwargs())
+            out = net.reconstruct(batch, generator=self.make_generator(seed, device), latent=self.config.latent_from, **self.sampler_kwargs())
             for k, c in zip(ok, to_crystals(out)):
                 result[k] = c
         return result
@@ -306,7 +311,9 @@ class CDVAEModel(Model):
         if self.config.property is None:
             from benchmark.models.base import NotSupported
 
-            raise NotSupported(f"{self.name} was trained without a property head (model.property is none)")
+            raise NotSupported(f"{self.name} was trained without a property head (model.property is none; as in the released code, "
+                               "the paper preset trains one only when asked: --set model.property=<the dataset's target>, "
+                               "e.g. heat_ref for perov_5)")
         net = self.trained_network(device)
         items = graph_items(crystals)
         ok = [k for k, it in enumerate(items) if it is not None]
@@ -314,7 +321,7 @@ class CDVAEModel(Model):
             raise ValueError(f"{self.name}: none of the starting crystals has a CrystalNN graph")
         batch = self.collate([items[k] for k in ok]).to(device)
         outs = net.optimize(batch, steps=steps, lr=lr, n_decode=n_decode, generator=self.make_generator(seed, device),
-                            **self.sampler_kwargs())
+                            latent=self.config.latent_from, schedule=self.config.optimize_decode, **self.sampler_kwargs())
         steps_out: list[list[Crystal]] = []
         for out in outs:
             decoded = to_crystals(out)

@@ -944,9 +944,10 @@ class ConCDVAE(CDVAE):
 
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None, n_step_each: int = 100,
-                    step_lr: float = 1e-4) -> dict[str, Tensor | int]:
-        """Reconstruct crystals: decode ``z_con`` of the encoder mean with the batch's own conditions."""
-        return self.decode_latents(self.encode_means(b), self.batch_conditions(b), generator, n_step_each, step_lr)
+                    step_lr: float = 1e-4, latent: Literal["sample", "mean"] = "sample") -> dict[str, Tensor | int]:
+        """Reconstruct crystals: decode ``z_con`` of each crystal's z (:meth:`CDVAE.latent_of`) with
+        the batch's own conditions."""
+        return self.decode_latents(self.latent_of(b, latent, generator), self.batch_conditions(b), generator, n_step_each, step_lr)
 
     def sample(self, *args: Any, **kwargs: Any) -> dict[str, Tensor | int]:  # type: ignore[override]
         """Not available: z ~ N(0, I) is not Con-CDVAE's latent distribution; use

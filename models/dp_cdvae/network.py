@@ -394,11 +394,12 @@ class DPCDVAE(CDVAE):
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None,  # type: ignore[override]
                     num_steps: int | None = None,
-                    reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
-        """Reconstruct crystals from the encoder mean ``mu``; N, lattice and composition are
-        predicted from ``mu``."""
-        mu, _ = self._encode_stats(b)  # (B, latent)
-        return self.reverse_diffusion(mu, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
+                    reverse_step: Literal["eq6", "eq7"] | None = None,
+                    latent: Literal["sample", "mean"] = "sample") -> dict[str, Tensor | int]:
+        """Reconstruct crystals from z of each crystal (:meth:`CDVAE.latent_of`: a draw of q(z | M)
+        as DP-CDVAE's released evaluate.py, or the mean); N, lattice and composition are predicted from z."""
+        z = self.latent_of(b, latent, generator)  # (B, latent)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
 
     def optimize(self, *args, **kwargs):  # type: ignore[override]
         """Property optimisation is not part of DP-CDVAE."""

@@ -338,9 +338,11 @@ def test_optimize_decreases_property(batch: CrystalBatch) -> None:
     model = tiny_model(batch, property="y")
     _train(model, batch, steps=20, lr=3e-3)
     results = model.optimize(batch, steps=30, lr=0.05, n_decode=3, generator=torch.Generator().manual_seed(0),
-                             n_step_each=1)
+                             n_step_each=1, latent="mean", schedule="even")
     assert len(results) == 3
     assert [r["step"] for r in results] == [10, 20, 30]
+    released = model.optimize(batch, steps=30, lr=0.05, n_decode=3, generator=torch.Generator().manual_seed(0), n_step_each=1)
+    assert [r["step"] for r in released] == [1, 16, 30]  # CDVAE's evaluate.py: i % (30 // 2) == 0 or i == 29
     with torch.no_grad():
         start = model.fc_property(model.encode(batch)[0]).squeeze(-1)
     props = torch.stack([r["property"] for r in results])  # (3, B)
@@ -364,3 +366,19 @@ def test_tiny_overfit(batch: CrystalBatch) -> None:
     _train(model, batch, steps=300, lr=3e-3)
     after = _eval_loss(model, batch)
     assert after < before / 5, (before, after)
+
+
+def test_validation_and_training_losses_as_released(batch: CrystalBatch) -> None:
+    """CDVAE's released compute_stats: the validation loss is cost_coord * coord + cost_type * type;
+    training minimises Eq. 9's total, with the coordinate weight boosted after coord_boost_epoch
+    when that is set (DP-CDVAE's mul_cost_coord_epoch)."""
+    import dataclasses
+
+    model = tiny_model(batch)
+    parts = model.losses(batch, teacher_forcing=False, generator=torch.Generator().manual_seed(0))
+    cfg = model.config
+    assert float(model.validation_loss(parts)) == pytest.approx(float(cfg.cost_coord * parts["coord"] + cfg.cost_type * parts["type"]))
+    assert float(model.training_loss(parts, epoch=10_000)) == pytest.approx(float(parts["loss"]))  # no boost in CDVAE
+    model.config = dataclasses.replace(cfg, coord_boost_epoch=5)
+    assert float(model.training_loss(parts, epoch=5)) == pytest.approx(float(parts["loss"]))
+    assert float(model.training_loss(parts, epoch=6)) == pytest.approx(float(parts["loss"] + 9 * cfg.cost_coord * parts["coord"]))

@@ -3,6 +3,7 @@ config that learns to reconstruct a handful of crystals (scored by the real metr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -170,10 +171,46 @@ def test_teacher_forcing_lattice_switch():
     class Net(torch.nn.Module):
         def losses(self, batch, teacher_forcing):
             seen.append(teacher_forcing)
-            return {"loss": torch.zeros(())}
+            return {"loss": torch.zeros(()), "coord": torch.zeros(()), "type": torch.zeros(())}
+
+        def training_loss(self, parts, epoch):
+            return parts["loss"]
+
+        def validation_loss(self, parts):
+            return parts["coord"]
 
     for flag in (True, False):
         cfg = CDVAEConfig(teacher_forcing_lattice=flag)
         module = _lightning_module(Net(), cfg, {"config": {}, "monitor": "train_loss"})
-        module.training_step(SimpleNamespace(num_graphs=1), 0)  # epoch 0 < teacher_forcing_max_epoch
-    assert seen == [True, False]
+        module.training_step(SimpleNamespace(num_graphs=1), 0)  # epoch 0 <= teacher_forcing_max_epoch
+        module.validation_step(SimpleNamespace(num_graphs=1), 0)  # validation: never teacher-forced (released)
+    assert seen == [True, False, False, False]
+
+
+@pytest.mark.parametrize("dataset", ["perov_5", "carbon_24", "mp_20"])
+def test_paper_preset_is_the_published_table(dataset):
+    """Every value of the paper preset equals the table of published values with its sources
+    (models/cdvae/config.py PUBLISHED), so a later edit of either cannot drift silently."""
+    from benchmark.config import resolve
+    from benchmark.models.cdvae.config import PUBLISHED, CDVAEConfig
+
+    config = resolve(CDVAEConfig, "paper", dataset)
+    expected = {**PUBLISHED["*"], **PUBLISHED[dataset]}
+    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
+    assert not wrong, wrong
+    assert all(src for _, src in expected.values())
+    # the table covers every field a paper run trains or samples with
+    uncovered = {f.name for f in dataclasses.fields(config)} - set(expected)
+    assert uncovered <= {"fourier_n_min", "fourier_n_max"}, uncovered  # (used only with decoder_fourier)
+
+
+def test_released_decode_schedule():
+    """The released evaluate.py decodes after 1, 556, ..., 4996 and 5000 of 5,000 steps (11 decodes);
+    the even schedule every 500."""
+    from benchmark.models.cdvae.network import decode_steps
+
+    released = decode_steps(5000, 10, "released")
+    assert released == [1 + 555 * k for k in range(10)] + [5000]
+    assert decode_steps(5000, 10, "even") == list(range(500, 5001, 500))
+    assert decode_steps(100, 2, "released") == [1, 100]
+    assert decode_steps(100, 3, "released") == [1, 51, 100]
