@@ -104,7 +104,10 @@ The network is built from the plugin's config (:class:`benchmark.models.cdvae.co
 the hyper-parameter names here are its fields) and the training split's lattice statistics.
 
 Parameter counts at the published size (``python -m benchmark.models.cdvae.network``): encoder
-2,213,510 (paper: 2.2 million) and decoder 2,347,852 (paper: 2.3 million).
+2,213,510 (paper: 2.2 million) and decoder 1,877,732 with the released decoder (128 Gaussians,
+type logits from a linear layer on the last h). The released decoder counts 2,345,188 ("2.3
+million") because its output blocks also build a one-target energy branch whose output is thrown
+away (467,456 parameters that never get a gradient); here that branch is not built.
 """
 
 from __future__ import annotations
