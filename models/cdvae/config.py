@@ -144,7 +144,7 @@ class CDVAEConfig(ModelConfig):
             "decoder_blocks": 2, "decoder_max_neighbors": 12, "num_noise_level": 10, "n_step_each": 10,
             "max_epochs": 15, "batch_size": 64, "lr_patience": 5, "teacher_forcing_max_epoch": 10,
             "decoder_radial_basis": "bessel", "decoder_num_radial": 6, "decoder_type_head": "output_blocks",
-            "gradient_clip_val": None, "latent_from": "mean", "optimize_decode": "even",
+            "gradient_clip_val": None, "gradient_clip_algorithm": "norm", "latent_from": "mean", "optimize_decode": "even",
         },
     }
     # CDVAE's per-dataset settings (sources: PUBLISHED below). The released code trains the
