@@ -44,7 +44,9 @@ class CDVAEConfig(ModelConfig):
 
     Training (D.4): Adam (``lr``), reduce-on-plateau (``lr_factor``, ``lr_patience``, ``min_lr``),
     ``max_epochs``, ``batch_size``; the lattice is teacher-forced (``teacher_forcing_lattice``) for
-    the first ``teacher_forcing_max_epoch`` epochs; optional ``gradient_clip_val``.
+    the first ``teacher_forcing_max_epoch`` epochs (inclusive); afterwards ``decoder_lattice``
+    says whether the decoder's losses reach the lattice head (``released``) or not (``detached``);
+    ``gradient_clip_val`` and ``gradient_clip_algorithm`` (by value, 0.5, as released).
 
     Sampling (Algorithm 1, the ``sampling_fields``): ``n_step_each`` Langevin steps per level with
     step size ``step_lr``; ``latent_from``: encoded crystals (reconstruction, the start of property
@@ -116,6 +118,7 @@ class CDVAEConfig(ModelConfig):
     min_lr: float = 1e-4
     teacher_forcing_lattice: bool = True
     teacher_forcing_max_epoch: int = 500
+    decoder_lattice: Literal["released", "detached"] = "released"
     gradient_clip_val: float | None = 0.5
     gradient_clip_algorithm: Literal["norm", "value"] = "value"
     # DP-CDVAE's coordinate-weight boost (released mul_cost_coord_epoch); None: off, as in CDVAE
@@ -145,6 +148,7 @@ class CDVAEConfig(ModelConfig):
             "max_epochs": 15, "batch_size": 64, "lr_patience": 5, "teacher_forcing_max_epoch": 10,
             "decoder_radial_basis": "bessel", "decoder_num_radial": 6, "decoder_type_head": "output_blocks",
             "gradient_clip_val": None, "gradient_clip_algorithm": "norm", "latent_from": "mean", "optimize_decode": "even",
+            "decoder_lattice": "detached",
         },
     }
     # CDVAE's per-dataset settings (sources: PUBLISHED below). The released code trains the
@@ -251,6 +255,7 @@ PUBLISHED: dict[str, dict[str, tuple[Any, str]]] = {
         "lr_patience": (30, f"{RELEASED} conf/optim/default.yaml:12-15; {PAPER} D.4"),
         "min_lr": (1e-4, f"{RELEASED} conf/optim/default.yaml:12-15; {PAPER} D.4"),
         "teacher_forcing_lattice": (True, f"{RELEASED} conf/model/vae.yaml:14"),
+        "decoder_lattice": ("released", f"{RELEASED} cdvae/pl_modules/model.py:345-352 (predicted cell not detached), 492-498 (coord target in the true cell)"),
         "gradient_clip_val": (0.5, f"{RELEASED} conf/train/default.yaml:15"),
         "gradient_clip_algorithm": ("value", f"{RELEASED} conf/train/default.yaml:16"),
         "coord_boost_epoch": (None, "not in CDVAE (DP-CDVAE's mul_cost_coord_epoch)"),

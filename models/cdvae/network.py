@@ -421,12 +421,26 @@ class CDVAE(nn.Module):
         return {"level": level, "sigma_x": sigma_x, "sigma_a": sigma_a, "atom_types": noisy_types, "frac": noisy_frac}
 
     def _decoder_lattice(self, b: CrystalBatch, agg: dict[str, Tensor], teacher_forcing: bool) -> Tensor:
-        """(B, 3, 3) lattice the noisy decoder input is built on: the truth, or the detached,
-        sanitised prediction."""
+        """(B, 3, 3) lattice the noisy decoder input is built on: the truth with teacher forcing,
+        else the prediction. ``decoder_lattice="released"`` (CDVAE's released ``forward``) keeps
+        the prediction in the graph, so the decoder's losses also train the lattice head;
+        ``"detached"`` cuts it off (the lattice head then learns from its own loss only). Either
+        way a predicted cell is sanitised (:func:`sanitize_lattice`), which changes only cells that
+        could not host a graph."""
         if teacher_forcing:
             return lattice_from_params(b.lengths, b.angles)
-        lengths, angles = sanitize_lattice(agg["lengths"].detach(), agg["angles"].detach())
-        return lattice_from_params(lengths, angles)
+        lengths, angles = agg["lengths"], agg["angles"]
+        if self.config.decoder_lattice == "detached":
+            lengths, angles = lengths.detach(), angles.detach()
+        return lattice_from_params(*sanitize_lattice(lengths, angles))
+
+    def target_lattice(self, b: CrystalBatch, lattice: Tensor) -> Tensor:
+        """(B, 3, 3) lattice the coordinate target ``d_min(X, X~)`` is measured in: the true one
+        (CDVAE's released ``coord_loss`` uses ``batch.lengths, batch.angles``) with
+        ``decoder_lattice="released"``, else the decoder's ``lattice``. Equal under teacher forcing."""
+        if self.config.decoder_lattice == "released":
+            return lattice_from_params(b.lengths, b.angles)
+        return lattice
 
     # ------------------------------------------------------------------------------ training
 
@@ -505,7 +519,7 @@ class CDVAE(nn.Module):
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch)
         # coordinates: 1/2 || pred - d_min(X, X~) / sigma_X ||^2 (lambda(sigma) = sigma^2)
-        target = min_image_displacement(b.frac_coords, noisy["frac"], lattice, b.num_atoms)  # (N, 3)
+        target = min_image_displacement(b.frac_coords, noisy["frac"], self.target_lattice(b, lattice), b.num_atoms)  # (N, 3)
         sigma_x = noisy["sigma_x"].unsqueeze(-1)  # (N, 1)
         coord = 0.5 * (pred - target / sigma_x).pow(2).sum(-1)  # (N,)
         # types: cross entropy / sigma_A

@@ -382,3 +382,19 @@ def test_validation_and_training_losses_as_released(batch: CrystalBatch) -> None
     model.config = dataclasses.replace(cfg, coord_boost_epoch=5)
     assert float(model.training_loss(parts, epoch=5)) == pytest.approx(float(parts["loss"]))
     assert float(model.training_loss(parts, epoch=6)) == pytest.approx(float(parts["loss"] + 9 * cfg.cost_coord * parts["coord"]))
+
+
+def test_released_decoder_lattice_trains_the_lattice_head_through_the_decoder(batch: CrystalBatch) -> None:
+    """After teacher forcing, the released CDVAE builds the noisy input on the predicted cell without
+    detaching it, so the decoder's coordinate loss reaches the lattice head; ``detached`` cuts it off."""
+    import dataclasses
+
+    grads = {}
+    for mode in ("released", "detached"):
+        model = tiny_model(batch)
+        model.config = dataclasses.replace(model.config, decoder_lattice=mode)
+        parts = model.losses(batch, teacher_forcing=False, generator=torch.Generator().manual_seed(0))
+        head = [p for p in model.fc_lattice.parameters()]
+        g = torch.autograd.grad(parts["coord"], head, allow_unused=True)
+        grads[mode] = sum(float(x.abs().sum()) for x in g if x is not None)
+    assert grads["released"] > 0 and grads["detached"] == 0
