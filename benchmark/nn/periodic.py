@@ -47,6 +47,8 @@ __all__ = [
 # Candidate (pair, image) combinations examined at once by the graph builders; bounds the peak
 # memory (roughly 200 bytes per candidate) when cells are small compared with the cutoff.
 DEFAULT_CHUNK = 1 << 20
+#: extra neighbours asked for per atom when pairs below ``min_distance`` are dropped before capping
+MIN_DISTANCE_SPARE = 8
 
 
 class PeriodicGraph(NamedTuple):
@@ -554,6 +556,7 @@ def radius_graph_pbc(
     *,
     tie_tolerance: float = 1e-5,
     chunk: int = DEFAULT_CHUNK,
+    min_distance: float = 0.0,
 ) -> PeriodicGraph:
     """All periodic neighbour pairs within a cutoff, optionally capped to the nearest per atom.
 
@@ -579,6 +582,11 @@ def radius_graph_pbc(
         max_neighbors: keep at most this many nearest sources per target; None keeps all.
         tie_tolerance: distances closer than this (Å) count as ties when ordering and capping.
         chunk: candidates examined at once (bounds memory); does not change the result.
+        min_distance: pairs at or below this distance (Å) are left out before capping, as CDVAE's
+            released ``radius_graph_pbc`` drops pairs with d^2 <= 1e-4 (d <= 0.01 Å): two atoms on
+            top of each other (possible in a noisy or generated structure) would otherwise give an
+            edge without a direction, and NaN gradients. Exact unless more than
+            :data:`MIN_DISTANCE_SPARE` atoms lie that close to one atom.
 
     Returns:
         :class:`PeriodicGraph` ``(edge_index (2, E), images (E, 3), edge_vec (E, 3), distances (E,))``,
@@ -596,7 +604,17 @@ def radius_graph_pbc(
             keep = _nearest_per_target(i, dist, n, None, tie_tolerance)
             i, j, images = (torch.index_select(x, 0, keep) for x in (i, j, images))
         else:
-            i, j, images = _nearest_within(f, lat, num_atoms, cutoffs, max_neighbors, tie_tolerance, chunk, 1.5)
+            spare = MIN_DISTANCE_SPARE if min_distance > 0 else 0  # room for the pairs dropped below
+            i, j, images = _nearest_within(f, lat, num_atoms, cutoffs, max_neighbors + spare, tie_tolerance, chunk, 1.5)
+        if min_distance > 0:
+            far = _build(f, lat, _batch_index(num_atoms, n), i, j, images).distances > min_distance
+            i, j, images = i[far], j[far], images[far]
+            if max_neighbors is not None:  # edges are grouped by target, nearest first: keep the first max_neighbors
+                first = torch.ones_like(i, dtype=torch.bool)
+                first[1:] = i[1:] != i[:-1]
+                start = torch.cummax(torch.where(first, torch.arange(len(i), device=i.device), torch.zeros_like(i)), 0).values
+                keep = (torch.arange(len(i), device=i.device) - start) < max_neighbors
+                i, j, images = i[keep], j[keep], images[keep]
     return _build(frac, lattice, _batch_index(num_atoms, n), i, j, images)
 
 

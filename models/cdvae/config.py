@@ -80,6 +80,7 @@ class CDVAEConfig(ModelConfig):
     decoder_blocks: int = 3
     decoder_cutoff: float = 7.0
     decoder_max_neighbors: int = 20
+    decoder_min_distance: float = 0.01
     decoder_emb_size_trip: int = 64
     decoder_emb_size_rbf: int = 16
     decoder_emb_size_cbf: int = 16
@@ -222,6 +223,7 @@ PUBLISHED: dict[str, dict[str, tuple[Any, str]]] = {
         "decoder_blocks": (3, f"{RELEASED} cdvae/pl_modules/gemnet/gemnet.py:99-126 (GemNetT default)"),
         "decoder_cutoff": (7.0, f"{RELEASED} conf/model/vae.yaml:17 (radius)"),
         "decoder_max_neighbors": (20, f"{RELEASED} conf/model/vae.yaml:16; {PAPER} B.2 (K = 20)"),
+        "decoder_min_distance": (0.01, f"{RELEASED} cdvae/common/data_utils.py:434-437 (radius_graph_pbc drops pairs with d^2 <= 1e-4)"),
         "decoder_num_spherical": (7, f"{RELEASED} gemnet.py:99-126 (GemNetT default)"),
         "decoder_num_radial": (128, f"{RELEASED} gemnet.py:104 (GemNetT default num_radial)"),
         "decoder_radial_basis": ("gaussian", f"{RELEASED} gemnet.py:119, radial_basis.py:189 (GaussianSmearing, 128 on d/cutoff)"),

@@ -89,7 +89,8 @@ Choices where the paper is silent (and why):
   failing. The returned lengths and angles are the ones the coordinates were generated in.
 * The type noise draws from ``p_c`` of the sampled ``z``; sampling is not differentiable, so the
   composition head gets gradients only from its own loss.
-* Decoder graph: ``radius_graph_pbc(cutoff=decoder_cutoff, max_neighbors=decoder_max_neighbors)``
+* Decoder graph: ``radius_graph_pbc(cutoff=decoder_cutoff, max_neighbors=decoder_max_neighbors,
+  min_distance=decoder_min_distance)`` (pairs within 0.01 Å dropped, as released)
   at every call, in training and at every Langevin step (no Python loop over crystals).
 * Property optimisation (section 5.3): Adam on z starting from ``mu`` of the given crystals,
   minimising ``sum_b F(z_b)`` (each crystal's z moves on its own; Adam is invariant to the
@@ -386,7 +387,8 @@ class CDVAE(nn.Module):
             ``(pred, type_logits)``: (N, 3) noise-free score ``s_X(M~ | z)`` (Cartesian, in the
             units of its target ``d_min / sigma_X``) and (N, max_atomic_num) logits of ``p_A(M~ | z)``.
         """
-        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors)
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors,
+                                 min_distance=self.config.decoder_min_distance)
         return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images,
                             self.node_features(frac))
 
@@ -538,7 +540,7 @@ class CDVAE(nn.Module):
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
-                                 self.config.decoder_max_neighbors)
+                                 self.config.decoder_max_neighbors, min_distance=self.config.decoder_min_distance)
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
                                               graph.images, self.node_features(noisy["frac"]))
 

@@ -365,3 +365,26 @@ def test_empty_crystals_and_bad_input() -> None:
         radius_graph_pbc(frac, lat, n, -1.0)
     empty = radius_graph_pbc(torch.zeros(0, 3), torch.zeros(0, 3, 3), torch.zeros(0, dtype=torch.long), 5.0, 5)
     assert empty.edge_index.shape == (2, 0) and empty.edge_vec.shape == (0, 3)
+
+
+def test_min_distance_drops_coincident_pairs_before_the_cap():
+    """CDVAE's released decoder graph leaves out pairs within 0.01 Å (two atoms on top of each other
+    have no edge direction); the cap then still keeps max_neighbors of the others, nearest first."""
+    from benchmark.nn.periodic import radius_graph_pbc
+
+    frac = torch.tensor([[0.0, 0.0, 0.0], [0.0005, 0.0, 0.0], [0.5, 0.5, 0.5], [0.25, 0.0, 0.0]], dtype=torch.float64)
+    lattice = torch.eye(3, dtype=torch.float64).unsqueeze(0) * 4.0
+    n = torch.tensor([4])
+    full = radius_graph_pbc(frac, lattice, n, 3.0, 3)
+    assert bool((full.distances < 0.01).any())  # atoms 0 and 1 are 0.002 Å apart
+    graph = radius_graph_pbc(frac, lattice, n, 3.0, 3, min_distance=0.01)
+    assert bool((graph.distances > 0.01).all())
+    no_cap = radius_graph_pbc(frac, lattice, n, 3.0, None, min_distance=0.01)
+    kept = radius_graph_pbc(frac, lattice, n, 3.0, None)
+    assert len(no_cap.distances) == int((kept.distances > 0.01).sum())
+    for target in range(4):
+        mine = graph.distances[graph.edge_index[1] == target]
+        others = torch.sort(no_cap.distances[no_cap.edge_index[1] == target]).values
+        # the 3 nearest of the remaining pairs: a dropped pair frees its place for the next one
+        assert torch.allclose(mine, others[:3]) and len(mine) == min(3, len(others))
+    assert len(graph.distances[graph.edge_index[1] == 2]) == 3  # atom 2 has more than 3 others within 3 Å
