@@ -68,10 +68,11 @@ class DPCDVAEConfig(CDVAEConfig):
     ``reverse_step`` (Eq. 6 or 7).
 
     Type noise (Eq. 9): ``type_noise`` and the inherited ``type_sigma_end`` (sigma'_1 = 0.01) ->
-    ``type_sigma_begin`` (sigma'_T = 5); ``type_noise_step``: the level s of sigma'_s is drawn
-    ``independent``-ly of the coordinates' t (the released ``DDPM.perturb_sample``) or ``tied`` to
-    it (s = t); ``type_loss_weight``: the type cross entropy is divided by sigma'_s
-    (``inverse_sigma``, the released ``type_loss``, as CDVAE's) or not (``none``, Eq. 11 as written).
+    ``type_sigma_begin`` (sigma'_T = 5); ``type_noise_step``: the index s of sigma'_s is a second
+    draw, independent of the coordinates' t (``independent``, the released
+    ``DDPM.perturb_sample``), or s = t (``tied``); ``type_loss_weight``: the type cross entropy is
+    divided by sigma'_s (``inverse_sigma``, the released ``type_loss``, as CDVAE's) or not
+    (``none``, Eq. 11 as written).
 
     Diffusion network inputs: Fourier features ``fourier_n_min``..``fourier_n_max`` of
     ``sin/cos(2^n pi r)`` (4..9: the released frequencies 2 pi 2^n, n = 3..8; ``decoder_fourier``

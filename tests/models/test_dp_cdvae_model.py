@@ -148,8 +148,8 @@ def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
 
     crystals = eight_crystals()
     cfg = resolve(DPCDVAEModel.Config, "smoke", None, None, {
-        "max_epochs": 80, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 80,
-        "beta": 0.001, "num_steps": 100,
+        "max_epochs": 80, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "gradient_clip_algorithm": "norm",
+        "lr_patience": 1000, "teacher_forcing_max_epoch": 80, "beta": 0.001, "num_steps": 100,
     })
     model = DPCDVAEModel(cfg)
     summary = model.fit(crystals * 25, [], tmp_path / "fit", seed=0)  # 25 steps per epoch
