@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
@@ -152,6 +152,9 @@ class CDVAEModel(Model):
     version = "0.1"
     capabilities = frozenset({SAMPLE, RECONSTRUCT, OPTIMIZE})
     Config = CDVAEConfig
+    #: values a checkpoint's stored config takes for the fields it lacks (fields added after it was
+    #: written): the behaviour it was trained with, not today's defaults; none for CDVAE
+    legacy_config: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: CDVAEConfig | None = None) -> None:
         super().__init__(config)
@@ -266,7 +269,7 @@ class CDVAEModel(Model):
             raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads only "
                              f"format {CHECKPOINT_FORMAT} (the model config and training statistics the network is "
                              "rebuilt from). Train the model again to get one.")
-        stored = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
+        stored = build(cls.Config, {**cls.legacy_config, **data["config"]}, where=f"{cls.name} checkpoint config")
         model = cls(stored.for_checkpoint(config, f"{path}"))  # type: ignore[arg-type]
         model.build_network(data["statistics"], stored)
         model.net.load_state_dict(data["state_dict"], strict=True)

@@ -26,15 +26,18 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   :class:`benchmark.nn.schedules.SigmoidBetaSchedule`.
 * **Forward process** (Eqs. 1-3): ``r_t = sqrt(alpha_bar_t) r_0 + sqrt(1 - alpha_bar_t) eps``
   on the fractional coordinates r_0 in [0, 1)^3 (eps ~ N(0, I), (N, 3)), then
-  ``r_f_t = pi(r_t) = r_t - floor(r_t)``. One t per crystal, uniform in {1..T} (section IV C).
-* **Type perturbation** (Eq. 9): ``Z_t ~ M(p)``, a multinomial (categorical) draw per atom from
+  ``r_f_t = pi(r_t) = r_t - floor(r_t)``. One t per crystal, uniform in {min_timestep..T}
+  (section IV C; ``min_timestep`` 2 is the released range, see "Choices" below).
+* **Type perturbation** (Eq. 9): ``Z_s ~ M(p)``, a multinomial (categorical) draw per atom from
   the true one-hot ``A`` (N, 100) and the predicted composition ``A_z = softmax(MLP_AGG(z))`` of
-  the crystal with the level ``sigma'_t``, geometric from ``type_sigma_end`` = 0.01 at t = 1 to
-  ``type_sigma_begin`` = 5 at t = T (the paper: "selected from [0.01, 5]" as in CDVAE; the
-  released config indexes the same geometric sequence by the time step). ``type_noise`` chooses
-  ``p``: ``"mix"`` (default) ``p = (A + sigma'_t A_z) / (1 + sigma'_t)``, what the released code
-  samples (``torch.multinomial`` normalises ``A + sigma' A_z``, the same draw as CDVAE's);
-  ``"softmax"``: Eq. 9 read literally, ``p = softmax(A + sigma'_t A_z)``. Note that over 100
+  the crystal with the level ``sigma'_s``, geometric from ``type_sigma_end`` = 0.01 at s = 1 to
+  ``type_sigma_begin`` = 5 at s = T (the paper: "selected from [0.01, 5]" as in CDVAE). The index
+  s of the level (``type_noise_step``): ``"independent"`` (default), a second uniform draw per
+  crystal, independent of the coordinates' t, as the released ``DDPM.perturb_sample``
+  (``same_time_step=False``); ``"tied"``: s = t. ``type_noise`` chooses ``p``: ``"mix"``
+  (default) ``p = (A + sigma'_s A_z) / (1 + sigma'_s)``, what the released code samples
+  (``torch.multinomial`` normalises ``A + sigma' A_z``, the same draw as CDVAE's);
+  ``"softmax"``: Eq. 9 read literally, ``p = softmax(A + sigma'_s A_z)``. Note that over 100
   classes the literal softmax keeps the true type with probability only ~e/(e + 99) even at
   sigma' = 0.01, which is why "mix" is the default.
 * **Diffusion network** ``D_theta(L r_f_t, f_t)`` (section IV C): the GemNet-T of
@@ -43,9 +46,11 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   ``L_z``; at sampling time ``L_z``), with node features ``f_t = (Z_t, F_t, z, t)``: the element
   embedding of Z_t and z enter as in CDVAE, and ``extra_node_dim = 6 (n_max - n_min + 1) +
   time_dim`` more inputs carry ``F_t`` (section S3: ``sin(2^n pi r_t)`` and ``cos(2^n pi r_t)``
-  for n = 3..8 and the three coordinates: 36 values per atom; since ``2^n`` is even these equal
-  the features of ``pi(r_t)``) and a sinusoidal embedding of t (``time_dim`` values, the
-  Transformer's ``sin/cos(t / 10000^(2k / time_dim))``; the paper only says "t"). Outputs:
+  for n = ``fourier_n_min``..``fourier_n_max`` and the three coordinates: 36 values per atom;
+  since ``2^n`` is even these equal the features of ``pi(r_t)``; n = 4..9 by default, the released
+  code's frequencies ``2 pi 2^n`` for its n = 3..8, in its order; S3 writes n = 3..8 of
+  ``2^n pi``) and a sinusoidal embedding of t (``time_dim`` values, the Transformer's
+  ``sin/cos(t / 10000^(2k / time_dim))``; the paper only says "t"). Outputs:
 
   - ``eps_theta`` (N, 3): the fractional noise of Eq. 2. GemNet's direct-force output ``v``
     (N, 3) is a Cartesian vector that rotates with the crystal; it is turned into a fractional
@@ -58,11 +63,15 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   - ``A_theta`` (N, 100): type logits (the summed atom outputs of the output blocks).
 * **Losses** (Eqs. 10, 11, S1), each averaged over the atoms of a crystal and then over the
   crystals: ``coord = ||eps - eps_theta||^2`` (summed over the 3 components; Eq. 10),
-  ``type = CE(A, A_theta)`` (Eq. 11), and CDVAE's ``natom``, ``lattice``, ``composition`` and
-  ``kld`` unchanged. ``loss = cost_coord coord + cost_type type + beta kld + cost_lattice lattice
-  + cost_composition composition + cost_natom natom (+ cost_property property)``, i.e. Eq. S1
-  with ``lambda = cost_type / cost_coord``; ``cost_coord`` defaults to 1 (Eq. S1 has no weight on
-  L_simple). CDVAE's division of the type loss by sigma_A is *not* applied (Eq. 11 has none).
+  ``type = CE(A, A_theta) / sigma'_s`` (Eq. 11 with the released code's noise scaling, as
+  CDVAE's type loss; ``type_loss_weight="none"``: Eq. 11 as written, without the division), and
+  CDVAE's ``natom``, ``lattice``, ``composition`` and ``kld`` unchanged. ``loss = cost_coord coord
+  + cost_type type + beta kld + cost_lattice lattice + cost_composition composition + cost_natom
+  natom (+ cost_property property)``, i.e. Eq. S1 with ``lambda = cost_type / cost_coord``;
+  ``cost_coord`` is 1 (Eq. S1 has no weight on L_simple). Training multiplies the coordinate term
+  by ``coord_boost`` (10) after epoch ``coord_boost_epoch`` (:meth:`CDVAE.training_loss`, the
+  released ``mul_cost_coord_epoch``); validation reports ``cost_coord coord + cost_type type``
+  without teacher forcing and without the boost (:meth:`CDVAE.validation_loss`).
 * **Reverse process** (Eqs. 6, 7), ``reverse_step``: ``"eq6"``, the DDPM step on the unwrapped
   r_t (the network sees ``pi(r_t)``)::
 
@@ -71,19 +80,23 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   ``"eq7"`` (default, the paper's main results): ``r_{t-1} = (pi(r_t) - sqrt(1 - alpha_bar_t)
   eps_theta) / sqrt(alpha_bar_t) + sigma_t eps'``, wrapped again before the next step; both with
   ``sigma_t^2 = (1 - alpha_bar_{t-1}) (1 - alpha_t) / (1 - alpha_bar_t)`` (Eq. 5) and
-  ``alpha_bar_0 = 1`` (so the last step adds no noise). The returned coordinates are
-  ``pi(r_0)``. :func:`benchmark.nn.diffusion.ddpm_reverse_step`.
-* **Generation / reconstruction** (section IV C): z ~ N(0, I) (generation) or the encoder mean
-  ``mu`` (reconstruction, as CDVAE's evaluation; the paper's Eq. 8 sample is not used so that
-  reconstruction is deterministic up to the diffusion noise); N, lattice and composition are
-  predicted from z; ``Z_T`` is the most probable element of ``A_z`` for every atom ("sampled from
-  the highest probability of A_z"); ``r_T ~ N(0, I)``; the types are replaced by
-  ``argmax(A_theta)`` after every step.
+  ``alpha_bar_0 = 1``. The steps run from T down to ``min_timestep``, the last one to
+  ``min_timestep - 1``: with 1 it goes to t = 0 (no noise added) and returns ``pi(r_0)``; with
+  the released 2 (999 steps) it goes to t = 1 and returns ``pi(r_1)``.
+  :func:`benchmark.nn.diffusion.ddpm_reverse_step`.
+* **Generation / reconstruction** (section IV C): z ~ N(0, I) (generation) or, for
+  reconstruction, a draw of q(z | M) (Eq. 8; the released evaluate.py) or the encoder mean
+  (``latent_from``); N, lattice and composition are predicted from z; ``r_T ~ N(0, I)``; ``Z_T``
+  (``initial_types``): drawn from ``A_z`` with CDVAE's
+  :func:`~benchmark.models.cdvae.network.sample_composition` (``composition``, what the released
+  sampler does) or the most probable element of ``A_z`` for every atom (``argmax``, the paper's
+  "sampled from the highest probability of A_z"); the types are replaced by ``argmax(A_theta)``
+  after every step.
 
 Choices where the paper is silent (and why):
 
 * Fewer reverse steps (``num_steps < T``, for smoke runs) use *respacing* (Nichol & Dhariwal
-  2021): the evenly spaced time steps ``t_1 = T > ... > t_K = 1`` of the same schedule, each step
+  2021): the evenly spaced time steps ``t_1 = T > ... > t_K = min_timestep`` of the same schedule, each step
   with the effective ``alpha = alpha_bar_t / alpha_bar_t'`` (t' the next step, ``alpha_bar_0 =
   1``) in Eqs. 5-7; the network is still told the original t. With ``num_steps = T`` this is
   exactly Eqs. 6/7. (A smaller T, ``num_timesteps``, is a different model that must be trained
@@ -92,16 +105,32 @@ Choices where the paper is silent (and why):
   layers of ``hidden_dim``) on the one-hot N_a (0..max_atoms; one-hot because N_a is decoded as a
   class); ``encoder_gine`` adds ``gine_num_layers`` torch_geometric ``GINEConv`` layers (hidden
   ``gine_hidden_dim``, element embedding input, ReLU, mean pooling, a linear readout) on the
-  encoder's CrystalNN graph with the edge attribute ``|r_cj + T - r_ci|`` expanded in
-  ``gine_num_rbf`` Gaussians on [0, encoder_cutoff] (the paper's E = {|dr|}; a Gaussian
-  expansion instead of the raw scalar so that the GINE edge layer can resolve distances). Each
-  branch gives ``latent_dim`` features; with any extra branch they are concatenated and passed
-  through one fully connected layer (Linear + ReLU, the "FC" box of Fig. S1) before
-  ``fc_mu``/``fc_var``. Without extras the encoder is CDVAE's exactly (Fig. S1 (g)).
+  encoder's CrystalNN graph with the edge attribute ``|r_cj + T - r_ci|`` (the paper's
+  E = {|dr|}), through ``Linear(1, H)-ReLU-Linear(H, H)`` (``gine_edge="distance"``, the
+  released GINE's edge input) or expanded in ``gine_num_rbf`` Gaussians on [0, encoder_cutoff]
+  (``"gaussian"``). Each branch gives ``latent_dim`` features; with any extra branch they are
+  concatenated and passed through one fully connected layer (Linear + ReLU, the "FC" box of
+  Fig. S1) before ``fc_mu``/``fc_var``. Without extras the encoder is CDVAE's exactly (Fig. S1 (g)).
 * The fractional noise eps is not re-centred per crystal (the released code removes its mean; the
   paper does not mention it, and Eq. 2 has plain N(0, I) noise).
-* Time steps start at t = 1 (the released code draws t in [1, T - 1]).
+* The time range (``min_timestep``): the released code draws t in 1..T-1 and samples T-1..1, on
+  ``alpha_bar_t = prod_{i=1..t} (1 - beta_i)`` with beta indexed from 0, so its t is this
+  module's t + 1 (``alpha_bar`` equal up to the factor ``1 - beta_1`` = 1 - 4.5e-7) and its last
+  step goes to this module's t = 1; ``min_timestep = 2`` reproduces that range (T-1 = 999 steps,
+  type levels sigma'_2..sigma'_T); 1 trains and samples 1..T (Eq. 2 as written).
 * Property optimisation (CDVAE's ``optimize``) is not part of the paper and not provided.
+
+What the released network does differently and this one does not reproduce (the README's DP-CDVAE
+section gives the reasons): the time enters as the score-SDE sinusoid of t/T through a
+``Linear(128, 512)-ReLU-Linear(512, 128)`` (here the Transformer sinusoid of the integer t, no
+MLP); its GemNet-T keeps the atom features at the width of their concatenated inputs (hidden +
+latent + time + Fourier = 548) through every block (here they are projected to
+``decoder_hidden``, as CDVAE's decoder); its noise prediction is GemNet's Cartesian output compared
+with the fractional noise as it is (here ``v L^-1``); the GemNet scale factors are read from a
+fixed file (here fitted on a training batch); the coordinates are re-centred per crystal
+(``recenter``) and eps has its per-crystal mean removed; the N_a branch is an ``nn.Embedding``
+concatenated to DimeNet++ and followed by a two- or three-layer MLP, and the GINE branch has a
+softplus message, no trained epsilon, residual connections, max pooling and an MLP readout.
 
 Random numbers take the explicit ``generator`` everywhere (same seed, same crystals).
 """
@@ -115,10 +144,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GINEConv, global_mean_pool
 
-from benchmark.models.cdvae.network import CDVAE, gemnet_decoder
+from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition
 from benchmark.models.dp_cdvae.config import DPCDVAEConfig
 from benchmark.nn.batch import CrystalBatch
-from benchmark.nn.diffusion import ddpm_reverse_step, timestep_embedding
+from benchmark.nn.diffusion import ddpm_reverse_step, respaced_timesteps, timestep_embedding
 from benchmark.nn.dimenet import GraphBatch
 from benchmark.nn.layers import mlp
 from benchmark.nn.periodic import (
@@ -137,29 +166,44 @@ __all__ = ["DPCDVAE", "GINEEncoder"]
 
 class GINEEncoder(nn.Module):
     """GINE branch of the encoder (Fig. S1 (d)): ``GINEConv`` layers (Hu et al. 2020) on the
-    crystal graph with Gaussian-expanded interatomic distances as edge attributes, mean-pooled.
+    crystal graph with the interatomic distances as edge input, mean-pooled.
 
     Args:
         max_atomic_num: element classes (types 1..max_atomic_num).
         hidden_dim: node width.
         out_dim: output features per crystal.
         num_layers: GINE layers.
-        num_rbf: Gaussians on [0, cutoff] for the distances.
+        num_rbf: Gaussians on [0, cutoff] for the distances (``edge="gaussian"``).
         cutoff: Å.
+        edge: ``"distance"``: the distance (a scalar, the paper's E = {|dr|}) through one
+            ``Linear(1, H)-ReLU-Linear(H, H)`` shared by the layers (the released GINE);
+            ``"gaussian"``: its expansion in ``num_rbf`` Gaussians, mapped by each layer's own
+            linear edge layer.
     """
 
     def __init__(self, max_atomic_num: int, hidden_dim: int, out_dim: int, num_layers: int, num_rbf: int,
-                 cutoff: float) -> None:
+                 cutoff: float, edge: Literal["distance", "gaussian"] = "gaussian") -> None:
         super().__init__()
+        if edge not in ("distance", "gaussian"):
+            raise ValueError(f"edge must be 'distance' or 'gaussian', got {edge!r}")
+        self.edge = edge
         self.embedding = nn.Embedding(max_atomic_num, hidden_dim)
+        self.edge_mlp = (nn.Sequential(nn.Linear(1, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim))
+                         if edge == "distance" else None)
         self.convs = nn.ModuleList(
             GINEConv(nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, hidden_dim)),
-                     train_eps=True, edge_dim=num_rbf)
+                     train_eps=True, edge_dim=num_rbf if edge == "gaussian" else None)
             for _ in range(num_layers)
         )
         self.readout = nn.Linear(hidden_dim, out_dim)
         self.register_buffer("centers", torch.linspace(0.0, cutoff, num_rbf), persistent=False)
         self.width = cutoff / max(num_rbf - 1, 1)
+
+    def edge_features(self, dist: Tensor) -> Tensor:
+        """(E, H) for ``"distance"`` or (E, num_rbf) for ``"gaussian"``, from dist (E,) Å."""
+        if self.edge_mlp is not None:
+            return self.edge_mlp(dist.unsqueeze(-1))  # (E, H)
+        return torch.exp(-((dist.unsqueeze(-1) - self.centers) / self.width) ** 2)  # (E, R)
 
     def forward(self, atom_types: Tensor, edge_index: Tensor, dist: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         """Args: atom_types (N,) long, edge_index (2, E) (row 0 source), dist (E,) Å, batch (N,).
@@ -168,7 +212,7 @@ class GINEEncoder(nn.Module):
             (B, out_dim).
         """
         x = self.embedding(atom_types - 1)  # (N, H)
-        edge_attr = torch.exp(-((dist.unsqueeze(-1) - self.centers) / self.width) ** 2)  # (E, R)
+        edge_attr = self.edge_features(dist)  # (E, H) or (E, R)
         for conv in self.convs:
             x = F.relu(conv(x, edge_index, edge_attr))  # (N, H)
         return self.readout(global_mean_pool(x, batch, size=num_graphs))  # (B, out)
@@ -199,7 +243,7 @@ class DPCDVAE(CDVAE):
         self.na_encoder = (mlp(cfg.max_atoms + 1, cfg.hidden_dim, cfg.fc_num_layers, latent)
                            if cfg.encoder_num_atoms else None)
         self.gine_encoder = (GINEEncoder(cfg.max_atomic_num, cfg.gine_hidden_dim, latent, cfg.gine_num_layers,
-                                         cfg.gine_num_rbf, cfg.encoder_cutoff) if cfg.encoder_gine else None)
+                                         cfg.gine_num_rbf, cfg.encoder_cutoff, cfg.gine_edge) if cfg.encoder_gine else None)
         branches = 1 + int(cfg.encoder_num_atoms) + int(cfg.encoder_gine)
         self.fc_combine = (nn.Sequential(nn.Linear(branches * latent, latent), nn.ReLU())
                            if branches > 1 else None)
@@ -271,20 +315,30 @@ class DPCDVAE(CDVAE):
         vec, logits = self.decode_cartesian(z, frac, atom_types, lattice, num_atoms, batch, t)
         return cart_to_frac(vec, lattice, num_atoms), logits  # (N, 3), (N, A)
 
+    def sample_timesteps(self, num_graphs: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
+        """(num_graphs,) long time steps, uniform in ``min_timestep``..T (one per crystal)."""
+        low = self.config.min_timestep
+        return randint(self.config.num_timesteps - low + 1, (num_graphs,), generator, like) + low
+
     def _noisy_structure(self, b: CrystalBatch, composition_logits: Tensor, lattice: Tensor,  # type: ignore[override]
                          generator: torch.Generator | None) -> dict[str, Tensor]:
-        """Forward process (Eqs. 2, 3, 9) with one t per crystal.
+        """Forward process (Eqs. 2, 3, 9) with one t per crystal, uniform in ``min_timestep``..T,
+        and the type-noise level s of each crystal: drawn the same way, independently of t
+        (``type_noise_step="independent"``, the released code), or s = t (``"tied"``).
 
         Returns:
-            dict with ``t`` (N,) long, ``eps`` (N, 3), ``frac`` (N, 3) wrapped ``r_f_t``,
-            ``atom_types`` (N,) ``Z_t`` and ``type_sigma`` (N,).
+            dict with ``t`` (N,) long, ``s`` (N,) long, ``eps`` (N, 3), ``frac`` (N, 3) wrapped
+            ``r_f_t``, ``atom_types`` (N,) ``Z_s`` and ``type_sigma`` (N,) sigma'_s.
         """
         cfg = self.config
         n = b.frac_coords.shape[0]
-        t = (randint(cfg.num_timesteps, (b.num_graphs,), generator, b.num_atoms) + 1)[b.batch]  # (N,)
+        t_graph = self.sample_timesteps(b.num_graphs, generator, b.num_atoms)  # (B,)
+        s_graph = (self.sample_timesteps(b.num_graphs, generator, b.num_atoms)
+                   if cfg.type_noise_step == "independent" else t_graph)  # (B,)
+        t, s = t_graph[b.batch], s_graph[b.batch]  # (N,), (N,)
         eps = randn((n, 3), generator, b.frac_coords)  # (N, 3)
         frac_t = wrap_frac(self.q_sample(b.frac_coords, t, eps))  # (N, 3) Eq. 3
-        sig = self.type_sigmas_t[t - 1].to(b.frac_coords.dtype).unsqueeze(-1)  # (N, 1) sigma'_t
+        sig = self.type_sigmas_t[s - 1].to(b.frac_coords.dtype).unsqueeze(-1)  # (N, 1) sigma'_s
         p_c = torch.softmax(composition_logits.detach(), dim=-1)[b.batch]  # (N, A) A_z
         one_hot = F.one_hot(b.atom_types - 1, cfg.max_atomic_num).to(p_c.dtype)  # (N, A) A
         if cfg.type_noise == "softmax":
@@ -292,20 +346,23 @@ class DPCDVAE(CDVAE):
         else:
             probs = (one_hot + sig * p_c) / (1 + sig)
         types_t = multinomial(probs, 1, generator).squeeze(-1) + 1  # (N,)
-        return {"t": t, "eps": eps, "frac": frac_t, "atom_types": types_t, "type_sigma": sig.squeeze(-1)}
+        return {"t": t, "s": s, "eps": eps, "frac": frac_t, "atom_types": types_t, "type_sigma": sig.squeeze(-1)}
 
     # ------------------------------------------------------------------------------ training
 
     def _denoising_losses(self, b: CrystalBatch, z: Tensor, agg: dict[str, Tensor], lattice: Tensor,
                           generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """Per-atom diffusion terms, each (N,): the simple loss of Eq. 10 (squared error of the
-        predicted noise) and the type cross entropy of Eq. 11. The rest of the total (Eq. S1: number
-        of atoms, lattice, composition, KL, property) is CDVAE's, in :meth:`CDVAE.losses`."""
+        predicted noise) and the type cross entropy of Eq. 11, divided by sigma'_s with
+        ``type_loss_weight="inverse_sigma"`` (the released code). The rest of the total (Eq. S1:
+        number of atoms, lattice, composition, KL, property) is CDVAE's, in :meth:`CDVAE.losses`."""
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         eps_pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch,
                                             noisy["t"])  # (N, 3), (N, A)
         simple = (noisy["eps"] - eps_pred).pow(2).sum(-1)  # (N,) Eq. 10
         type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none")  # (N,) Eq. 11
+        if self.config.type_loss_weight == "inverse_sigma":
+            type_ce = type_ce / noisy["type_sigma"]  # (N,)
         return simple, type_ce
 
     @torch.no_grad()
@@ -325,15 +382,18 @@ class DPCDVAE(CDVAE):
     # ------------------------------------------------------------------------------ generation
 
     def reverse_timesteps(self, num_steps: int | None = None) -> list[int]:
-        """Time steps visited by the reverse process, largest first: all of T..1, or ``num_steps``
-        evenly spaced ones from T down to 1 (respacing, see the module docstring)."""
-        return self.schedule.respaced_timesteps(num_steps)
+        """Time steps visited by the reverse process, largest first: all of T..``min_timestep``, or
+        ``num_steps`` evenly spaced ones from T down to ``min_timestep`` (respacing, see the module
+        docstring). The last step goes to ``min_timestep - 1`` (``alpha_bar_0 = 1``)."""
+        low = self.config.min_timestep
+        return [t + low - 1 for t in respaced_timesteps(self.config.num_timesteps - low + 1, num_steps)]
 
     @torch.no_grad()
     def reverse_diffusion(self, z: Tensor, num_atoms: Tensor | None = None, lengths: Tensor | None = None,
                           angles: Tensor | None = None, num_steps: int | None = None,
                           generator: torch.Generator | None = None, composition_from: Tensor | None = None,
-                          reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
+                          reverse_step: Literal["eq6", "eq7"] | None = None,
+                          initial_types: Literal["composition", "argmax"] | None = None) -> dict[str, Tensor | int]:
         """The reverse process (Eqs. 6/7) for a batch of latents (section IV C).
 
         Args:
@@ -343,26 +403,35 @@ class DPCDVAE(CDVAE):
                 :func:`benchmark.models.cdvae.network.sanitize_lattice`).
             num_steps: reverse steps; None (or >= T) runs all T, fewer respace the schedule.
             generator: random source (r_T and the step noise).
-            composition_from: (B, max_atomic_num) composition whose argmax gives Z_T; None uses
+            composition_from: (B, max_atomic_num) composition Z_T is drawn from; None uses
                 ``softmax(MLP_AGG(z))``.
             reverse_step: override ``config.reverse_step``.
+            initial_types: override ``config.initial_types``: Z_T drawn from the composition
+                (``composition``, :func:`benchmark.models.cdvae.network.sample_composition`) or its
+                most probable element for every atom (``argmax``).
 
         Returns:
             dict with ``frac_coords`` (N, 3) in [0, 1), ``atom_types`` (N,) long, ``num_atoms``
             (B,), ``lengths`` (B, 3), ``angles`` (B, 3) and ``model_evaluations`` (int, steps run).
         """
         kind = reverse_step or self.config.reverse_step
+        init = initial_types or self.config.initial_types
+        if init not in ("composition", "argmax"):
+            raise ValueError(f"initial_types must be 'composition' or 'argmax', got {init!r}")
         agg, n_atoms, lengths, angles, lattice = self.generation_cell(z, num_atoms, lengths, angles)
         total = int(n_atoms.sum())
         batch = torch.repeat_interleave(torch.arange(z.shape[0], device=z.device), n_atoms, output_size=total)  # (N,)
 
-        probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
-        atom_types = (probs.argmax(dim=-1) + 1)[batch]  # (N,) Z_T: most probable element of A_z
         r = randn((total, 3), generator, z)  # (N, 3) r_T ~ N(0, I)
+        probs = torch.softmax(agg["composition_logits"], dim=-1) if composition_from is None else composition_from
+        if init == "composition":
+            atom_types = sample_composition(probs.to(z.dtype), n_atoms, generator)  # (N,) Z_T drawn from A_z
+        else:
+            atom_types = (probs.argmax(dim=-1) + 1)[batch]  # (N,) Z_T: most probable element of A_z
 
         steps = self.reverse_timesteps(num_steps)
         for k, t in enumerate(steps):
-            t_prev = steps[k + 1] if k + 1 < len(steps) else 0
+            t_prev = steps[k + 1] if k + 1 < len(steps) else self.config.min_timestep - 1
             ab_t = self.alpha_bars[t - 1].to(r.dtype)
             ab_prev = self.alpha_bars[t_prev - 1].to(r.dtype) if t_prev > 0 else torch.ones((), dtype=r.dtype,
                                                                                             device=r.device)
@@ -386,20 +455,24 @@ class DPCDVAE(CDVAE):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None, num_steps: int | None = None,  # type: ignore[override]
-               reverse_step: Literal["eq6", "eq7"] | None = None) -> dict[str, Tensor | int]:
+               reverse_step: Literal["eq6", "eq7"] | None = None,
+               initial_types: Literal["composition", "argmax"] | None = None) -> dict[str, Tensor | int]:
         """Generate ``n`` crystals: ``z ~ N(0, I)`` (B = n), then :meth:`reverse_diffusion`."""
         z = randn((n, self.config.latent_dim), generator, self._device_dtype_like())  # (n, latent)
-        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step,
+                                      initial_types=initial_types)
 
     @torch.no_grad()
     def reconstruct(self, b: CrystalBatch, generator: torch.Generator | None,  # type: ignore[override]
                     num_steps: int | None = None,
                     reverse_step: Literal["eq6", "eq7"] | None = None,
-                    latent: Literal["sample", "mean"] = "sample") -> dict[str, Tensor | int]:
+                    latent: Literal["sample", "mean"] = "sample",
+                    initial_types: Literal["composition", "argmax"] | None = None) -> dict[str, Tensor | int]:
         """Reconstruct crystals from z of each crystal (:meth:`CDVAE.latent_of`: a draw of q(z | M)
         as DP-CDVAE's released evaluate.py, or the mean); N, lattice and composition are predicted from z."""
         z = self.latent_of(b, latent, generator)  # (B, latent)
-        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step)
+        return self.reverse_diffusion(z, num_steps=num_steps, generator=generator, reverse_step=reverse_step,
+                                      initial_types=initial_types)
 
     def optimize(self, *args, **kwargs):  # type: ignore[override]
         """Property optimisation is not part of DP-CDVAE."""

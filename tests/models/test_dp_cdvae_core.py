@@ -95,7 +95,8 @@ def test_config_checks() -> None:
     """DP-CDVAE's hyper-parameter checks (on top of CDVAE's) live in its config."""
     for bad in (dict(num_timesteps=0), dict(beta_start=0.0), dict(beta_end=1.0), dict(beta_start=0.1, beta_end=0.01),
                 dict(reverse_step="eq8"), dict(type_noise="uniform"), dict(time_dim=3), dict(gine_num_layers=0),
-                dict(sigma_end=20.0)):
+                dict(sigma_end=20.0), dict(min_timestep=0), dict(min_timestep=1001), dict(type_noise_step="same"),
+                dict(type_loss_weight="sigma"), dict(gine_edge="rbf"), dict(initial_types="sample")):
         with pytest.raises(ValueError):
             DPCDVAEConfig(**bad)
 
@@ -106,10 +107,14 @@ def test_model_buffers(batch: CrystalBatch) -> None:
     assert math.isclose(float(model.type_sigmas_t[0]), 0.01, rel_tol=1e-5)
     assert math.isclose(float(model.type_sigmas_t[-1]), 5.0, rel_tol=1e-5)
     assert "alpha_bars" not in model.state_dict() and "betas" not in model.state_dict()
-    assert model.reverse_timesteps() == list(range(1000, 0, -1))
+    # the released range: T - 1 = 999 steps, 1000..2 here (the released 999..1, see min_timestep)
+    assert model.config.min_timestep == 2 and model.reverse_timesteps() == list(range(1000, 1, -1))
     steps = model.reverse_timesteps(5)
-    assert steps[0] == 1000 and steps[-1] == 1 and len(steps) == 5 and steps == sorted(steps, reverse=True)
+    assert steps[0] == 1000 and steps[-1] == 2 and len(steps) == 5 and steps == sorted(steps, reverse=True)
     assert model.reverse_timesteps(1) == [1000]
+    full = tiny_model(batch, min_timestep=1)
+    assert full.reverse_timesteps() == list(range(1000, 0, -1))
+    assert full.reverse_timesteps(5)[-1] == 1 and len(full.reverse_timesteps(5)) == 5
 
 
 def test_forward_process_marginal_matches_eq2(batch: CrystalBatch) -> None:
@@ -201,7 +206,7 @@ def test_reverse_diffusion_with_exact_noise_oracle(batch: CrystalBatch, monkeypa
     chains (respaced to 50 steps) end on r_0, which checks the wiring of signs and schedules."""
     import benchmark.models.dp_cdvae.network as mod
 
-    model = tiny_model(batch)
+    model = tiny_model(batch, min_timestep=1)  # all the way to t = 0: the chain ends on r_0 exactly
     num_atoms = torch.tensor([3, 2])
     target = torch.rand(5, 3, generator=torch.Generator().manual_seed(9))
     orig_step = mod.ddpm_reverse_step
@@ -327,11 +332,16 @@ def test_noise_prediction_is_periodic_and_follows_a_permutation(batch: CrystalBa
 # ------------------------------------------------------------------------------ losses
 
 
-@pytest.mark.parametrize("num_atoms_enc,gine", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("num_atoms_enc,gine,edge", [(False, False, "distance"), (True, False, "distance"),
+                                                   (False, True, "distance"), (True, True, "distance"),
+                                                   (False, True, "gaussian")])
 def test_losses_finite_and_all_parameters_get_gradients(batch: CrystalBatch, num_atoms_enc: bool,
-                                                        gine: bool) -> None:
-    model = tiny_model(batch, encoder_num_atoms=num_atoms_enc, encoder_gine=gine, property="y")
+                                                        gine: bool, edge: str) -> None:
+    model = tiny_model(batch, encoder_num_atoms=num_atoms_enc, encoder_gine=gine, gine_edge=edge, property="y")
     assert (model.na_encoder is not None) == num_atoms_enc and (model.gine_encoder is not None) == gine
+    if gine:  # the released GINE reads the distance through an MLP; the Gaussian one through each layer's linear map
+        assert (model.gine_encoder.edge_mlp is not None) == (edge == "distance")
+        assert all((conv.lin is None) == (edge == "distance") for conv in model.gine_encoder.convs)
     assert (model.fc_combine is None) == (not num_atoms_enc and not gine)
     for forcing in (True, False):
         model.zero_grad(set_to_none=True)
@@ -352,13 +362,132 @@ def test_losses_finite_and_all_parameters_get_gradients(batch: CrystalBatch, num
 def test_type_noise_modes(batch: CrystalBatch) -> None:
     """Eq. 9 at t = 1 (sigma' = 0.01): 'mix' keeps the true types, the literal softmax does not."""
     for mode, keeps in (("mix", True), ("softmax", False)):
-        model = tiny_model(batch, type_noise=mode, num_timesteps=1)
+        model = tiny_model(batch, type_noise=mode, num_timesteps=1, min_timestep=1)
         agg = model.predict_aggregates(torch.zeros(4, 16), batch.num_atoms)
         lattice = lattice_from_params(batch.lengths, batch.angles)
         noisy = model._noisy_structure(batch, agg["composition_logits"], lattice, torch.Generator().manual_seed(0))
         assert bool((noisy["t"] == 1).all())
         same = float((noisy["atom_types"] == batch.atom_types).float().mean())
         assert (same > 0.9) == keeps, (mode, same)
+
+
+def _noisy(model: DPCDVAE, b: CrystalBatch, seed: int) -> dict[str, torch.Tensor]:
+    agg = model.predict_aggregates(torch.zeros(b.num_graphs, model.config.latent_dim), b.num_atoms)
+    lattice = lattice_from_params(b.lengths, b.angles)
+    return model._noisy_structure(b, agg["composition_logits"], lattice, torch.Generator().manual_seed(seed))
+
+
+def test_type_noise_level_is_drawn_independently_of_t(batch: CrystalBatch) -> None:
+    """The released forward process draws the type-noise level s of each crystal apart from the
+    coordinates' t (``same_time_step=False``): under the defaults s and t are two independent
+    uniform draws from min_timestep..T, and sigma'_s (not sigma'_t) perturbs the types; ``tied``
+    (this project's earlier choice) has s = t."""
+    free, tied = tiny_model(batch), tiny_model(batch, type_noise_step="tied")
+    assert free.config.type_noise_step == "independent"
+    draws = [_noisy(free, batch, seed) for seed in range(300)]
+    t = torch.cat([d["t"] for d in draws]).double()
+    s = torch.cat([d["s"] for d in draws]).double()
+    assert float(t.min()) >= 2 and float(s.min()) >= 2 and float(t.max()) <= 1000 and float(s.max()) <= 1000
+    first = torch.cumsum(batch.num_atoms, 0) - batch.num_atoms  # (B,) each crystal's first atom
+    per_crystal = torch.cat([d["s"][first] != d["t"][first] for d in draws])
+    assert float(per_crystal.float().mean()) > 0.99  # s = t only by chance (1 in 999)
+    assert abs(float(torch.corrcoef(torch.stack([t, s]))[0, 1])) < 0.1
+    for d in draws[:5]:
+        torch.testing.assert_close(d["type_sigma"], free.type_sigmas_t[d["s"] - 1])
+        assert bool((d["s"] == d["s"][first][batch.batch]).all())  # one level per crystal
+    for seed in range(5):
+        d = _noisy(tied, batch, seed)
+        assert torch.equal(d["s"], d["t"])
+        torch.testing.assert_close(d["type_sigma"], tied.type_sigmas_t[d["t"] - 1])
+
+
+def test_type_noise_follows_its_own_level(batch: CrystalBatch) -> None:
+    """With s independent of t, how many types the noise changes follows sigma'_s, not t: among
+    crystals at a late t (mostly noise in the coordinates) those with a small s keep their types
+    and those with a large s lose most of them (with s tied to t, no late crystal has a small s)."""
+    model = tiny_model(batch)
+    kept_small_s, kept_large_s = [], []
+    for seed in range(200):
+        d = _noisy(model, batch, seed)
+        if int(d["t"][0]) <= 500:
+            continue
+        kept = float((d["atom_types"] == batch.atom_types)[batch.batch == 0].float().mean())
+        sigma = float(d["type_sigma"][0])
+        if sigma < 0.05:
+            kept_small_s.append(kept)
+        elif sigma > 2.0:
+            kept_large_s.append(kept)
+    assert len(kept_small_s) >= 5 and len(kept_large_s) >= 5, (len(kept_small_s), len(kept_large_s))
+    assert np.mean(kept_small_s) > 0.85 and np.mean(kept_large_s) < 0.5, (np.mean(kept_small_s), np.mean(kept_large_s))
+
+
+def test_type_loss_is_divided_by_the_type_noise_level(batch: CrystalBatch) -> None:
+    """The released type loss is the cross entropy divided by sigma'_s of each atom's crystal
+    (``type_loss_weight="inverse_sigma"``, the default); ``none`` leaves Eq. 11 undivided. The
+    coordinate term is the same either way."""
+    def terms(weight: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        model = tiny_model(batch, seed=3, type_loss_weight=weight)
+        g = torch.Generator().manual_seed(11)
+        with torch.no_grad():
+            _, _, z = model.encode(batch, g)
+            agg = model.predict_aggregates(z, batch.num_atoms, batch.lengths, batch.angles, teacher_forcing=True)
+            lattice = lattice_from_params(batch.lengths, batch.angles)
+            state = g.get_state()
+            noisy = model._noisy_structure(batch, agg["composition_logits"], lattice, g)
+            g.set_state(state)  # _denoising_losses draws the same noise again
+            coord, type_term = model._denoising_losses(batch, z, agg, lattice, g)
+        return coord, type_term, noisy
+
+    coord_scaled, scaled, noisy = terms("inverse_sigma")
+    coord_plain, plain, _ = terms("none")
+    torch.testing.assert_close(coord_scaled, coord_plain)
+    torch.testing.assert_close(scaled, plain / noisy["type_sigma"])
+    assert not torch.allclose(scaled, plain)
+
+
+def test_released_time_range_ends_one_step_early(batch: CrystalBatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``min_timestep=2`` (the released range): the last reverse step goes to t = 1
+    (alpha_bar_1 = 1 - beta_1, the released ``alphas[0]``), not to alpha_bar_0 = 1; with 1 it goes
+    to t = 0. Sampling visits T..min_timestep."""
+    import benchmark.models.dp_cdvae.network as mod
+
+    orig_step = mod.ddpm_reverse_step
+    for low, last_prev in ((2, None), (1, 1.0)):
+        model = tiny_model(batch, min_timestep=low)
+        seen: list[float] = []
+
+        def step(r_t, eps, ab_t, ab_prev, noise, kind, seen=seen):
+            seen.append(float(ab_prev))
+            return orig_step(r_t, eps, ab_t, ab_prev, noise, kind)
+
+        monkeypatch.setattr(mod, "ddpm_reverse_step", step)
+        out = model.reverse_diffusion(torch.zeros(2, 16), num_steps=4, generator=torch.Generator().manual_seed(0))
+        assert out["model_evaluations"] == 4 == len(seen)
+        expected = float(model.alpha_bars[0]) if last_prev is None else last_prev
+        assert seen[-1] == pytest.approx(expected, abs=1e-12) and (low == 1 or seen[-1] < 1.0)
+
+
+def test_initial_types_from_the_composition_or_its_argmax(batch: CrystalBatch, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Z_T: the released sampler draws the initial types from the predicted composition (CDVAE's
+    sample_composition: 3/4 Na + 1/4 Cl over 4 atoms gives 3 Na and 1 Cl); ``argmax`` gives every
+    atom the most probable element."""
+    model = tiny_model(batch)
+    assert model.config.initial_types == "composition"
+    first: list[torch.Tensor] = []
+
+    def record(z, frac, atom_types, lattice, n_atoms, batch_idx, t):
+        first.append(atom_types.clone())
+        return torch.zeros(frac.shape[0], 3), torch.zeros(frac.shape[0], 100)
+
+    monkeypatch.setattr(model, "decode", record)
+    comp = torch.zeros(1, 100)
+    comp[0, 10], comp[0, 16] = 0.75, 0.25  # Na, Cl
+    for init, expected in (("composition", [11, 11, 11, 17]), ("argmax", [11, 11, 11, 11])):
+        first.clear()
+        model.reverse_diffusion(torch.zeros(1, 16), num_atoms=torch.tensor([4]), lengths=torch.full((1, 3), 5.0),
+                                angles=torch.full((1, 3), 90.0), num_steps=2, generator=torch.Generator().manual_seed(0),
+                                composition_from=comp, initial_types=init)
+        assert sorted(first[0].tolist()) == expected, init
 
 
 def test_losses_reject_too_many_atoms(batch: CrystalBatch) -> None:

@@ -84,6 +84,18 @@ def test_checkpoints_refuse_another_model(tmp_path):
     assert all(np.allclose(x.frac_coords, y.frac_coords, atol=1e-5) for x, y in zip(a, b))
     with pytest.raises(Exception, match="cannot optimise"):
         loaded.optimize(contract_crystals(2), seed=0)
+    # a checkpoint written before the released options existed loads with what it was trained with
+    # (the legacy values), not with today's defaults, and a config asking for the released ones is refused
+    data = torch.load(tmp_path / "dp.pt", weights_only=True)
+    legacy = DPCDVAEModel.legacy_config
+    assert all(getattr(DPCDVAEModel.Config(), k) != v for k, v in legacy.items())
+    for key in legacy:
+        del data["config"][key]
+    torch.save(data, tmp_path / "old.pt")
+    old = DPCDVAEModel.load(tmp_path / "old.pt")
+    assert {k: getattr(old.config, k) for k in legacy} == legacy
+    with pytest.raises(ValueError, match="type_noise_step"):
+        DPCDVAEModel.load(tmp_path / "old.pt", dataclasses.replace(cfg, type_noise_step="independent"))
     # reverse_step is a sampling field: the same trained model, loaded with Eq. 6, samples with Eq. 6
     eq6 = DPCDVAEModel.load(tmp_path / "dp.pt", dataclasses.replace(cfg, reverse_step="eq6"))
     assert eq6.net.config.reverse_step == "eq7" and eq6.sampler_kwargs()["reverse_step"] == "eq6"
@@ -136,8 +148,8 @@ def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
 
     crystals = eight_crystals()
     cfg = resolve(DPCDVAEModel.Config, "smoke", None, None, {
-        "max_epochs": 80, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 80,
-        "beta": 0.001, "num_steps": 100,
+        "max_epochs": 80, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "gradient_clip_algorithm": "norm",
+        "lr_patience": 1000, "teacher_forcing_max_epoch": 80, "beta": 0.001, "num_steps": 100,
     })
     model = DPCDVAEModel(cfg)
     summary = model.fit(crystals * 25, [], tmp_path / "fit", seed=0)  # 25 steps per epoch
@@ -150,3 +162,99 @@ def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
     rms = rms_distances(recon, crystals, valid, (0.5, 10.0, 0.3), n_jobs=1)
     match_rate = sum(r is not None for r in rms) / len(rms)
     assert match_rate >= 0.75, (match_rate, recon)
+
+
+# the paper presets' network shrunk to test sizes (the schedule, weights and options stay the paper's)
+TINY = {
+    "latent_dim": 16, "hidden_dim": 16, "encoder_hidden": 16, "encoder_blocks": 1, "encoder_int_emb_size": 8,
+    "encoder_basis_emb_size": 4, "encoder_out_emb_size": 16, "encoder_num_spherical": 3, "encoder_num_radial": 4,
+    "decoder_hidden": 16, "decoder_blocks": 1, "decoder_emb_size_trip": 8, "decoder_emb_size_rbf": 4,
+    "decoder_emb_size_cbf": 4, "decoder_emb_size_bil_trip": 8, "decoder_num_spherical": 3, "decoder_num_radial": 4,
+    "decoder_num_atom": 1, "time_dim": 8, "gine_hidden_dim": 16, "gine_num_layers": 2,
+}
+DATASETS = ["perov_5", "perov_5_dev", "carbon_24", "mp_20", "mp_20_sample"]
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_paper_preset_is_the_published_table(variant, dataset):
+    """Every value of each variant's paper preset equals the table of released values with its
+    sources (models/dp_cdvae/config.py PUBLISHED and PUBLISHED_VARIANTS), so a later edit of either
+    cannot drift silently; every field is covered; and where the released code has no model for a
+    variant or dataset, the sources and the docstrings say that paper is not the published model."""
+    from benchmark.models.dp_cdvae.config import PUBLISHED, PUBLISHED_VARIANTS, published
+
+    config = resolve(VARIANTS[variant].Config, "paper", dataset)
+    expected = published(variant, dataset)
+    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
+    assert not wrong, wrong
+    assert all(src for _, src in expected.values())
+    uncovered = {f.name for f in dataclasses.fields(config)} - set(expected)
+    assert not uncovered, uncovered
+    if dataset != "carbon_24":
+        assert all("not the published model" in src for _, src in PUBLISHED[dataset].values())
+    if variant != "dp_cdvae":
+        doc = " ".join(VARIANTS[variant].Config.__doc__.split())
+        assert "not a verified published model" in doc
+        assert all("CDVAEmix" in src for per in PUBLISHED_VARIANTS[variant].values() for _, src in per.values())
+
+
+def test_paper_trains_with_the_released_loss_schedule(monkeypatch):
+    """Through the Lightning module, with the paper preset of dp_cdvae: teacher forcing through
+    epoch 400 inclusive; the training loss multiplies the coordinate term by 10 after epoch 1000
+    (not at it); the validation loss is coord + 0.1 type, never teacher-forced and never boosted
+    (released models.py:289-290, 330, 351-355)."""
+    from benchmark.models.cdvae.plugin import _lightning_module, collate, graph_items, lattice_statistics
+    from benchmark.models.dp_cdvae.network import DPCDVAE
+
+    cfg = resolve(DPCDVAEModel.Config, "paper", "carbon_24", None, TINY)
+    crystals = contract_crystals(4)
+    mean, std = lattice_statistics(crystals)
+    torch.manual_seed(0)
+    net = DPCDVAE(cfg, lattice_mean=mean, lattice_std=std)
+    module = _lightning_module(net, cfg, {"config": {}, "monitor": "val_loss"})
+    batch = collate(graph_items(crystals))
+
+    def step(epoch: int, stage: str) -> torch.Tensor:
+        monkeypatch.setattr(type(module), "current_epoch", property(lambda self: epoch))
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return module._step(batch, stage)
+
+    def parts(teacher_forcing: bool) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            return net.losses(batch, teacher_forcing=teacher_forcing)
+
+    free, forced = parts(False), parts(True)
+    assert not torch.allclose(free["loss"], forced["loss"])
+    torch.testing.assert_close(step(400, "train"), forced["loss"])
+    torch.testing.assert_close(step(401, "train"), free["loss"])
+    torch.testing.assert_close(step(1000, "train"), free["loss"])
+    torch.testing.assert_close(step(1001, "train"), free["loss"] + 9.0 * free["coord"])
+    for epoch in (0, 1001):
+        torch.testing.assert_close(step(epoch, "val"), free["coord"] + 0.1 * free["type"])
+
+
+def test_plugin_samples_and_reconstructs_with_the_released_settings():
+    """The plugin hands the paper preset's sampling settings to the network: a sampled z for
+    reconstruction (released evaluate.py:49-50), Z_T drawn from the composition, all reverse steps."""
+    model = DPCDVAEModel(resolve(DPCDVAEModel.Config, "paper", "carbon_24", None, TINY))
+    calls: dict = {}
+
+    class Net:
+        def to(self, device):
+            return self
+
+        def eval(self):
+            return self
+
+        def reconstruct(self, batch, generator, **kwargs):
+            calls.update(kwargs)
+            return {"frac_coords": batch.frac_coords, "atom_types": batch.atom_types, "num_atoms": batch.num_atoms,
+                    "lengths": batch.lengths, "angles": batch.angles}
+
+    model.net = Net()
+    out = model.reconstruct(contract_crystals(2), seed=0)
+    assert [c.num_atoms for c in out] == [c.num_atoms for c in contract_crystals(2)]
+    assert calls == {"latent": "sample", "num_steps": None, "reverse_step": "eq7", "initial_types": "composition"}
