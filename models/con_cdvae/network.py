@@ -75,6 +75,13 @@ Generation (section 2.2.2; :meth:`ConCDVAE.conditional_sample`):
 Choices where the paper and code are silent or where this implementation differs (and why):
 
 * The released composition head runs per atom (its BatchNorm sees every atom), here per crystal.
+* The Predictor normalises a continuous property on its condition's grid ``[a_min, a_max]``; the
+  released configs give the Predictor its own range, equal to the grid for the MP-20 formation
+  energy model (-6..1) and for band gap (-1..9), not for the two-property model (formation energy
+  -5..1 against a -6..1 grid, ``pre_mp_format_gap.yaml``).
+* The released class heads of the Predictor have dropout before their linear layer (0.4 for
+  ``FM_type`` / ``BG_type``, 0.2 for ``CS_type``); here they have none (the MP-20 formation-energy
+  model has no class head).
 * The number of Gaussians is a hyper-parameter (``n_basis``); the code gives the grid spacing
   instead (``n_rbf = ceil((max - min) / spacing) + 1``). :data:`FULL_CONDITIONS` reproduces the
   code's grids.
