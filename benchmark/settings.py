@@ -8,6 +8,7 @@ Every location has three sources, first match wins: an explicit argument (the CL
 | datasets (CSV) | ``--data-dir`` | ``BENCHMARK_DATA_DIR`` | ``<user cache>/datasets`` |
 | caches (parsed datasets, fingerprints) | | ``BENCHMARK_CACHE_DIR`` | ``<user cache>`` |
 | run records | ``--runs-dir`` | ``BENCHMARK_RUNS_DIR`` | ``<user data>/runs`` |
+| oracle files (property models, what they read) | ``--oracle-dir`` | ``BENCHMARK_ORACLE_DIR`` | ``<user cache>/oracles`` (``oracle fetch``) |
 
 ``BENCHMARK_OFFLINE=1`` forbids every network access (the tests set it).
 """
@@ -65,6 +66,19 @@ def runs_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
         path = _user_data() / "runs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def oracle_cache_dir() -> Path:
+    """``<cache>/oracles``: where ``oracle fetch`` stores the oracle files."""
+    return cache_dir() / "oracles"
+
+
+def oracle_dirs() -> list[Path]:
+    """Directories holding oracle files, in the order they are searched: ``BENCHMARK_ORACLE_DIR``
+    (which the CLI's ``--oracle-dir`` sets), then :func:`oracle_cache_dir`. Each holds one folder
+    per set of files (e.g. ``con_cdvae_cgcnn/``)."""
+    env = os.environ.get("BENCHMARK_ORACLE_DIR")
+    return ([Path(env).expanduser()] if env else []) + [oracle_cache_dir()]
 
 
 def env_flag(name: str) -> bool:

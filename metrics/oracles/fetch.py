@@ -102,8 +102,8 @@ class Fetched:
 
 # ------------------------------------------------------------------------------------ helpers
 def oracle_cache_dir() -> Path:
-    """``<cache>/oracles``: where fetched oracle files live."""
-    return settings.cache_dir() / "oracles"
+    """``<cache>/oracles``: where fetched oracle files live (:func:`benchmark.settings.oracle_cache_dir`)."""
+    return settings.oracle_cache_dir()
 
 
 def _check_online(what: str) -> None:
@@ -293,8 +293,7 @@ def con_cdvae_dir(oracle_dir: str | os.PathLike[str] | None = None) -> Path:
     if oracle_dir is not None:
         candidates = [Path(oracle_dir) / CON_CDVAE_DIRNAME, Path(oracle_dir)]
     else:
-        env = os.environ.get("BENCHMARK_ORACLE_DIR")
-        candidates = ([Path(env) / CON_CDVAE_DIRNAME] if env else []) + [oracle_cache_dir() / CON_CDVAE_DIRNAME]
+        candidates = [d / CON_CDVAE_DIRNAME for d in settings.oracle_dirs()]
     for cand in candidates:
         if (cand / "atom_init.json").is_file():
             return cand

@@ -11,16 +11,18 @@ Con-CDVAE keeps CDVAE (:class:`benchmark.models.cdvae.network.CDVAE`: periodic D
 aggregate heads ``MLP_AGG`` for N, lattice and composition, the GemNet-T score decoder, the noise
 scheme and losses of Eqs. 5-7, annealed Langevin generation) and adds three blocks:
 
-* **PropEmb** (Eqs. 8-10, :class:`PropEmb`). A continuous property a is clamped into
-  ``[a_min, a_max]`` and expanded in ``n_basis`` Gaussians ``exp(-(a - mu_k)^2 / (2 sigma^2))``
-  centred on an even grid ``mu_k = a_min + k sigma`` with spacing ``sigma = (a_max - a_min) /
-  (n_basis - 1)``, then an MLP (Eq. 8; :class:`GaussianBasis`, :class:`ContinuousEmbedding`). A
+* **PropEmb** (Eqs. 8-10, :class:`PropEmb`). A continuous property a is expanded in
+  ``n_basis`` Gaussians ``exp(-(a - mu_k)^2 / (2 sigma^2))`` centred on an even grid
+  ``mu_k = a_min + k sigma`` with spacing ``sigma = (a_max - a_min) / (n_basis - 1)``, then an MLP
+  (Eq. 8; :class:`GaussianBasis`, :class:`ContinuousEmbedding`); as released a value outside the
+  grid is expanded as it is (``condition_clamp`` clamps it into ``[a_min, a_max]`` first). A
   discrete property picks a learnable vector per class, then an MLP (Eq. 9;
   :class:`DiscreteEmbedding`). The per-property embeddings are concatenated and mixed by an MLP
   into ``C_prop`` (Eq. 10). Optionally the chemical formula (Eq. 13, :class:`FormulaEmbedding`):
-  ``MLP(sum_el n_el v_el)`` with n_el the element fractions and v_el element vectors (CGCNN's
-  92-long ``atom_init`` vectors in the paper; learnable until :meth:`FormulaEmbedding.
-  set_element_features` loads fixed ones). The paper uses it in the Prior only.
+  ``MLP(sum_el n_el v_el)`` with n_el the element fractions and v_el element vectors: CGCNN's fixed
+  92-long ``atom_init.json`` vectors (paper; code V1 ``pl_data/dataset.py``: their mean over the
+  sites, which is this sum) when the network is given ``element_features``, else learnable ones.
+  The paper uses it in the Prior only.
 * **Conditioned latent** (Eq. 11): ``z_con = MLP(C_prop ⊕ z)`` (``fc_z_con``, latent -> latent). It
   replaces z everywhere CDVAE uses it after the encoder: the aggregate heads (N, lattice,
   composition, so also the composition used for the type noise) and the decoder (code: both use
@@ -34,8 +36,8 @@ scheme and losses of Eqs. 5-7, annealed Langevin generation) and adds three bloc
 * **Prior** (section 2.2.2, :class:`benchmark.models.con_cdvae.prior.LatentPrior`): a conditional
   DDPM on the encoder means, trained in Step two with the rest frozen, with its own ``Prior_Emb``
   (a :class:`PropEmb`). Two of them: the *default* prior on the properties of PropEmb and the *full*
-  prior on ``full_conditions`` (band gap, formation energy, crystal system, space group,
-  energy above hull, number of atoms, formula: :data:`FULL_CONDITIONS`).
+  prior on ``full_conditions`` (crystal system, space group, formation energy, band gap, energy
+  above hull, number of atoms, formula: :data:`FULL_CONDITIONS`).
 
 Decoder time input (code): the paper writes the score network as ``Decoder(M_t, z, t)``; the code
 concatenates ``ReLU(Linear(sinusoid(j)))`` of the noise level index j (0 = largest sigma) to
@@ -45,15 +47,23 @@ still ``pred / sigma`` as in CDVAE. ``decoder_detach_z`` (code: ``nograd``, off 
 configuration) builds the decoder's ``z_con`` from a detached z so the decoder loss does not
 train the encoder.
 
+Released network details, both on in ``paper`` (off in ``smoke``): ``encoder_tanh`` (code
+``smooth``, described there as a work-around for NaNs) puts ``tanh`` on the encoder's pooled
+output before ``fc_mu`` / ``fc_var``; ``mlp_batchnorm`` (code ``build_mlp(norm=True)``) puts a
+BatchNorm (:class:`benchmark.nn.layers.BatchNorm`) after the first linear layer of the Eq. 11 MLP,
+the N / lattice / composition heads and the Predictor's continuous heads; the condition embeddings
+and the Prior have none, as released. In evaluation (generation, the Predictor filter, the Prior's
+training targets) the running statistics are used, so nothing depends on the batch composition.
+
 Generation (section 2.2.2; :meth:`ConCDVAE.conditional_sample`):
 
 1. Conditions: ``default`` strategy, the default prior with the properties of PropEmb; ``full``,
    the full prior with every full condition given by the caller; ``less``, the full prior with the
    missing conditions completed from training crystals that share the given ones
    (:func:`draw_condition_rows`: discrete conditions equal, continuous ones within
-   ``± tolerance / 2 (a_max - a_min)``, tolerance 0.1 as the code's ``tolerate``; one training
-   crystal supplies all missing values of a candidate, the code's ``use_one``; a given formula is
-   not used for matching, as in the code).
+   ``± tolerance / 2 (a_max - a_min)``, tolerance 0.1 as the code's ``tolerate``; each missing
+   value from its own matching crystal, the code's default, or with ``use_one`` all from one; a
+   given formula is not used for matching, as in the code).
 2. ``z`` from the prior (ancestral DDPM sampling).
 3. Predictor filter: draw ``n_candidates`` latents, score each against the targets and keep the
    ``keep`` best (published 20000 : 200). Score (code): the sum over the Predictor's properties of
@@ -64,20 +74,19 @@ Generation (section 2.2.2; :meth:`ConCDVAE.conditional_sample`):
 
 Choices where the paper and code are silent or where this implementation differs (and why):
 
-* The released MLPs (``build_mlp``) put a BatchNorm1d after their first linear layer; here the
-  MLPs are CDVAE's plain ``Linear + ReLU`` stacks (:func:`benchmark.nn.layers.mlp`). With batch
-  statistics the Predictor's filter scores and the prior would depend on the batch composition.
-* Continuous values are clamped into ``[a_min, a_max]`` before the Gaussian expansion (the code
-  does not clamp): outside the grid all basis functions vanish and the embedding would be a
-  value the MLP never saw; clamping maps an out-of-range target to the nearest edge.
+* The released composition head runs per atom (its BatchNorm sees every atom), here per crystal.
+* The Predictor normalises a continuous property on its condition's grid ``[a_min, a_max]``; the
+  released configs give the Predictor its own range, equal to the grid for the MP-20 formation
+  energy model (-6..1) and for band gap (-1..9), not for the two-property model (formation energy
+  -5..1 against a -6..1 grid, ``pre_mp_format_gap.yaml``).
+* The released class heads of the Predictor have dropout before their linear layer (0.4 for
+  ``FM_type`` / ``BG_type``, 0.2 for ``CS_type``); here they have none (the MP-20 formation-energy
+  model has no class head).
 * The number of Gaussians is a hyper-parameter (``n_basis``); the code gives the grid spacing
   instead (``n_rbf = ceil((max - min) / spacing) + 1``). :data:`FULL_CONDITIONS` reproduces the
   code's grids.
 * Discrete values are class indices ``0..n_classes - 1`` (space-group numbers 1..230 with 231
   classes, as the code; crystal-system classes 0..6).
-* The code's encoder option ``smooth`` (``tanh`` on the encoder output, on in the released MP-20
-  configuration, described there as a work-around for NaNs) is not reproduced: the encoder is
-  CDVAE's.
 * Conditions named ``num_atoms`` and conditions of kind ``formula`` are derived from the batch
   (number of atoms, element fractions) when the batch does not carry them.
 
@@ -96,7 +105,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmark.models.cdvae.network import CDVAE, gemnet_decoder, sample_composition
-from benchmark.models.con_cdvae.config import ConCDVAEConfig
+from benchmark.models.con_cdvae.config import FULL_CONDITIONS, RELEASED_GRIDS, ConCDVAEConfig, grid_spec
 from benchmark.models.con_cdvae.prior import LatentPrior
 from benchmark.nn.batch import CrystalBatch
 from benchmark.nn.diffusion import timestep_embedding
@@ -224,25 +233,12 @@ def formula(name: str = "formula", dim: int = 92) -> str:
     return str(ConditionSpec(name, "formula", dim=int(dim)))
 
 
-#: The full condition set of the paper (section 2.2.2) for the MP-20 columns of this project.
-#: Grids (code, ``src/model/mp20_format/hparams_prior_full.yaml``): formation energy -5..0.5 and
-#: band gap -0.5..9 with spacing 0.5, e_above_hull -0.01..0.09 with spacing 0.01, number of
-#: atoms 0..20 with spacing 1, crystal system 7 and space group 231 classes. The formula (paper;
-#: not in that released configuration) uses 92-long element vectors.
-FULL_CONDITIONS: tuple[str, ...] = (
-    continuous("band_gap", -0.5, 9.0, 20),
-    continuous("formation_energy_per_atom", -5.0, 0.5, 12),
-    discrete("CS_type", 7),
-    discrete("spacegroup.number", 231),
-    continuous("e_above_hull", -0.01, 0.09, 11),
-    continuous("num_atoms", 0.0, 20.0, 21),
-    formula("formula", 92),
-)
-
+# FULL_CONDITIONS (the full prior's conditions, released order and grids, plus the formula) is
+# defined with the config, which names it as the default of ``full_conditions``.
 
 #: Con-CDVAE's default condition: formation energy on -6..1 eV/atom with spacing 0.5 (15 Gaussians;
 #: the released MP-20 model, code).
-DEFAULT_CONDITIONS: tuple[str, ...] = (continuous("formation_energy_per_atom", -6.0, 1.0, 15),)
+DEFAULT_CONDITIONS: tuple[str, ...] = (grid_spec("formation_energy_per_atom", *RELEASED_GRIDS["formation_energy_per_atom"][:3]),)
 
 
 def _parse_all(specs: Sequence[str | ConditionSpec]) -> list[ConditionSpec]:
@@ -355,7 +351,7 @@ def draw_condition_rows(table: Mapping[str, Any], given: Mapping[str, Any], spec
     formulas are not used for matching (code). Each of the ``n`` output rows takes the given
     values and, for the missing conditions, the values of one matching training row drawn
     uniformly with replacement (``use_one``; otherwise an independent matching row per missing
-    condition, the code's ``use_one=False``).
+    condition, the code's default ``use_one='False'``, V1 ``scripts/evaluate_diff.py``).
 
     Args:
         table: training conditions, name -> n_train values (as :func:`condition_columns`); needs
@@ -457,19 +453,23 @@ def select_best(scores: Tensor, keep: int) -> Tensor:
 
 class GaussianBasis(nn.Module):
     """Gaussian expansion of Eq. 8: ``exp(-(a - mu_k)^2 / (2 sigma^2))``, ``mu_k = low + k sigma``,
-    k = 0..n_basis - 1, ``sigma = (high - low) / (n_basis - 1)``; a is clamped into [low, high]."""
+    k = 0..n_basis - 1, ``sigma = (high - low) / (n_basis - 1)``; with ``clamp`` a is clamped into
+    [low, high] first (the released code does not clamp)."""
 
-    def __init__(self, low: float, high: float, n_basis: int) -> None:
+    def __init__(self, low: float, high: float, n_basis: int, clamp: bool = True) -> None:
         super().__init__()
         if n_basis < 2 or not high > low:
             raise ValueError("need n_basis >= 2 and high > low")
         self.low, self.high = float(low), float(high)
+        self.clamp = bool(clamp)
         self.sigma = (self.high - self.low) / (n_basis - 1)
         self.register_buffer("centers", torch.linspace(self.low, self.high, n_basis), persistent=False)
 
     def forward(self, a: Tensor) -> Tensor:
         """Args: a (B,). Returns (B, n_basis)."""
-        a = a.to(self.centers.dtype).clamp(self.low, self.high)
+        a = a.to(self.centers.dtype)
+        if self.clamp:
+            a = a.clamp(self.low, self.high)
         return torch.exp(-((a.unsqueeze(-1) - self.centers) ** 2) / (2 * self.sigma**2))
 
 
@@ -477,9 +477,9 @@ class ContinuousEmbedding(nn.Module):
     """``C_con = MLP(GaussianBasis(a))`` (Eq. 8); MLP ``n_basis -> out_dim`` with ``num_layers``
     hidden layers of ``out_dim`` (code: ``ScalarConditionEmbedding``, 64 features, 3 layers)."""
 
-    def __init__(self, spec: ConditionSpec, out_dim: int, num_layers: int) -> None:
+    def __init__(self, spec: ConditionSpec, out_dim: int, num_layers: int, clamp: bool = True) -> None:
         super().__init__()
-        self.basis = GaussianBasis(spec.low, spec.high, spec.n_basis)
+        self.basis = GaussianBasis(spec.low, spec.high, spec.n_basis, clamp)
         self.mlp = mlp(spec.n_basis, out_dim, num_layers, out_dim)
 
     def forward(self, a: Tensor) -> Tensor:
@@ -507,21 +507,42 @@ class DiscreteEmbedding(nn.Module):
 
 class FormulaEmbedding(nn.Module):
     """``C_che = MLP(sum_el n_el v_el)`` (Eq. 13): element fractions times ``dim``-long element
-    vectors, then an MLP. The element vectors are learnable until
-    :meth:`set_element_features` loads fixed ones (CGCNN's ``atom_init.json`` in the paper)."""
+    vectors, then an MLP.
 
-    def __init__(self, spec: ConditionSpec, max_atomic_num: int, out_dim: int, num_layers: int) -> None:
+    Args:
+        spec: the formula condition (``dim``: the element vector size).
+        max_atomic_num: elements Z = 1..max_atomic_num.
+        out_dim, num_layers: the MLP (code: ``VectorialConditionEmbedding``, 64 features, 3 layers).
+        element_features: (max_atomic_num, dim) fixed element vectors, row Z - 1 for element Z
+            (CGCNN's ``atom_init.json`` in the paper), kept as a buffer outside the state dict (the
+            model stores them with its training statistics); None: learnable vectors, a parameter.
+    """
+
+    def __init__(self, spec: ConditionSpec, max_atomic_num: int, out_dim: int, num_layers: int,
+                 element_features: Tensor | None = None) -> None:
         super().__init__()
         self.max_atomic_num = max_atomic_num
-        self.elements = nn.Parameter(torch.randn(max_atomic_num, spec.dim) / math.sqrt(spec.dim))  # (A, dim)
+        self.elements: Tensor
+        if element_features is None:
+            self.elements = nn.Parameter(torch.randn(max_atomic_num, spec.dim) / math.sqrt(spec.dim))  # (A, dim)
+        else:
+            table = torch.as_tensor(element_features, dtype=torch.float32)
+            if tuple(table.shape) != (max_atomic_num, spec.dim):
+                raise ValueError(f"{spec.name}: element_features must be ({max_atomic_num}, {spec.dim}), got {tuple(table.shape)}")
+            self.register_buffer("elements", table.clone(), persistent=False)  # (A, dim), fixed
         self.mlp = mlp(spec.dim, out_dim, num_layers, out_dim)
+
+    @property
+    def fixed(self) -> bool:
+        """Whether the element vectors are fixed (given), not learnt."""
+        return not isinstance(self.elements, nn.Parameter)
 
     @torch.no_grad()
     def set_element_features(self, features: Mapping[int, Any] | Tensor, trainable: bool = False) -> None:
         """Load element vectors: a ``{Z: vector}`` mapping (e.g. CGCNN's ``atom_init.json``, as the
         CGCNN oracle's ``load_atom_init`` reads it) or a (A', dim) tensor for Z = 1..A'.
-        Elements without a vector get zeros. ``trainable=False`` freezes them (as in the paper);
-        the values are part of the state dict, the frozen flag is not."""
+        Elements without a vector get zeros. ``trainable=False`` freezes learnable ones (the values
+        stay part of the state dict, the frozen flag does not); fixed vectors stay fixed."""
         table = torch.zeros_like(self.elements)
         if isinstance(features, Tensor):
             rows = min(features.shape[0], self.max_atomic_num)
@@ -531,7 +552,8 @@ class FormulaEmbedding(nn.Module):
                 if 1 <= int(z) <= self.max_atomic_num:
                     table[int(z) - 1] = torch.as_tensor(np.asarray(vec, dtype=np.float64)).to(table)
         self.elements.copy_(table)
-        self.elements.requires_grad_(trainable)
+        if isinstance(self.elements, nn.Parameter):
+            self.elements.requires_grad_(trainable)
 
     def forward(self, fractions: Tensor) -> Tensor:
         """Args: fractions (B, max_atomic_num). Returns (B, out_dim)."""
@@ -550,10 +572,13 @@ class PropEmb(nn.Module):
         out_dim: size of C_prop (code 128).
         mix_layers: hidden layers (width ``out_dim``) of the mixing MLP (code 2).
         max_atomic_num: size of formula fraction vectors.
+        clamp: clamp continuous values into their grid (:class:`GaussianBasis`; the code does not).
+        element_features: fixed element vectors of formula conditions (:class:`FormulaEmbedding`).
     """
 
     def __init__(self, specs: Sequence[str | ConditionSpec], feature_dim: int = 64, num_layers: int = 3,
-                 class_emb_dim: int = 64, out_dim: int = 128, mix_layers: int = 2, max_atomic_num: int = 100) -> None:
+                 class_emb_dim: int = 64, out_dim: int = 128, mix_layers: int = 2, max_atomic_num: int = 100,
+                 clamp: bool = True, element_features: Tensor | None = None) -> None:
         super().__init__()
         self.specs = _parse_all(specs)
         if not self.specs:
@@ -563,11 +588,11 @@ class PropEmb(nn.Module):
         embs: list[nn.Module] = []
         for spec in self.specs:
             if spec.kind == "continuous":
-                embs.append(ContinuousEmbedding(spec, feature_dim, num_layers))
+                embs.append(ContinuousEmbedding(spec, feature_dim, num_layers, clamp))
             elif spec.kind == "discrete":
                 embs.append(DiscreteEmbedding(spec, class_emb_dim, feature_dim, num_layers))
             else:
-                embs.append(FormulaEmbedding(spec, max_atomic_num, feature_dim, num_layers))
+                embs.append(FormulaEmbedding(spec, max_atomic_num, feature_dim, num_layers, element_features))
         self.embeddings = nn.ModuleList(embs)  # a list: names such as "spacegroup.number" hold dots
         self.mix = mlp(feature_dim * len(embs), out_dim, mix_layers, out_dim)
 
@@ -597,15 +622,16 @@ class Predictor(nn.Module):
 
     Continuous: an MLP ``latent -> hidden_dim (num_layers hidden layers) -> 1`` predicting the
     normalised value ``(a - low) / (high - low)`` (code: ``ScalarConditionPredict``, hidden 256,
-    2 layers). Discrete: one linear layer ``latent -> n_classes`` (code: ``ClassConditionPredict``).
+    2 layers; ``norm``: its released BatchNorm after the first layer). Discrete: one linear layer
+    ``latent -> n_classes`` (code: ``ClassConditionPredict``).
     """
 
     def __init__(self, specs: Sequence[str | ConditionSpec], latent_dim: int, hidden_dim: int = 256,
-                 num_layers: int = 2) -> None:
+                 num_layers: int = 2, norm: bool = False) -> None:
         super().__init__()
         self.specs = [s for s in _parse_all(specs) if s.kind != "formula"]
         self.heads = nn.ModuleList(
-            mlp(latent_dim, hidden_dim, num_layers, 1) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
+            mlp(latent_dim, hidden_dim, num_layers, 1, norm) if s.kind == "continuous" else nn.Linear(latent_dim, s.n_classes)
             for s in self.specs
         )
 
@@ -668,6 +694,11 @@ class Predictor(nn.Module):
 # ------------------------------------------------------------------------------------- model
 
 
+def _tanh_output(module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+    """Forward hook: the module's output through ``tanh`` (the released encoder's ``smooth``)."""
+    return torch.tanh(output)
+
+
 class ConCDVAE(CDVAE):
     """The Con-CDVAE network: CDVAE + PropEmb, Eq. 11 mixing, Predictor and the two Priors (see the
     module docstring).
@@ -683,8 +714,11 @@ class ConCDVAE(CDVAE):
         conditions: the PropEmb / Predictor / default-prior conditions, spec strings or
             :class:`ConditionSpec` (at least one). Default: formation energy on -6..1 eV/atom with
             spacing 0.5 (15 Gaussians; the released MP-20 model, code).
-        full_conditions: those of the full prior (empty: no full prior); default
-            :data:`FULL_CONDITIONS`.
+        full_conditions: those of the full prior (empty: no full prior); None: the config's
+            ``full_conditions`` (:data:`FULL_CONDITIONS` by default).
+        element_features: (max_atomic_num, dim) fixed element vectors of the formula conditions
+            (CGCNN's ``atom_init.json``, row Z - 1 for element Z; the plugin reads them with
+            ``formula_vectors="cgcnn"``); None: learnable ones.
 
     The resolved conditions are kept as canonical spec strings in ``conditions`` and
     ``full_conditions`` (plain values, for a ``weights_only`` checkpoint) and parsed in
@@ -696,7 +730,9 @@ class ConCDVAE(CDVAE):
     def __init__(self, config: ConCDVAEConfig, lattice_mean: Sequence[float] = (0.0,) * 6,
                  lattice_std: Sequence[float] = (1.0,) * 6,
                  conditions: Sequence[str | ConditionSpec] = DEFAULT_CONDITIONS,
-                 full_conditions: Sequence[str | ConditionSpec] = FULL_CONDITIONS) -> None:
+                 full_conditions: Sequence[str | ConditionSpec] | None = None,
+                 element_features: Sequence[Sequence[float]] | Tensor | None = None) -> None:
+        full_conditions = config.full_conditions if full_conditions is None else full_conditions
         canonical: dict[str, tuple[str, ...]] = {}
         for name, value in (("conditions", conditions), ("full_conditions", full_conditions)):
             value = (value,) if isinstance(value, (str, ConditionSpec)) else value
@@ -712,9 +748,19 @@ class ConCDVAE(CDVAE):
         self.full_condition_specs: list[ConditionSpec] = full_condition_specs
         cfg = config
         latent = cfg.latent_dim
+        self.element_features: Tensor | None = (None if element_features is None
+                                                else torch.as_tensor(np.asarray(element_features, dtype=np.float32)))
+        if cfg.mlp_batchnorm:  # code: build_mlp(norm=True) for MLP_AGG's heads too
+            norm = dict(norm=True)
+            self.fc_num_atoms = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, cfg.max_atoms + 1, **norm)
+            self.fc_lattice = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, 6, **norm)
+            self.fc_composition = mlp(latent, cfg.hidden_dim, cfg.fc_num_layers, cfg.max_atomic_num, **norm)
+        if cfg.encoder_tanh:  # code ``smooth``: tanh on the pooled encoder output, before fc_mu / fc_var
+            self.encoder.register_forward_hook(_tanh_output)
         self.prop_emb = self._prop_emb(self.condition_specs)
-        self.fc_z_con = mlp(latent + cfg.prop_dim, cfg.hidden_dim, cfg.fc_num_layers, latent)  # Eq. 11
-        self.predictor = Predictor(self.condition_specs, latent, cfg.predictor_hidden_dim, cfg.predictor_layers)
+        self.fc_z_con = mlp(latent + cfg.prop_dim, cfg.hidden_dim, cfg.fc_num_layers, latent, cfg.mlp_batchnorm)  # Eq. 11
+        self.predictor = Predictor(self.condition_specs, latent, cfg.predictor_hidden_dim, cfg.predictor_layers,
+                                   cfg.mlp_batchnorm)
         self.time_mlp: nn.Module | None = None
         if cfg.decoder_time_dim > 0:
             # code: z_con ⊕ ReLU(Linear(sinusoid(level))) is the decoder's latent input
@@ -727,7 +773,7 @@ class ConCDVAE(CDVAE):
     def _prop_emb(self, specs: Sequence[ConditionSpec]) -> PropEmb:
         cfg = self.config
         return PropEmb(specs, cfg.cond_feature_dim, cfg.cond_layers, cfg.cond_class_emb_dim, cfg.prop_dim,
-                       cfg.prop_layers, cfg.max_atomic_num)
+                       cfg.prop_layers, cfg.max_atomic_num, cfg.condition_clamp, self.element_features)
 
     def _prior(self, specs: Sequence[ConditionSpec]) -> LatentPrior:
         cfg = self.config
@@ -846,7 +892,7 @@ class ConCDVAE(CDVAE):
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         pred, type_logits = self.decode(z, noisy["frac"], noisy["atom_types"], lattice, b.num_atoms, b.batch,
                                         noisy["level"])
-        target = min_image_displacement(b.frac_coords, noisy["frac"], lattice, b.num_atoms)  # (N, 3)
+        target = min_image_displacement(b.frac_coords, noisy["frac"], self.target_lattice(b, lattice), b.num_atoms)  # (N, 3)
         coord = 0.5 * (pred - target / noisy["sigma_x"].unsqueeze(-1)).pow(2).sum(-1)  # (N,)
         type_ce = F.cross_entropy(type_logits, b.atom_types - 1, reduction="none") / noisy["sigma_a"]  # (N,)
         return coord, type_ce
@@ -986,7 +1032,8 @@ class ConCDVAE(CDVAE):
             n_step_each, step_lr: Langevin dynamics (CDVAE: 100, 1e-4).
             condition_table: training conditions (:func:`condition_columns`), needed by ``less``;
                 with ``default`` it completes missing model conditions the same way.
-            tolerance, use_one: matching of :func:`draw_condition_rows` (code: 0.1, True).
+            tolerance, use_one: matching of :func:`draw_condition_rows` (code V1 defaults: 0.1 and
+                False; the plugin passes ``less_tolerance`` and ``less_use_one``).
             prior_steps: reverse DDPM steps (None: all T).
 
         Returns:

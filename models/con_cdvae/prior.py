@@ -37,7 +37,9 @@ the same width, and the original z^t to the last up layer's output, before a fin
 
 Time embedding: the sinusoidal embedding of t (:func:`benchmark.nn.diffusion.timestep_embedding`)
 followed by ``Linear(time_dim, time_dim) + ReLU`` (released code; its sinusoid uses
-``10000^(-k / (half - 1))`` frequencies, here ``10000^(-k / half)``, an immaterial difference).
+``10000^(-k / (half - 1))`` frequencies, here ``10000^(-k / half)``, and it numbers the steps
+0..T-1 where t here runs 1..T: the same schedule, the embedding's input shifted by one; both are
+immaterial for a prior trained from scratch, but released prior weights would need them).
 
 Defaults (:class:`LatentPrior` arguments; the paper gives none of these numbers): linear beta
 schedule (:class:`benchmark.nn.schedules.LinearBetaSchedule`) 1e-3 -> 0.02 over T = 300 steps, time embedding 64, three halving levels

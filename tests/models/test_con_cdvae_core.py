@@ -85,7 +85,8 @@ TINY_FULL_CONDITIONS = (BG, FE, CS, NA, formula("formula", 8))
 
 def tiny_config(**overrides) -> ConCDVAEConfig:
     """Latent 16, one encoder/decoder block, 5 noise levels, small condition blocks, T = 20 for the
-    priors; conditions band gap + crystal system."""
+    priors; conditions band gap + crystal system; plain MLPs, no encoder tanh, clamped grids (the
+    released BatchNorm, tanh and unclamped grids are tested on their own)."""
     kwargs = dict(
         latent_dim=16, hidden_dim=16, max_atoms=10, num_noise_level=5,
         encoder_hidden=16, encoder_blocks=1, encoder_int_emb_size=8, encoder_basis_emb_size=4,
@@ -95,21 +96,22 @@ def tiny_config(**overrides) -> ConCDVAEConfig:
         decoder_num_atom=1, decoder_cutoff=7.0,
         conditions=TINY_CONDITIONS, cond_feature_dim=8, cond_layers=1, cond_class_emb_dim=4, prop_dim=8, prop_layers=1,
         predictor_hidden_dim=8, predictor_layers=1, decoder_time_dim=8, prior_timesteps=20, prior_time_dim=8,
+        mlp_batchnorm=False, encoder_tanh=False, condition_clamp=True,
     )
     kwargs.update(overrides)
     return ConCDVAEConfig(**kwargs)
 
 
 def tiny_model(b: CrystalBatch, seed: int = 0, conditions=TINY_CONDITIONS, full_conditions=TINY_FULL_CONDITIONS,
-               **overrides) -> ConCDVAE:
+               element_features=None, **overrides) -> ConCDVAE:
     """:func:`tiny_config`'s network with the lattice standardisation fitted on the batch, the given
     conditions and a full prior on band gap, formation energy, crystal system, number of atoms and
-    formula (8-long element vectors)."""
+    formula (8-long element vectors: learnable, or ``element_features``)."""
     raw = torch.cat([scale_lengths(b.lengths, b.num_atoms), b.angles], dim=-1).double()
     torch.manual_seed(seed)
     return ConCDVAE(tiny_config(conditions=conditions, **overrides), lattice_mean=tuple(raw.mean(0).tolist()),
                     lattice_std=tuple(max(s, 0.1) for s in raw.std(0).tolist()), conditions=conditions,
-                    full_conditions=full_conditions)
+                    full_conditions=full_conditions, element_features=element_features)
 
 
 # ------------------------------------------------------------------------------ embeddings
@@ -429,3 +431,111 @@ def test_draw_condition_rows_only_matching_rows() -> None:
 def test_fit_scale_factors_with_time_input(batch: CrystalBatch) -> None:
     factors = tiny_model(batch).fit_scale_factors(batch, torch.Generator().manual_seed(0))
     assert factors and all(math.isfinite(v) and v > 0 for v in factors.values())
+
+
+# ------------------------------------------------------------------------------ released details
+
+
+def test_full_conditions_are_the_released_grids_in_canonical_form() -> None:
+    """The full prior's conditions: the released six in the released order and grids (n_rbf =
+    ceil((max - min) / spacing) + 1), then the formula; the config's strings are canonical specs."""
+    from benchmark.models.con_cdvae.config import FULL_CONDITIONS, grid_spec
+
+    specs = [ConditionSpec.parse(s) for s in FULL_CONDITIONS]
+    assert [str(s) for s in specs] == list(FULL_CONDITIONS)
+    assert [s.name for s in specs] == ["CS_type", "spacegroup.number", "formation_energy_per_atom", "band_gap", "e_above_hull",
+                                       "num_atoms", "formula"]
+    assert [(s.low, s.high, s.n_basis) for s in specs if s.kind == "continuous"] == [
+        (-5.0, 0.5, 12), (-0.5, 9.0, 20), (-0.01, 0.09, 11), (0.0, 20.0, 21)]
+    assert [s.n_classes for s in specs if s.kind == "discrete"] == [7, 231] and specs[-1].dim == 92
+    # the released grid rule: the last centre is min + spacing (n - 1), which may pass max
+    assert grid_spec("x", 0.0, 1.0, 0.3) == "x:continuous:0.0:1.2:5"
+
+
+def test_unclamped_gaussian_basis_as_released() -> None:
+    """Released ScalarConditionEmbedding does not clamp: a value past the grid keeps decaying."""
+    free = GaussianBasis(0.0, 4.0, 5, clamp=False)
+    out = free(torch.tensor([6.0, 2.0]))
+    assert torch.allclose(out[0], torch.exp(-((6.0 - torch.arange(5.0)) ** 2) / 2))
+    assert torch.equal(out[1], GaussianBasis(0.0, 4.0, 5)(torch.tensor([2.0]))[0])
+    assert float(out[0, 4]) == pytest.approx(math.exp(-2.0))  # clamped it would be 1
+
+
+def test_released_batchnorm_and_tanh(batch: CrystalBatch) -> None:
+    """``mlp_batchnorm``: a BatchNorm after the first layer of the Eq. 11 MLP, the N / lattice /
+    composition heads and the Predictor's continuous heads (code build_mlp(norm=True)), none in
+    the condition embeddings or priors; a one-crystal batch trains; in evaluation a crystal's
+    outputs do not depend on its batch. ``encoder_tanh``: mu = fc_mu(tanh(encoder))."""
+    from benchmark.nn.layers import BatchNorm
+
+    model = tiny_model(batch, mlp_batchnorm=True, encoder_tanh=True)
+    for name in ("fc_z_con", "fc_num_atoms", "fc_lattice", "fc_composition"):
+        assert isinstance(getattr(model, name)[1], BatchNorm), name
+    assert isinstance(model.predictor.heads[0][1], BatchNorm)  # band gap; CS_type is one linear layer
+    assert isinstance(model.predictor.heads[1], nn.Linear)
+    for part in (model.prop_emb, model.prior_default, model.prior_full, model.encoder, model.decoder):
+        assert not any(isinstance(m, nn.BatchNorm1d) for m in part.modules())
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in tiny_model(batch).modules())  # off by default here
+    model.train()
+    one = CrystalBatch.from_graphs([build_graph(crystals()[2])], conditions=condition_columns(crystals()[2:3], [BG, CS, FE]))
+    parts = model.losses(one, teacher_forcing=True, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(parts["loss"])
+    parts = model.losses(batch, teacher_forcing=True, generator=torch.Generator().manual_seed(0))
+    parts["loss"].backward()  # batch statistics in training
+    model.eval()
+    z = torch.randn(4, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        alone = model.predictor(z[2:3])["band_gap"]
+        together = model.predictor(z)["band_gap"][2:3]
+    torch.testing.assert_close(alone, together)
+    # tanh on the pooled encoder output, before fc_mu: the same weights without tanh give fc_mu(h)
+    plain = tiny_model(batch, mlp_batchnorm=True, encoder_tanh=False)
+    plain.load_state_dict(model.state_dict())
+    plain.eval()
+    captured = {}
+    plain.fc_mu.register_forward_hook(lambda m, i, o: captured.setdefault("h", i[0]))
+    with torch.no_grad():
+        mu_tanh = model.encode_means(batch)
+        plain.encode_means(batch)
+        torch.testing.assert_close(mu_tanh, model.fc_mu(torch.tanh(captured["h"])))
+        assert not torch.allclose(mu_tanh, plain.fc_mu(captured["h"]))
+
+
+def test_released_decoder_lattice_in_step_one(batch: CrystalBatch) -> None:
+    """Con-CDVAE's step one follows CDVAE's ``decoder_lattice``: released, the decoder's losses
+    reach the lattice head after teacher forcing and the coordinate target is measured in the true
+    cell (code model.py:282-300, 445-451); detached, neither."""
+    import dataclasses
+
+    grads, cells = {}, {}
+    for mode in ("released", "detached"):
+        model = tiny_model(batch)
+        model.config = dataclasses.replace(model.config, decoder_lattice=mode)
+        seen = []
+        real = model.target_lattice
+        model.target_lattice = lambda b, lattice: seen.append(real(b, lattice)) or seen[-1]
+        parts = model.losses(batch, teacher_forcing=False, generator=torch.Generator().manual_seed(0))
+        g = torch.autograd.grad(parts["coord"], list(model.fc_lattice.parameters()), allow_unused=True)
+        grads[mode] = sum(float(x.abs().sum()) for x in g if x is not None)
+        (cells[mode],) = seen
+    assert grads["released"] > 0 and grads["detached"] == 0
+    torch.testing.assert_close(cells["released"], lattice_from_params(batch.lengths, batch.angles))
+    assert not torch.allclose(cells["detached"], cells["released"])
+
+
+def test_fixed_element_vectors_of_the_formula_embedding(batch: CrystalBatch) -> None:
+    """Given element vectors are fixed (a buffer outside the state dict, no gradient): Eq. 13's
+    input is the fraction-weighted sum of them, i.e. their mean over the sites (code V1)."""
+    table = torch.arange(100 * 8, dtype=torch.float32).reshape(100, 8) / 100
+    model = tiny_model(batch, element_features=table)
+    emb = model.prior_full.embedding.embeddings[-1]
+    assert isinstance(emb, FormulaEmbedding) and emb.fixed and torch.equal(emb.elements, table)
+    assert not any(k.endswith("elements") for k in model.state_dict())
+    emb.mlp = nn.Identity()
+    fr = torch.as_tensor(formula_fractions("SrTiO3", 100)).float().unsqueeze(0)
+    sites = table[[37, 21, 7, 7, 7]].mean(0, keepdim=True)  # Sr, Ti, O, O, O
+    torch.testing.assert_close(emb(fr), sites)
+    learnt = tiny_model(batch).prior_full.embedding.embeddings[-1]
+    assert not learnt.fixed and learnt.elements.requires_grad
+    with pytest.raises(ValueError, match="element_features"):
+        tiny_model(batch, element_features=table[:, :4])
