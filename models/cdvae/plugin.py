@@ -337,7 +337,8 @@ class CDVAEModel(Model):
 
 class CDVAEFourierModel(CDVAEModel):
     """CDVAE+Fourier, the third model of DP-CDVAE's Table III: CDVAE whose score decoder also
-    reads ``sin/cos(2^n pi x~)`` (n = 3..8) of the noisy fractional coordinates x~ (section S3),
+    reads ``sin/cos(2^n pi x~)`` of the noisy fractional coordinates x~ (section S3; n = 4..9 in
+    ``paper``, the released frequencies, 3..8 in ``smoke``: :class:`CDVAEFourierConfig`),
     the same features DP-CDVAE's diffusion network gets, so the ground-state comparison separates
     the effect of the features from that of the diffusion model."""
 

@@ -249,6 +249,7 @@ PUBLISHED: dict[str, dict[str, tuple[Any, str]]] = {
         "decoder_num_concat": (1, f"{RELEASED} concdvae/pl_modules/gemnet/gemnet.py:114"),
         "decoder_num_atom": (3, f"{RELEASED} concdvae/pl_modules/gemnet/gemnet.py:115"),
         "decoder_envelope_exponent": (5, f"{RELEASED} concdvae/pl_modules/gemnet/gemnet.py:120"),
+        "decoder_min_distance": (0.01, f"{RELEASED} concdvae/common/data_utils.py radius_graph_pbc (mask_not_same: d^2 > 0.0001)"),
         "decoder_periodic_triplets": (True, f"{RELEASED} concdvae/pl_modules/gemnet/gemnet.py:281-285 (only an edge's own id excluded)"),
         "decoder_fourier": (False, "Con-CDVAE's decoder has no Fourier node features"),
         "decoder_time_dim": (64, f"{_HP}:146 (time_emb_dim), concdvae/pl_modules/model.py:110-113,295-296"),

@@ -907,7 +907,7 @@ class ConCDVAE(CDVAE):
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
-                                 self.config.decoder_max_neighbors)
+                                 self.config.decoder_max_neighbors, min_distance=self.config.decoder_min_distance)
         return self.decoder.fit_scale_factors(self._decoder_latent(z_con, noisy["level"]), noisy["atom_types"],
                                               b.batch, graph.edge_index, graph.edge_vec, graph.images,
                                               self.node_features(noisy["frac"]))

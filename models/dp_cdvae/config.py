@@ -280,6 +280,9 @@ PUBLISHED: dict[str, dict[str, tuple[Any, str]]] = {
         "decoder_num_atom": (3, f"{GEMNET}:116"),
         "decoder_envelope_exponent": (5, f"{GEMNET}:122"),
         "decoder_type_head": ("last_hidden", f"{GEMNET}:640-641 (A_t = h), {RELEASED} dpcdvae/decoders/gemnet.py:153-154 (fc_atom(h))"),
+        "decoder_lattice": ("released", f"{MODELS} DPCDVAE.forward (param_decoder's pred_lengths / pred_angles, the true cell under "
+                                        "teacher forcing, go to diffnet undetached; the eps target is fractional, so no target cell)"),
+        "decoder_min_distance": (0.01, f"{RELEASED} common/data_utils.py radius_graph_pbc (mask_not_same: d^2 > 0.0001)"),
         "decoder_periodic_triplets": (True, f"{GEMNET}:287-330 (only an edge's own id is excluded: periodic images kept)"),
         "decoder_fourier": (True, f"{DIME}:130 (fourier_feats); {PAPER} S3"),
         # the released frequencies are 2 pi 2^n for n = 3..8, i.e. this project's pi 2^n for n = 4..9

@@ -42,8 +42,9 @@ composition ``A_z``) and replaces CDVAE's annealed-Langevin score model by a DDP
   sigma' = 0.01, which is why "mix" is the default.
 * **Diffusion network** ``D_theta(L r_f_t, f_t)`` (section IV C): the GemNet-T of
   :class:`benchmark.nn.gemnet.GemNetTDecoder` on the periodic graph of the Cartesian
-  positions ``r_c_t = r_f_t L`` (the true lattice with teacher forcing, else the predicted, detached
-  ``L_z``; at sampling time ``L_z``), with node features ``f_t = (Z_t, F_t, z, t)``: the element
+  positions ``r_c_t = r_f_t L`` (the true lattice with teacher forcing, else the predicted ``L_z``,
+  through which the losses reach the lattice head with ``decoder_lattice="released"``, as the
+  released ``forward``, or detached; at sampling time ``L_z``), with node features ``f_t = (Z_t, F_t, z, t)``: the element
   embedding of Z_t and z enter as in CDVAE, and ``extra_node_dim = 6 (n_max - n_min + 1) +
   time_dim`` more inputs carry ``F_t`` (section S3: ``sin(2^n pi r_t)`` and ``cos(2^n pi r_t)``
   for n = ``fourier_n_min``..``fourier_n_max`` and the three coordinates: 36 values per atom;
@@ -304,7 +305,8 @@ class DPCDVAE(CDVAE):
             z: (B, latent); frac: (N, 3) wrapped ``r_f_t``; atom_types: (N,) ``Z_t``;
             lattice: (B, 3, 3) rows; num_atoms: (B,); batch: (N,); t: (N,) long in 1..T.
         """
-        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors)
+        graph = radius_graph_pbc(frac, lattice, num_atoms, self.config.decoder_cutoff, self.config.decoder_max_neighbors,
+                                 min_distance=self.config.decoder_min_distance)
         feats = self.node_features(frac, t)
         return self.decoder(z, atom_types, batch, graph.edge_index, graph.edge_vec, graph.images, feats)
 
@@ -374,7 +376,7 @@ class DPCDVAE(CDVAE):
         lattice = lattice_from_params(b.lengths, b.angles)
         noisy = self._noisy_structure(b, agg["composition_logits"], lattice, generator)
         graph = radius_graph_pbc(noisy["frac"], lattice, b.num_atoms, self.config.decoder_cutoff,
-                                 self.config.decoder_max_neighbors)
+                                 self.config.decoder_max_neighbors, min_distance=self.config.decoder_min_distance)
         feats = self.node_features(noisy["frac"], noisy["t"])
         return self.decoder.fit_scale_factors(mu, noisy["atom_types"], b.batch, graph.edge_index, graph.edge_vec,
                                               graph.images, feats)

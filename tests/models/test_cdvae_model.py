@@ -204,6 +204,23 @@ def test_paper_preset_is_the_published_table(dataset):
     assert uncovered <= {"fourier_n_min", "fourier_n_max"}, uncovered  # (used only with decoder_fourier)
 
 
+@pytest.mark.parametrize("dataset", ["perov_5", "carbon_24", "mp_20"])
+def test_cdvae_fourier_paper_is_cdvae_with_the_released_frequencies(dataset):
+    """CDVAE+Fourier's paper preset is CDVAE's published table with the Fourier features at
+    DP-CDVAE's released frequencies (2 pi 2^n, n = 3..8, i.e. pi 2^n, n = 4..9 here): every field
+    covered; smoke keeps n = 3..8."""
+    from benchmark.config import resolve
+    from benchmark.models.cdvae.config import PUBLISHED, PUBLISHED_FOURIER, CDVAEFourierConfig
+
+    config = resolve(CDVAEFourierConfig, "paper", dataset)
+    expected = {**PUBLISHED["*"], **PUBLISHED[dataset], **PUBLISHED_FOURIER}
+    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
+    assert not wrong, wrong
+    assert not {f.name for f in dataclasses.fields(config)} - set(expected)
+    smoke = resolve(CDVAEFourierConfig, "smoke", dataset)
+    assert (smoke.fourier_n_min, smoke.fourier_n_max, smoke.decoder_fourier) == (3, 8, True)
+
+
 def test_released_decode_schedule():
     """The released evaluate.py decodes after 1, 556, ..., 4996 and 5000 of 5,000 steps (11 decodes);
     the even schedule every 500."""
