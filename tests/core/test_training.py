@@ -174,3 +174,33 @@ def test_gradient_clipping_by_value(tmp_path):
     train_module(module, _one_batch(), None, tmp_path, max_epochs=1, progress=False, gradient_clip_val=0.5,
                  gradient_clip_algorithm="value")
     assert float(module.w) == pytest.approx(0.025, rel=1e-5)
+
+
+class OneNaNStep(DriftingAway):
+    """DriftingAway whose third optimiser step (global step 2) has a NaN gradient."""
+
+    def training_step(self, batch, batch_idx):
+        loss = (self.w - 5.0) ** 2
+        if self.global_step == 2:
+            loss = loss * torch.tensor(float("nan"))
+        self.log("train_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+
+@pytest.mark.parametrize("algorithm", ["norm", "value"])
+def test_a_step_with_non_finite_gradients_is_skipped_and_counted(tmp_path, algorithm):
+    """A NaN gradient would write NaN into the weight (clipping by norm makes every clipped gradient
+    NaN); the loop skips that step, keeps training, and reports it; a resumed run reports the total."""
+    module = OneNaNStep()
+    summary = train_module(module, _one_batch(), None, tmp_path / "a", max_epochs=5, progress=False, gradient_clip_val=100.0,
+                           gradient_clip_algorithm=algorithm)
+    # four SGD steps of w <- w - 0.05 * 2 (w - 5), the NaN step left out: 5 - 5 * 0.9^4
+    assert summary["skipped_steps"] == 1
+    assert float(module.w) == pytest.approx(5.0 - 5.0 * 0.9 ** 4, rel=1e-5)
+    resumed = train_module(OneNaNStep(), _one_batch(), None, tmp_path / "a", max_epochs=6, progress=False,
+                           gradient_clip_val=100.0, gradient_clip_algorithm=algorithm)
+    assert resumed["skipped_steps"] == 1
+    unguarded = OneNaNStep()
+    plain = train_module(unguarded, _one_batch(), None, tmp_path / "b", max_epochs=5, progress=False, gradient_clip_val=100.0,
+                         gradient_clip_algorithm=algorithm, skip_nonfinite=False)
+    assert plain["skipped_steps"] is None and torch.isnan(unguarded.w)
