@@ -61,6 +61,13 @@ _SPECS: dict[str, tuple[str, str, dict[str, MetricKey], str, frozenset[str], str
                  "CrysTens Tables 1-2 from the raw generated tensors (artifact crystens_tensor): variances of the repeated "
                  "entries, coordinate and pairwise-distance disagreement per atom, decoded share; nothing without the artifact",
                  frozenset(), None),
+    "distribution_ks": ("distribution", "distribution_ks",
+                        {"ks_a": MetricKey("KS a", False), "ks_b": MetricKey("KS b", False), "ks_c": MetricKey("KS c", False),
+                         "ks_alpha": MetricKey("KS α", False), "ks_beta": MetricKey("KS β", False), "ks_gamma": MetricKey("KS γ", False),
+                         "ks_space_group": MetricKey("KS space group", False), "ks_atomic_number": MetricKey("KS Z", False)},
+                        "two-sample Kolmogorov-Smirnov statistics vs the reference split of a, b, c, angles, space group "
+                        "(SpacegroupAnalyzer symprec 0.1) and atomic number (as in the CrysTens figures); modern profile only",
+                        frozenset(), None),
     "conditional_success": ("conditional", "conditional_success", {},
                             "fraction of samples meeting every target (and each), checked by CGCNN oracles / symmetry analysis "
                             "(Con-CDVAE Tables 2, B1); keys success[<conditions>](.<property>), predicted[...], mad[...].<property>, "
