@@ -273,7 +273,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise RunError(f"{opts.model} cannot sample")
         model, _ = trained_model(opts, res)
         run = RunContext(config=None, dataset=None, data_dir=opts.data_dir, seed=opts.seed, device=opts.device, work_dir=work, progress=opts.progress)
-        crystals, _ = run.sample(model, args.n, args.batch_size)
+        crystals, _, _ = run.sample(model, args.n, args.batch_size)
     except (RunError, BatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

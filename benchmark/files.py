@@ -153,6 +153,32 @@ def write_json_atomic(path: PathLike, obj: Any) -> Path:
     return atomic_write_text(path, text + "\n")
 
 
+def write_npz_atomic(path: PathLike, arrays: Mapping[str, Any]) -> Path:
+    """Write ``arrays`` to a compressed ``.npz`` atomically (:func:`replace_atomically`); returns the file.
+
+    Raises:
+        ValueError: an array holds Python objects (it could only be read back with pickle).
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        array = np.asarray(value)
+        if array.dtype.hasobject:
+            raise ValueError(f"array {name!r} holds Python objects; an .npz written here holds plain numbers and strings only")
+        out[str(name)] = array
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **out)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def read_npz(path: PathLike) -> dict[str, np.ndarray] | None:
+    """The arrays of an ``.npz`` (opened with ``allow_pickle=False``), or None when it is missing or damaged."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except Exception:  # missing, truncated, a bad CRC, a member that is not an array
+        return None
+
+
 def replace_directory(path: PathLike, build: Callable[[Path], None]) -> Path:
     """Create or replace the directory ``path`` with one that ``build`` fills.
 

@@ -55,6 +55,8 @@ class EvalContext:
         options: task options (``num_opt``, ``n_jobs``...).
         notes: messages for the record (why a metric was skipped...).
         per_structure: extra per-sample columns metrics want in the per-structure table.
+        artifacts: the model's per-sample arrays (``SampleBatch.artifacts``; first axis in the
+            order of ``samples``), e.g. ``crystens_tensor``; empty when scoring a sample file.
     """
 
     task: str
@@ -74,6 +76,7 @@ class EvalContext:
     notes: list[str] = field(default_factory=list)
     per_structure: dict[str, list[Any]] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def column(self, name: str, values: Sequence[Any]) -> None:
         if len(values) != len(self.samples):

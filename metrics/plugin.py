@@ -1,5 +1,5 @@
 """Built-in metrics: the published CDVAE protocol, uniqueness and novelty, DP-CDVAE's ground-state
-comparison and Con-CDVAE's conditional success.
+comparison, Con-CDVAE's conditional success and CrysTens' tensor consistency.
 
 Each metric declares its keys here, once: label, unit, direction and display (the leaderboard
 reads them from here; the evaluation stamps direction and unit on every stored value). Listing is
@@ -50,6 +50,17 @@ _SPECS: dict[str, tuple[str, str, dict[str, MetricKey], str, frozenset[str], str
                       "gs_rms_denergy_per_atom": MetricKey("ΔE rms (eV/atom)", False, "eV/atom")},
                      "relax each sample (CHGNet by default); match rate, <δ_rms>, ΔV_rms, ΔE_rms vs its relaxed crystal (DP-CDVAE Table III)",
                      frozenset(), None),
+    "crystens": ("crystens", "crystens_consistency",
+                 {"crystens_var_lengths": MetricKey("σ² lengths (CrysTens)", False, "Å^2"),
+                  "crystens_var_angles": MetricKey("σ² angles (CrysTens)", False, "deg^2"),
+                  "crystens_var_space_group": MetricKey("σ² space group (CrysTens)", False),
+                  "crystens_var_frac_coords": MetricKey("σ² frac. coords (CrysTens)", False),
+                  "crystens_coord_disagreement": MetricKey("Δ coord./atom (CrysTens)", False, "fractional"),
+                  "crystens_pairwise_disagreement": MetricKey("ΣΔ pairwise/atom (CrysTens)", False, "fractional"),
+                  "crystens_decode_share": fraction("Decoded (%) (CrysTens)")},
+                 "CrysTens Tables 1-2 from the raw generated tensors (artifact crystens_tensor): variances of the repeated "
+                 "entries, coordinate and pairwise-distance disagreement per atom, decoded share; nothing without the artifact",
+                 frozenset(), None),
     "conditional_success": ("conditional", "conditional_success", {},
                             "fraction of samples meeting every target (and each), checked by CGCNN oracles / symmetry analysis "
                             "(Con-CDVAE Tables 2, B1); keys success[<conditions>](.<property>), predicted[...], mad[...].<property>, "

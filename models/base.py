@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
 
 from benchmark.crystal import Crystal
 
@@ -90,10 +92,15 @@ class SampleBatch:
         crystals: the sampled crystals.
         model_evaluations: network evaluations used for the batch (e.g. 5,000 for CDVAE's
             annealed Langevin dynamics), or None when not meaningful.
+        artifacts: per-sample arrays a model wants stored with the run and handed to the metrics
+            (e.g. ``"crystens_tensor"``, the raw (n, 64, 64, 4) CrysTens output the CrysTens
+            consistency metric reads); the first axis of each is the batch's n, in the order of
+            ``crystals``. Plain numbers only (no Python objects). Empty by default.
     """
 
     crystals: list[Crystal]
     model_evaluations: int | None = None
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Model(abc.ABC):

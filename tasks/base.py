@@ -162,42 +162,79 @@ def batched(
     work_dir: Path,
     n: int,
     batch_size: int,
-    make: Callable[[int, int], tuple[list[Crystal], int | None]],
+    make: Callable[[int, int], Any],
     progress: bool = True,
     desc: str = "sampling",
-) -> tuple[list[Crystal], int | None]:
+) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
     """Run ``make(batch_index, batch_n)`` for each batch, keeping each batch's crystals in
     ``work_dir/batch_<i>.extxyz`` (written atomically, its ``.json`` marker last). Batches already
     there are read back, not recomputed: an interrupted run continues where it stopped, with no
-    lost or duplicated crystals. Returns (crystals, model evaluations or None)."""
+    lost or duplicated crystals.
+
+    ``make`` returns ``(crystals, model evaluations or None)`` or, with per-sample arrays (see
+    ``SampleBatch.artifacts``), ``(crystals, evaluations, artifacts)``; each artifact's first axis
+    is the batch's n. A batch's artifacts go to ``batch_<i>.npz``, written before the marker, which
+    lists their names; on resume they are read back, and a batch whose ``.npz`` is missing or does
+    not fit is made again. Every batch must give the same artifact names.
+
+    Returns (crystals, model evaluations or None, artifacts concatenated over the batches).
+    """
     from tqdm.auto import tqdm
 
+    from benchmark.files import read_npz, write_json_atomic, write_npz_atomic
     from benchmark.samples import read_samples, write_extxyz
-    from benchmark.files import write_json_atomic
 
     work_dir.mkdir(parents=True, exist_ok=True)
     n_batches = max(1, math.ceil(n / batch_size)) if n > 0 else 0
     out: list[Crystal] = []
+    parts: list[dict[str, np.ndarray]] = []
     evals: int | None = 0
     for b in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress):
         bn = min(batch_size, n - b * batch_size)
         path = work_dir / f"batch_{b:05d}.extxyz"
         meta = work_dir / f"batch_{b:05d}.json"
+        arrays_path = work_dir / f"batch_{b:05d}.npz"
         if path.is_file() and meta.is_file():
             crystals = [c for c in read_samples(path).entries if isinstance(c, Crystal)]
             info = json.loads(meta.read_text())
-            if len(crystals) == bn == info.get("n"):
+            names = list(info.get("artifacts", []))
+            arrays = (read_npz(arrays_path) or {}) if names else {}
+            fits = sorted(arrays) == sorted(names) and all(a.ndim >= 1 and a.shape[0] == bn for a in arrays.values())
+            if len(crystals) == bn == info.get("n") and fits:
                 out.extend(crystals)
+                parts.append(arrays)
                 evals = None if evals is None or info.get("model_evaluations") is None else evals + int(info["model_evaluations"])
                 continue
-        crystals, n_eval = make(b, bn)
+        made = make(b, bn)
+        crystals, n_eval = made[0], made[1]
+        arrays = {str(k): np.asarray(v) for k, v in (made[2] if len(made) > 2 else {}).items()}
         if len(crystals) != bn:
             raise BatchError(f"the model returned {len(crystals)} crystals for a batch of {bn}")
+        for name, array in arrays.items():
+            if array.ndim == 0 or array.shape[0] != bn:
+                raise BatchError(f"artifact {name!r} has shape {array.shape} for a batch of {bn} (the first axis must be the batch's n)")
         write_extxyz(crystals, path)
-        write_json_atomic(meta, {"n": bn, "model_evaluations": n_eval})  # written last: marks the batch complete
+        if arrays:
+            write_npz_atomic(arrays_path, arrays)  # before the marker: a marked batch has its arrays
+        write_json_atomic(meta, {"n": bn, "model_evaluations": n_eval, "artifacts": sorted(arrays)})  # written last: marks the batch complete
         out.extend(crystals)
+        parts.append(arrays)
         evals = None if evals is None or n_eval is None else evals + int(n_eval)
-    return out, evals
+    return out, evals, _concatenate_artifacts(parts)
+
+
+def _concatenate_artifacts(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-batch artifacts joined along the first axis; every batch must have the same names."""
+    if not parts or not any(parts):
+        return {}
+    names = sorted(parts[0])
+    for i, part in enumerate(parts):
+        if sorted(part) != names:
+            raise BatchError(f"batch {i} has artifacts {sorted(part)}, batch 0 has {names}: every batch must give the same ones")
+    try:
+        return {name: np.concatenate([part[name] for part in parts], axis=0) for name in names}
+    except ValueError as exc:
+        raise BatchError(f"artifacts of different shapes across batches: {exc}") from exc
 
 
 @dataclass
@@ -228,17 +265,18 @@ class RunContext:
     def load(self, split: str, limit: int | None = None) -> list[Crystal]:
         return self.dataset.load(split, self.data_dir, limit=limit, progress=self.progress)
 
-    def batches(self, n: int, batch_size: int, make: Callable[[int, int], tuple[list[Crystal], int | None]],
-                desc: str = "sampling") -> tuple[list[Crystal], int | None]:
-        """:func:`batched` in this run's work directory."""
+    def batches(self, n: int, batch_size: int, make: Callable[[int, int], Any],
+                desc: str = "sampling") -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
+        """:func:`batched` in this run's work directory: (crystals, evaluations, artifacts)."""
         return batched(self.work_dir, n, batch_size, make, self.progress, desc)
 
-    def sample(self, model: Any, n: int, batch_size: int) -> tuple[list[Crystal], int | None]:
-        """``n`` crystals from ``model.sample`` in seeded, resumable batches."""
+    def sample(self, model: Any, n: int, batch_size: int) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
+        """``n`` crystals from ``model.sample`` in seeded, resumable batches, with the model's
+        per-sample artifacts (``SampleBatch.artifacts``) concatenated in sample order."""
 
-        def make(b: int, bn: int) -> tuple[list[Crystal], int | None]:
+        def make(b: int, bn: int) -> tuple[list[Crystal], int | None, Mapping[str, np.ndarray]]:
             batch = model.sample(bn, seed=self.seed_of(b), device=self.device)
-            return list(batch.crystals), batch.model_evaluations
+            return list(batch.crystals), batch.model_evaluations, dict(getattr(batch, "artifacts", None) or {})
 
         return self.batches(n, batch_size, make, "sampling")
 
@@ -252,11 +290,15 @@ class Produced:
             ``samples.extxyz``), or None when the task measures something else (sampling speed).
         metrics: values the task measured itself (keys declared in ``Task.keys``).
         record: extra sections of the run record (e.g. ``speed``).
+        artifacts: per-sample arrays from the model (first axis in the order of ``crystals``),
+            saved as ``artifacts.npz`` in the run directory and given to the metrics as
+            ``EvalContext.artifacts``.
     """
 
     crystals: list[Crystal] | None
     metrics: dict[str, "MetricValue"] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ the task
@@ -346,8 +388,8 @@ class Task:
         """Ask ``model`` for what this task scores (only called when the model has
         :attr:`capability`). Default: ``run.config.n_samples`` crystals from ``model.sample``."""
         cfg = run.config
-        crystals, _ = run.sample(model, cfg.n_samples, cfg.batch_size)
-        return Produced(crystals)
+        crystals, _, artifacts = run.sample(model, cfg.n_samples, cfg.batch_size)
+        return Produced(crystals, artifacts=artifacts)
 
     # ------------------------------------------------------------------ scoring
     def stamp(self, values: dict[str, "MetricValue"]) -> dict[str, "MetricValue"]:

@@ -143,12 +143,12 @@ class ConditionalGenerationTask(Task):
         cfg: ConditionalGenerationConfig = run.config
         wanted = model_conditions(build_targets(cfg.conditions, cfg.tolerances, cfg.oracles, run.dataset.name))
 
-        def make(b: int, bn: int) -> tuple[list[Crystal], int | None]:
+        def make(b: int, bn: int) -> tuple[list[Crystal], int | None, dict[str, Any]]:
             batch = model.conditional_sample(bn, dict(wanted), seed=run.seed_of(b), device=run.device)  # a fresh copy per batch
-            return list(batch.crystals), batch.model_evaluations
+            return list(batch.crystals), batch.model_evaluations, dict(getattr(batch, "artifacts", None) or {})
 
-        crystals, _ = run.batches(cfg.n_samples, cfg.batch_size, make, "conditional sampling")
-        return Produced(crystals)
+        crystals, _, artifacts = run.batches(cfg.n_samples, cfg.batch_size, make, "conditional sampling")
+        return Produced(crystals, artifacts=artifacts)
 
     # ------------------------------------------------------------------ leaderboard
     def row_label(self, record: Mapping[str, Any], label: str) -> str:

@@ -38,7 +38,9 @@ class EvaluateOptions:
     Task-specific settings are the task's config: ``task_config`` (a resolved config of the task,
     as ``run`` passes it) or ``task_options`` (field -> value over the config's defaults, as the
     command line passes them; e.g. ``{"num_opt": 4}`` or ``{"conditions": {"band_gap": 3}}``).
-    ``run_id`` names the record (``run`` passes its own); None mints one.
+    ``run_id`` names the record (``run`` passes its own); None mints one. ``artifacts``: the
+    model's per-sample arrays (``SampleBatch.artifacts``, first axis in sample-file order), handed
+    to the metrics as ``EvalContext.artifacts`` (``run`` passes them; empty for a sample file).
     """
 
     task: str
@@ -66,6 +68,7 @@ class EvaluateOptions:
     task_options: Mapping[str, Any] = field(default_factory=dict)
     task_config: Any = None
     run_id: str | None = None
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,6 +309,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         property_name=prop_name,
         options={"n_jobs": opts.n_jobs, "backend": opts.backend, "progress": opts.progress, **task_opts},
         notes=notes,
+        artifacts={str(k): np.asarray(v) for k, v in opts.artifacts.items()},
     )
     if properties is None and opts.oracle and "properties" in needs:
         t = time.time()

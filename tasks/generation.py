@@ -42,9 +42,12 @@ class GenerationTask(Task):
     Config = GenerationConfig
     capability = "sample"
     reference = "split"
-    metrics = ("validity", "coverage", "property_statistics", "diversity", "uniqueness", "novelty")
+    metrics = ("validity", "coverage", "property_statistics", "diversity", "uniqueness", "novelty", "crystens")
     columns = ("struct_valid", "comp_valid", "valid", "cov_recall", "cov_precision", "amsd_recall", "amsd_precision", "amcd_recall",
-               "amcd_precision", "wdist_density", "wdist_prop", "wdist_num_elems", "comp_div", "struct_div", "uniqueness", "novelty")
+               "amcd_precision", "wdist_density", "wdist_prop", "wdist_num_elems", "comp_div", "struct_div", "uniqueness", "novelty",
+               # CrysTens Tables 1-2: only CrysTens models hand over the tensors these need
+               "crystens_var_lengths", "crystens_var_angles", "crystens_var_space_group", "crystens_var_frac_coords",
+               "crystens_coord_disagreement", "crystens_pairwise_disagreement", "crystens_decode_share")
     headline_columns = 7
     leaderboard_order = 10
     leaderboard_default = True

@@ -41,5 +41,5 @@ class ReconstructionTask(Task):
         def make(b: int, bn: int) -> tuple[list[Crystal], int | None]:
             return model.reconstruct(test[b * size: b * size + bn], seed=run.seed_of(b), device=run.device), None
 
-        crystals, _ = run.batches(len(test), size, make, "reconstructing")
+        crystals, _, _ = run.batches(len(test), size, make, "reconstructing")
         return Produced(crystals)

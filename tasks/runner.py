@@ -320,10 +320,15 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     record["timings"]["model_s"] = time.time() - t
     record.update(produced.record)
 
+    if produced.artifacts:
+        from benchmark.files import write_npz_atomic
+
+        write_npz_atomic(store.run_dir(run_id) / "artifacts.npz", produced.artifacts)
+        record["artifacts"]["arrays"] = "artifacts.npz"
     if produced.crystals is not None and task.evaluable:
         samples_path = store.run_dir(run_id) / "samples.extxyz"
         write_extxyz(produced.crystals, samples_path)
-        record = _score(opts, res, record, samples_path)
+        record = _score(opts, res, record, samples_path, produced.artifacts)
         record["artifacts"]["samples"] = "samples.extxyz"
     for key, value in task.stamp(produced.metrics).items():
         record["metrics"][key] = value.as_dict()
@@ -334,8 +339,10 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     return record
 
 
-def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path: Path) -> dict[str, Any]:
-    """Score the run's samples with the evaluation path; its results go into the run's record."""
+def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path: Path,
+           artifacts: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Score the run's samples with the evaluation path (the model's per-sample ``artifacts`` go
+    to the metrics as ``EvalContext.artifacts``); its results go into the run's record."""
     from benchmark import settings
     from benchmark.store import ResultsStore
     from benchmark.tasks.evaluation import EvaluateOptions, EvaluationError, evaluate
@@ -356,6 +363,7 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
         train_split=opts.train_split,  # novelty is measured against what the model saw
         task_config=res.task_config,
         run_id=record["run_id"],
+        artifacts=dict(artifacts or {}),
     )
     try:
         result = evaluate(eopts)
