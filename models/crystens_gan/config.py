@@ -161,7 +161,7 @@ class CrysTensWGANConfig(ModelConfig):
         "smoke": {
             "generator_channels": (16, 16, 8, 8, 4, 4, 4, 4, 4),
             "critic_channels": (4, 4, 4, 4, 4, 4, 8, 8, 8, 16, 16, 32),
-            "bn_momentum": 0.1, "batch_size": 16, "max_epochs": 10, "epoch_batches": 0.625, "sample_batch_size": 64,
+            "bn_momentum": 0.1, "batch_size": 16, "max_epochs": 4, "epoch_batches": 0.625, "sample_batch_size": 64,
         },
     }
 
