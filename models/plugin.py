@@ -13,6 +13,7 @@ folder                       registered models
 ``models/dp_cdvae/``         the four DP-CDVAE variants (``dp_cdvae``, ``dp_cdvae_na``,
                              ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
 ``models/con_cdvae/``        ``con_cdvae``
+``models/crystens_gan/``     ``crystens_gan`` and ``crystens_wgan`` (CrysTens' GANs, Appendix B.1/B.2)
 ===========================  ==================================================================
 
 A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
@@ -68,6 +69,18 @@ def _dp_cdvae(name: str) -> type:
     return VARIANTS[name]
 
 
+def _crystens(class_name: str) -> type:
+    from benchmark.models.crystens_gan import plugin
+
+    return getattr(plugin, class_name)
+
+
+_CRYSTENS = {
+    "crystens_gan": ("CrysTensGANModel", "CrysTens GAN: Conv3D generator and discriminator on 64x64x4 CrysTens tensors (Alverson et al. 2024, B.1)"),
+    "crystens_wgan": ("CrysTensWGANModel", "CrysTens WGAN-GP: spectrally normalised Conv3D generator and critic on CrysTens tensors (Alverson et al. 2024, B.2)"),
+}
+
+
 _DP_CDVAE = {
     "dp_cdvae": "DP-CDVAE: CDVAE's VAE with a DDPM on fractional coordinates (Pakornchote et al. 2023)",
     "dp_cdvae_na": "DP-CDVAE+N_a: DP-CDVAE with a number-of-atoms MLP in the encoder",
@@ -83,4 +96,5 @@ def benchmark_models() -> list[Entry]:
     entries.append(Entry("cdvae_fourier", "CDVAE+Fourier: CDVAE with Fourier features of the noisy coordinates (DP-CDVAE Table III)", _cdvae_fourier))
     entries.extend(Entry(name, desc, (lambda n=name: _dp_cdvae(n))) for name, desc in _DP_CDVAE.items())
     entries.append(Entry("con_cdvae", "Con-CDVAE: CDVAE conditioned on target properties, latent DDPM prior, Predictor filter (Ye et al. 2023)", _con_cdvae))
+    entries.extend(Entry(name, desc, (lambda c=cls: _crystens(c))) for name, (cls, desc) in _CRYSTENS.items())
     return entries
