@@ -13,6 +13,7 @@ folder                       registered models
 ``models/dp_cdvae/``         the four DP-CDVAE variants (``dp_cdvae``, ``dp_cdvae_na``,
                              ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
 ``models/con_cdvae/``        ``con_cdvae``
+``models/crystens_diffusion/`` ``crystens_diffusion``
 ===========================  ==================================================================
 
 A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
@@ -62,6 +63,12 @@ def _con_cdvae() -> type:
     return ConCDVAEModel
 
 
+def _crystens_diffusion() -> type:
+    from benchmark.models.crystens_diffusion.plugin import CrysTensDiffusionModel
+
+    return CrysTensDiffusionModel
+
+
 def _dp_cdvae(name: str) -> type:
     from benchmark.models.dp_cdvae.plugin import VARIANTS
 
@@ -83,4 +90,5 @@ def benchmark_models() -> list[Entry]:
     entries.append(Entry("cdvae_fourier", "CDVAE+Fourier: CDVAE with Fourier features of the noisy coordinates (DP-CDVAE Table III)", _cdvae_fourier))
     entries.extend(Entry(name, desc, (lambda n=name: _dp_cdvae(n))) for name, desc in _DP_CDVAE.items())
     entries.append(Entry("con_cdvae", "Con-CDVAE: CDVAE conditioned on target properties, latent DDPM prior, Predictor filter (Ye et al. 2023)", _con_cdvae))
+    entries.append(Entry("crystens_diffusion", "CrysTens diffusion: 64x64x4 crystal tensors from a 32->64 cascade of two U-Nets (Alverson et al. 2024)", _crystens_diffusion))
     return entries
