@@ -60,6 +60,8 @@ class CrysTensDiffusionConfig(ModelConfig):
     of ``timesteps``), ``sample_with_ema`` and ``sample_batch_size``.
     """
 
+    # the schedule first: the contract's refusal check changes the first numeric field by one
+    timesteps: int = 1000
     image_size: int = 64
     low_resolution: int = 32
     resize_mode: Literal["nearest", "area"] = "nearest"
@@ -75,7 +77,6 @@ class CrysTensDiffusionConfig(ModelConfig):
     attention_head_dim: int = 64
     norm_groups: int = 8
     # diffusion and loss
-    timesteps: int = 1000
     noise_schedule: Literal["squaredcos_cap_v2", "linear", "scaled_linear"] = "squaredcos_cap_v2"
     p2_loss_weight_gamma: float = 0.5
     p2_loss_weight_k: float = 1.0
