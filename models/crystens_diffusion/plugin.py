@@ -270,4 +270,7 @@ class CrysTensDiffusionModel(Model):
 
     def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
         tensors, evaluations = self.generate_tensors(n, seed=seed, device=device)
-        return SampleBatch(self.decode_tensors(tensors), evaluations)
+        crystals = self.decode_tensors(tensors)
+        if "artifacts" in {f.name for f in dataclasses.fields(SampleBatch)}:  # SampleBatch with artifacts (issue 14)
+            return SampleBatch(crystals, evaluations, artifacts={"crystens_tensor": tensors})  # type: ignore[call-arg]
+        return SampleBatch(crystals, evaluations)
