@@ -38,8 +38,9 @@ disjoint and Adam's update is per parameter (no gradient clipping), so this is e
 trainings of ``max_steps`` steps each (the paper's "each U-Net trained separately") that share the
 batch order; it gives one checkpoint, one resume point after a kill and one validation loss (the sum
 of the two denoising losses on the validation tensors with fixed noise), instead of two runs.
-``max_steps`` becomes ``ceil(max_steps / batches per epoch)`` epochs, so training ends at the first
-epoch boundary at or after it (the summary records the global step).
+``max_steps`` becomes ``ceil(max_steps / batches per epoch)`` epochs of at most ``max_steps``
+batches each (a split larger than ``max_steps x batch_size`` is subsampled afresh every epoch), so
+training ends at the first epoch boundary at or after ``max_steps`` (the summary records the step).
 
 Sampling: ``sample(n, seed)`` draws in chunks of ``sample_batch_size`` from one CPU generator seeded
 with ``seed`` (same seed and n, same crystals, on any device); ``model_evaluations`` counts U-Net
@@ -183,7 +184,7 @@ class CrysTensDiffusionModel(Model):
         """Train on CrysTens tensors ``(n, 64, 64, 4)`` in [0, 1] (validation tensors optional),
         resuming from ``run_dir``'s last checkpoint. Returns the training loop's summary."""
         import torch
-        from torch.utils.data import DataLoader, TensorDataset
+        from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
         from benchmark.training import epoch_losses, train_module
 
@@ -191,7 +192,11 @@ class CrysTensDiffusionModel(Model):
         torch.manual_seed(seed)
         net = self.build_network()
         gen = torch.Generator().manual_seed(seed)
-        train_loader = DataLoader(TensorDataset(_channel_first(train)), batch_size=cfg.batch_size, shuffle=True, generator=gen)
+        # an epoch is at most max_steps batches (a random subset without replacement, new each
+        # epoch), so a large training split cannot run past max_steps in its first epoch
+        per_epoch = min(len(train), cfg.max_steps * cfg.batch_size)
+        sampler = RandomSampler(range(len(train)), replacement=False, num_samples=per_epoch, generator=gen)
+        train_loader = DataLoader(TensorDataset(_channel_first(train)), batch_size=cfg.batch_size, sampler=sampler)
         val_loader = None
         if val is not None and len(val):
             val_loader = DataLoader(TensorDataset(_channel_first(val)), batch_size=max(cfg.batch_size, 64), shuffle=False)
