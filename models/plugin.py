@@ -14,6 +14,7 @@ folder                       registered models
                              ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
 ``models/con_cdvae/``        ``con_cdvae``
 ``models/crystens_gan/``     ``crystens_gan`` and ``crystens_wgan`` (CrysTens' GANs, Appendix B.1/B.2)
+``models/crystens_diffusion/`` ``crystens_diffusion``
 ===========================  ==================================================================
 
 A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
@@ -63,6 +64,12 @@ def _con_cdvae() -> type:
     return ConCDVAEModel
 
 
+def _crystens_diffusion() -> type:
+    from benchmark.models.crystens_diffusion.plugin import CrysTensDiffusionModel
+
+    return CrysTensDiffusionModel
+
+
 def _dp_cdvae(name: str) -> type:
     from benchmark.models.dp_cdvae.plugin import VARIANTS
 
@@ -97,4 +104,5 @@ def benchmark_models() -> list[Entry]:
     entries.extend(Entry(name, desc, (lambda n=name: _dp_cdvae(n))) for name, desc in _DP_CDVAE.items())
     entries.append(Entry("con_cdvae", "Con-CDVAE: CDVAE conditioned on target properties, latent DDPM prior, Predictor filter (Ye et al. 2023)", _con_cdvae))
     entries.extend(Entry(name, desc, (lambda c=cls: _crystens(c))) for name, (cls, desc) in _CRYSTENS.items())
+    entries.append(Entry("crystens_diffusion", "CrysTens diffusion: 64x64x4 crystal tensors from a 32->64 cascade of two U-Nets (Alverson et al. 2024)", _crystens_diffusion))
     return entries
