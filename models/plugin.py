@@ -3,19 +3,19 @@
 Each model lives in its own folder, its network beside its plugin (``Model`` subclass and
 ``Config``):
 
-===========================  ==================================================================
-folder                       registered models
-===========================  ==================================================================
-``models/baselines/``        ``replay`` (training crystals drawn back at random: the ceiling of
-                             the distribution metrics) and ``random`` (random atoms and lattices
-                             matching training statistics: the floor)
-``models/cdvae/``            ``cdvae`` and ``cdvae_fourier``
-``models/dp_cdvae/``         the four DP-CDVAE variants (``dp_cdvae``, ``dp_cdvae_na``,
-                             ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
-``models/con_cdvae/``        ``con_cdvae``
-``models/crystens_gan/``     ``crystens_gan`` and ``crystens_wgan`` (CrysTens' GANs, Appendix B.1/B.2)
-``models/crystens_diffusion/`` ``crystens_diffusion``
-===========================  ==================================================================
+===============================  ====================================================================
+folder                           registered models
+===============================  ====================================================================
+``models/baselines/``            ``replay`` (training crystals drawn back at random: the ceiling of
+                                 the distribution metrics) and ``random`` (random atoms and lattices
+                                 matching training statistics: the floor)
+``models/cdvae/``                ``cdvae`` and ``cdvae_fourier``
+``models/dp_cdvae/``             the four DP-CDVAE variants (``dp_cdvae``, ``dp_cdvae_na``,
+                                 ``dp_cdvae_gine``, ``dp_cdvae_na_gine``)
+``models/con_cdvae/``            ``con_cdvae``
+``models/crystens_gan/``         ``crystens_gan`` and ``crystens_wgan`` (CrysTens' GANs, B.1/B.2)
+``models/crystens_diffusion/``   ``crystens_diffusion`` (CrysTens' diffusion cascade, B.3)
+===============================  ====================================================================
 
 A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
 only when called, so ``python -m benchmark list models`` stays fast. Adding a model touches its
