@@ -312,9 +312,19 @@ class CDVAE(nn.Module):
 
         Returns:
             ``(mu, log_var, z)``, each (B, latent_dim), ``z = mu + exp(log_var / 2) eps``.
+
+        Raises:
+            FloatingPointError: in training, z is not finite (a diverged encoder: its
+                log-variance overflows ``exp``), with the numbers, instead of an obscure error
+                further on. Evaluation leaves such a z to the caller's per-crystal checks.
         """
         mu, log_var = self._encode_stats(b)
         z = mu + torch.exp(0.5 * log_var) * randn(tuple(mu.shape), generator, mu)  # (B, latent)
+        if self.training and not bool(torch.isfinite(z).all()):
+            raise FloatingPointError(
+                f"the encoder diverged: z is not finite (largest log-variance {float(log_var.detach().max()):.4g}, "
+                f"largest |mu| {float(mu.detach().abs().max()):.4g}); a lower learning rate or clipping gradients by value "
+                "(the released setting) avoids it; training resumes from its last checkpoint")
         return mu, log_var, z
 
     # ------------------------------------------------------------------------------ aggregates

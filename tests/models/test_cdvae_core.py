@@ -398,3 +398,16 @@ def test_released_decoder_lattice_trains_the_lattice_head_through_the_decoder(ba
         g = torch.autograd.grad(parts["coord"], head, allow_unused=True)
         grads[mode] = sum(float(x.abs().sum()) for x in g if x is not None)
     assert grads["released"] > 0 and grads["detached"] == 0
+
+
+def test_a_diverged_encoder_is_a_clear_error(batch: CrystalBatch) -> None:
+    """When the encoder's log-variance overflows exp, encode says so with the numbers (it used to
+    surface as torch.multinomial's 'probability tensor contains inf or nan' two calls later)."""
+    net = CDVAE(tiny_config()).train()
+    with torch.no_grad():
+        net.fc_var.bias.fill_(300.0)  # exp(150) overflows float32
+    with pytest.raises(FloatingPointError, match="log-variance"):
+        net.encode(batch)
+    with torch.no_grad():
+        net.fc_var.bias.fill_(0.0)
+    assert torch.isfinite(net.encode(batch)[2]).all()

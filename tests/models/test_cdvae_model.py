@@ -100,17 +100,21 @@ def test_cli_run_generation_on_toy(tmp_path):
 def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
     """Train the smoke network on 8 crystals until it reconstructs them: scored with the real
     reconstruction metric (StructureMatcher 0.5, 10, 0.3) and validity; samples must be valid.
-    120 epochs: with the libraries pip resolves on 2026-12-01 (pymatgen 2026.10, torch_geometric
-    2.8.1, lightning 2.6.6) the 80 epochs that reached 0.75 before stop at 0.5; 120 reach 0.75
-    (Cu, Al, Fe, W, Po, CsCl matched; NaCl and MgO with the right composition, not matched). About
-    six minutes on one core, so it is slow; CI runs it after the default suite."""
+
+    The bound has a margin measured over seeds, not over one lucky run (issue 13): at lr 2e-3 the
+    match rate after 120 epochs was 0.75 / 0.625 / 0.75 / 0.625 / 0.25 for seeds 0 / 1 / 2 / 4 / 5
+    and seed 3 diverged (the encoder's log-variance jumped from 14 to 281 in one step, exp
+    overflowed); at the released lr 1e-3 it is 0.75 / 0.625 / 0.75 / 0.75 / 0.75 / 0.625 for
+    seeds 0-5 with no divergence. So lr 1e-3, and the bound 0.5 sits one crystal below the worst
+    seed. About three and a half minutes on one core, so it is slow; CI runs it after the default
+    suite."""
     from benchmark.metrics.crystal_eval import evaluate_crystal
     from benchmark.metrics.profiles import get_profile
     from benchmark.metrics.reconstruction import rms_distances
 
     crystals = eight_crystals()
     cfg = resolve(CDVAEConfig, "smoke", None, None, {
-        "max_epochs": 120, "batch_size": 8, "lr": 2e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 120,
+        "max_epochs": 120, "batch_size": 8, "lr": 1e-3, "gradient_clip_val": 1.0, "lr_patience": 1000, "teacher_forcing_max_epoch": 120,
         "beta": 0.001, "num_noise_level": 10, "n_step_each": 20,
     })
     model = CDVAEModel(cfg)
@@ -122,7 +126,8 @@ def test_tiny_config_learns_to_reconstruct_eight_crystals(tmp_path):
     valid = [evaluate_crystal(c, profile).valid for c in recon]
     rms = rms_distances(recon, crystals, valid, (0.5, 10.0, 0.3), n_jobs=1)
     match_rate = sum(r is not None for r in rms) / len(rms)
-    assert match_rate >= 0.75, (match_rate, recon)
+    assert summary["skipped_steps"] == 0
+    assert match_rate >= 0.5, (match_rate, recon)
     samples = model.sample(16, seed=0).crystals
     assert np.mean([evaluate_crystal(c, profile).struct_valid for c in samples]) >= 0.5
 
