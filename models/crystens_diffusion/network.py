@@ -98,7 +98,7 @@ def make_scheduler(config: CrysTensDiffusionConfig, kind: str = "ddpm") -> Any:
 
     if kind == "augmentation":
         return DDPMScheduler(num_train_timesteps=config.timesteps, beta_schedule="linear")
-    common = {"num_train_timesteps": config.timesteps, "beta_schedule": config.noise_schedule, "prediction_type": "epsilon",
+    common = {"num_train_timesteps": config.timesteps, "beta_schedule": config.noise_schedule, "prediction_type": config.prediction_type,
               "thresholding": config.dynamic_thresholding, "dynamic_thresholding_ratio": config.dynamic_thresholding_percentile,
               "sample_max_value": _NO_UPPER_BOUND, "clip_sample": True, "clip_sample_range": 1.0}
     if kind == "ddpm":
@@ -171,7 +171,8 @@ class CrysTensCascade(nn.Module):
         x_t = self.noise.add_noise(x0, noise, t)
         inp = x_t if cond is None else torch.cat([x_t, cond], dim=1)
         pred = unet(inp, t, class_labels=levels).sample
-        per_sample = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        target = noise if self.config.prediction_type == "epsilon" else self.noise.get_velocity(x0, noise, t)
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         return (per_sample * self.p2_weight.to(x0.device)[t]).mean()
 
     def losses(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:

@@ -28,6 +28,12 @@ Imagen's recipe (imagen-pytorch 1.11.15, which the released scripts ran with its
   its random-with-replacement batches by shuffled epochs; its checkpoint of the lowest single-batch
   training loss by the lowest validation loss (the benchmark's training loop).
 
+The ``smoke`` preset departs from this recipe in two measured ways (its comment in
+:mod:`benchmark.models.crystens_diffusion.config` gives the numbers): v-prediction
+(``prediction_type``) instead of epsilon, since a tiny epsilon U-Net trained for minutes generated
+every entry near 0.5, and no dynamic thresholding, which on a tensor that is 97% padding at -1 pulls
+every entry towards 0.5 whenever the predicted padding overshoots -1.
+
 Paper and code: the 4 CrysTens layers are the image channels (paper, section 3.1); the released
 stacking script reshapes a channel-last tensor to channel-first (scrambling rows across layers): the
 paper is followed.
