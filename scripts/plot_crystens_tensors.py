@@ -44,6 +44,7 @@ def main() -> None:
     record = args.run_dir / "record.json"
     model = json.loads(record.read_text()).get("model", {}) if record.is_file() else {}
     model_name = model.get("name", "generated") if isinstance(model, dict) else str(model)
+    preset = model.get("preset", "?") if isinstance(model, dict) else "?"
     crystals = get_plugins()["datasets"].get(args.dataset).load(args.split, args.data_dir, progress=False)
     real, _ = encode_many(list(crystals[: args.n]), PAPER, progress=False)
 
@@ -59,6 +60,8 @@ def main() -> None:
                 ax.set_title(f"channel {ch}", fontsize=9)
             if ch == 0:
                 ax.set_ylabel(label, fontsize=8)
+    fig.suptitle(f"{model_name} (preset {preset}, run {args.run_dir.name}): generated tensors (top)\n"
+                 f"and {args.dataset} {args.split} crystals encoded with the paper layout (bottom)", fontsize=8)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.5, label="normalised entry")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=80)
