@@ -159,13 +159,16 @@ class CrysTensWGANConfig(ModelConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         # minutes on a 2-core CPU: the same layers with a quarter to an eighth of the channels,
-        # faster batch-norm statistics, batches of 8, 2 epochs of 40 critic / 8 generator updates on
-        # perov_5_dev's 1,024 crystals (5 / 1 on fewer than 16). A critic step with its gradient
-        # penalty costs ~3 forward-backward passes; 4 epochs of 40 batches of 16 overran 15 minutes.
+        # faster batch-norm statistics, batches of 8, one epoch of 20 critic / 4 generator updates on
+        # perov_5_dev's 1,024 crystals (5 / 1, the least, on fewer than 304). A critic step with its
+        # gradient penalty (a double backward through the 3-D convolutions) costs ~1.7 s of one core
+        # at batch 8 in isolation, but on the loaded 2-core machine 4 epochs of 40 batches of 16
+        # overran 15 minutes and 2 epochs of 40 batches of 8 had not finished their first epoch after
+        # 13 minutes (6 CPU minutes). A smoke run checks that everything runs.
         "smoke": {
             "generator_channels": (16, 16, 8, 8, 4, 4, 4, 4, 4),
             "critic_channels": (4, 4, 4, 4, 4, 4, 8, 8, 8, 16, 16, 32),
-            "bn_momentum": 0.1, "batch_size": 8, "max_epochs": 2, "epoch_batches": 0.3125, "sample_batch_size": 64,
+            "bn_momentum": 0.1, "batch_size": 8, "max_epochs": 1, "epoch_batches": 0.15625, "sample_batch_size": 64,
         },
     }
 
