@@ -91,15 +91,18 @@ class CrysTensGANConfig(ModelConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         # minutes on a 2-core CPU: the same layers and spatial sizes with an eighth of the channels
-        # (the dense branches keep their widths: they are reshaped onto fixed 22..64-wide planes),
-        # a DCGAN learning rate and momentum instead of 1e-5 (which needs the paper's ~40,000
-        # iterations), faster batch-norm statistics, batches of 16 and an eighth of a pass per epoch
-        # (8 iterations on perov_5_dev's 1,024 crystals)
+        # (the dense branches keep their widths: they are reshaped onto fixed 22..64-wide planes, so
+        # the discriminator keeps ~20 M weights and each epoch's checkpoint is ~340 MB), a DCGAN
+        # learning rate and momentum instead of 1e-5 (which needs the paper's ~40,000 iterations),
+        # faster batch-norm statistics, batches of 8 and a sixteenth of a pass per epoch: 3 epochs of
+        # 8 iterations on perov_5_dev's 1,024 crystals. (10 epochs of 8 batches of 16 took ~4 minutes
+        # an epoch on the loaded 2-core machine.) A smoke run checks that everything runs; the
+        # slow learning test is the evidence that the model learns.
         "smoke": {
             "generator_channels": (32, 16, 16, 16, 8, 8, 8, 8, 4),
             "discriminator_channels": (4, 4, 4, 4, 8, 8, 8, 8, 8, 16, 32),
             "bn_momentum": 0.1, "lr_generator": 2e-4, "lr_discriminator": 2e-4, "adam_beta1": 0.5,
-            "batch_size": 16, "max_epochs": 10, "epoch_batches": 0.125, "sample_batch_size": 64,
+            "batch_size": 8, "max_epochs": 3, "epoch_batches": 0.0625, "sample_batch_size": 64,
         },
     }
 
@@ -156,12 +159,16 @@ class CrysTensWGANConfig(ModelConfig):
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {},
         # minutes on a 2-core CPU: the same layers with a quarter to an eighth of the channels,
-        # faster batch-norm statistics, batches of 16, 40 critic / 8 generator updates per epoch on
-        # perov_5_dev's 1,024 crystals (5 / 1 on fewer than 32)
+        # faster batch-norm statistics, batches of 8, one epoch of 20 critic / 4 generator updates on
+        # perov_5_dev's 1,024 crystals (5 / 1, the least, on fewer than 304). A critic step with its
+        # gradient penalty (a double backward through the 3-D convolutions) costs ~1.7 s of one core
+        # at batch 8 in isolation, but on the loaded 2-core machine 4 epochs of 40 batches of 16
+        # overran 15 minutes and 2 epochs of 40 batches of 8 had not finished their first epoch after
+        # 13 minutes (6 CPU minutes). A smoke run checks that everything runs.
         "smoke": {
             "generator_channels": (16, 16, 8, 8, 4, 4, 4, 4, 4),
             "critic_channels": (4, 4, 4, 4, 4, 4, 8, 8, 8, 16, 16, 32),
-            "bn_momentum": 0.1, "batch_size": 16, "max_epochs": 4, "epoch_batches": 0.625, "sample_batch_size": 64,
+            "bn_momentum": 0.1, "batch_size": 8, "max_epochs": 1, "epoch_batches": 0.15625, "sample_batch_size": 64,
         },
     }
 
