@@ -15,11 +15,18 @@ from benchmark.testing import ModelContract, contract_crystals
 
 
 class TestCrysTensGANContract(ModelContract):
+    """The contract on one training iteration of batch 4 (the smoke network; its discriminator's
+    ~20 M weights make each checkpoint ~340 MB, so every fit here is kept to one epoch)."""
+
     model_class = CrysTensGANModel
+    overrides = {"max_epochs": 1, "batch_size": 4, "epoch_batches": 0.25}
 
 
 class TestCrysTensWGANContract(ModelContract):
+    """The contract on five critic iterations and one generator iteration (n_critic = 5), batch 4."""
+
     model_class = CrysTensWGANModel
+    overrides = {"max_epochs": 1, "batch_size": 4, "epoch_batches": 1.25}
 
 
 @pytest.mark.parametrize("model_class", [CrysTensGANModel, CrysTensWGANModel])
