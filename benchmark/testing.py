@@ -69,6 +69,19 @@ _FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 _FCC_SHIFTED = [[0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]]
 
 
+def check_published(config: ModelConfig, table: dict[str, tuple[Any, str]], unused: Sequence[str] = ()) -> None:
+    """Assert that a resolved ``paper`` config is its table of published values: every tabled field
+    has the tabled value, every value has a source, and every Config field is tabled (``unused``:
+    fields a paper run never reads, which may be left out). ``table`` is ``{field: (value, source)}``,
+    the ``PUBLISHED`` tables beside the models' Configs."""
+    wrong = {k: (getattr(config, k), v) for k, (v, _) in table.items() if getattr(config, k) != v}
+    assert not wrong, f"paper differs from its published table (field: (config, published)): {wrong}"
+    unsourced = [k for k, (_, src) in table.items() if not src]
+    assert not unsourced, f"published values without a source: {unsourced}"
+    uncovered = {f.name for f in dataclasses.fields(config)} - set(table) - set(unused)
+    assert not uncovered, f"Config fields the published table does not cover: {sorted(uncovered)}"
+
+
 def contract_crystals(n: int, offset: int = 0) -> list[Crystal]:
     """``n`` deterministic crystals: the 13 ideal cubic perovskites and rock salts above, cycled,
     each repeat with its lattice parameter stretched by 1% (so no two are identical)."""

@@ -53,7 +53,8 @@ print("SUMMARY " + json.dumps(summary), flush=True)
 '''
 
 
-def _epochs_by_version(run_dir: Path) -> dict[int, list[int]]:
+def epochs_by_version(run_dir: Path) -> dict[int, list[int]]:
+    """The epochs each logged version (one per training call) recorded a train_loss for."""
     out: dict[int, list[int]] = {}
     for row in read_loss_curve(run_dir):
         if "train_loss" in row:
@@ -102,7 +103,7 @@ def test_killed_training_resumes_and_completes(tmp_path):
     assert summary["epochs"] == MAX_EPOCHS
     assert summary["global_step"] == MAX_EPOCHS * 4  # 32 rows / batch 8, no step repeated or lost
 
-    epochs = _epochs_by_version(run_dir)
+    epochs = epochs_by_version(run_dir)
     assert sorted(epochs) == [0, 1], epochs
     before, after = epochs[0], epochs[1]
     assert before == list(range(len(before))), before  # logged in order up to the kill

@@ -3,7 +3,6 @@ config that learns to reconstruct a handful of crystals (scored by the real metr
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from benchmark.config import resolve
 from benchmark.crystal import Crystal
 from benchmark.models.cdvae.plugin import CHECKPOINT_FORMAT, CDVAEConfig, CDVAEModel
-from benchmark.testing import ModelContract, contract_crystals
+from benchmark.testing import ModelContract, check_published, contract_crystals
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 FCC_SHIFTED = [[0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]]
@@ -201,12 +200,7 @@ def test_paper_preset_is_the_published_table(dataset):
 
     config = resolve(CDVAEConfig, "paper", dataset)
     expected = {**PUBLISHED["*"], **PUBLISHED[dataset]}
-    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
-    assert not wrong, wrong
-    assert all(src for _, src in expected.values())
-    # the table covers every field a paper run trains or samples with
-    uncovered = {f.name for f in dataclasses.fields(config)} - set(expected)
-    assert uncovered <= {"fourier_n_min", "fourier_n_max"}, uncovered  # (used only with decoder_fourier)
+    check_published(config, expected, unused=("fourier_n_min", "fourier_n_max"))  # (used only with decoder_fourier)
 
 
 @pytest.mark.parametrize("dataset", ["perov_5", "carbon_24", "mp_20"])
@@ -219,9 +213,7 @@ def test_cdvae_fourier_paper_is_cdvae_with_the_released_frequencies(dataset):
 
     config = resolve(CDVAEFourierConfig, "paper", dataset)
     expected = {**PUBLISHED["*"], **PUBLISHED[dataset], **PUBLISHED_FOURIER}
-    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
-    assert not wrong, wrong
-    assert not {f.name for f in dataclasses.fields(config)} - set(expected)
+    check_published(config, expected)
     smoke = resolve(CDVAEFourierConfig, "smoke", dataset)
     assert (smoke.fourier_n_min, smoke.fourier_n_max, smoke.decoder_fourier) == (3, 8, True)
 

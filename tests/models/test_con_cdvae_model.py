@@ -15,7 +15,7 @@ import torch
 
 from benchmark.config import resolve
 from benchmark.models.con_cdvae.plugin import ConCDVAEModel, resolve_condition_specs
-from benchmark.testing import ModelContract, contract_crystals
+from benchmark.testing import ModelContract, check_published, contract_crystals
 
 
 @pytest.fixture(autouse=True)
@@ -267,12 +267,7 @@ def test_paper_preset_is_the_published_table(dataset):
 
     config = resolve(ConCDVAEConfig, "paper", dataset)
     expected = {**PUBLISHED["*"], **PUBLISHED[dataset]}
-    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
-    assert not wrong, wrong
-    assert all(src for _, src in expected.values())
-    # the table covers every field a paper run trains or samples with
-    uncovered = {f.name for f in dataclasses.fields(config)} - set(expected)
-    assert uncovered <= {"fourier_n_min", "fourier_n_max"}, uncovered  # (used only with decoder_fourier)
+    check_published(config, expected, unused=("fourier_n_min", "fourier_n_max"))  # (used only with decoder_fourier)
     assert ConCDVAEConfig() == config  # the defaults are the released MP-20 model
 
 

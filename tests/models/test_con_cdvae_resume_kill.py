@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.training import read_loss_curve
+from tests.core.test_training_resume_kill import epochs_by_version
 
 PRIOR_EPOCHS = 12
 STEPS_PER_EPOCH = 2  # 8 training crystals, prior batches of 4
@@ -50,14 +50,6 @@ cfg = resolve(ConCDVAEModel.Config, "smoke", None, None, {
 summary = ConCDVAEModel(cfg).fit(contract_crystals(8), contract_crystals(4, offset=8), Path(run_dir), seed=0)
 print("SUMMARY " + json.dumps(summary, default=str), flush=True)
 '''
-
-
-def _epochs_by_version(run_dir: Path) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {}
-    for row in read_loss_curve(run_dir):
-        if "train_loss" in row:
-            out.setdefault(row["version"], []).append(row["epoch"])
-    return out
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
@@ -103,7 +95,7 @@ def test_killed_prior_training_resumes_and_completes(tmp_path: Path) -> None:
     assert prior["resumed_from"] == str(last)
     assert prior["epochs"] == PRIOR_EPOCHS and prior["global_step"] == PRIOR_EPOCHS * STEPS_PER_EPOCH
     assert prior["kept"] == "best" and prior["best_epoch"] is not None
-    epochs = _epochs_by_version(prior_dir)
+    epochs = epochs_by_version(prior_dir)
     assert sorted(epochs) == [0, 1], epochs
     before, after = epochs[0], epochs[1]
     assert before == list(range(len(before))), before

@@ -14,7 +14,7 @@ import torch
 from benchmark.config import resolve
 from benchmark.models.cdvae.plugin import CDVAEFourierModel, CDVAEModel
 from benchmark.models.dp_cdvae.plugin import VARIANTS, DPCDVAEModel, DPCDVAENaGINEModel
-from benchmark.testing import ModelContract, contract_crystals
+from benchmark.testing import ModelContract, check_published, contract_crystals
 
 
 @pytest.fixture(autouse=True)
@@ -186,11 +186,7 @@ def test_paper_preset_is_the_published_table(variant, dataset):
 
     config = resolve(VARIANTS[variant].Config, "paper", dataset)
     expected = published(variant, dataset)
-    wrong = {k: (getattr(config, k), v) for k, (v, _) in expected.items() if getattr(config, k) != v}
-    assert not wrong, wrong
-    assert all(src for _, src in expected.values())
-    uncovered = {f.name for f in dataclasses.fields(config)} - set(expected)
-    assert not uncovered, uncovered
+    check_published(config, expected)
     if dataset != "carbon_24":
         assert all("not the published model" in src for _, src in PUBLISHED[dataset].values())
     if variant != "dp_cdvae":
