@@ -169,27 +169,36 @@ class GANDiscriminator(nn.Module):
 
     ``channels``: the 11 convolutions' output channels (32, 32, 32, 32, 64, 64, 64, 64, 64, 128,
     256 as released); batch normalisation and LeakyReLU (``leaky_slope``) after every hidden layer,
-    ``dropout`` before the output. The sigmoid of B.1 is part of the loss
+    ``dropout`` before the output. ``dense_width``: the dense branch's first three widths (1024 as
+    released; the fourth stays 1024, the 32 x 32 plane). ``input_norm=False`` drops the batch
+    normalisation after the two layers that read the input (the first convolution and the first
+    dense layer), DCGAN's rule (Radford et al. 2016, section 3): a linear layer followed by batch
+    normalisation of a batch of only real or only generated tensors (the released training calls) is
+    blind to any level and scale the whole batch shares, such as a generator whose every entry sits
+    at 0.6 where the real tensors' sit at 0. The sigmoid of B.1 is part of the loss
     (``binary_cross_entropy_with_logits``, the same function computed stably); :meth:`probability`
     applies it.
     """
 
-    def __init__(self, channels: tuple[int, ...], dropout: float, leaky_slope: float, bn_momentum: float, bn_eps: float) -> None:
+    def __init__(self, channels: tuple[int, ...], dropout: float, leaky_slope: float, bn_momentum: float, bn_eps: float, *,
+                 input_norm: bool = True, dense_width: int = 1024) -> None:
         super().__init__()
         if len(channels) != 11:
             raise ValueError(f"the B.1 discriminator has 11 convolutions, got {len(channels)} channel counts")
 
-        def dense(n_in: int, n_out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(n_in, n_out), nn.BatchNorm1d(n_out, momentum=bn_momentum, eps=bn_eps), nn.LeakyReLU(leaky_slope))
+        def dense(n_in: int, n_out: int, norm: bool = True) -> nn.Sequential:
+            bn = [nn.BatchNorm1d(n_out, momentum=bn_momentum, eps=bn_eps)] if norm else []
+            return nn.Sequential(nn.Linear(n_in, n_out), *bn, nn.LeakyReLU(leaky_slope))
 
-        def conv(c_in: int, c_out: int, k: tuple[int, int, int], s: tuple[int, int, int] = (1, 1, 1)) -> nn.Sequential:
-            return nn.Sequential(nn.Conv3d(c_in, c_out, k, stride=s), nn.BatchNorm3d(c_out, momentum=bn_momentum, eps=bn_eps),
-                                 nn.LeakyReLU(leaky_slope))
+        def conv(c_in: int, c_out: int, k: tuple[int, int, int], s: tuple[int, int, int] = (1, 1, 1), norm: bool = True) -> nn.Sequential:
+            bn = [nn.BatchNorm3d(c_out, momentum=bn_momentum, eps=bn_eps)] if norm else []
+            return nn.Sequential(nn.Conv3d(c_in, c_out, k, stride=s), *bn, nn.LeakyReLU(leaky_slope))
 
-        c = channels
-        self.branch32 = nn.Sequential(dense(64 * 64 * 4, 1024), dense(1024, 1024), dense(1024, 1024), dense(1024, 1024))
+        c, w = channels, int(dense_width)
+        # the last dense layer stays 1024 wide: it is laid onto the 32 x 32 plane
+        self.branch32 = nn.Sequential(dense(64 * 64 * 4, w, input_norm), dense(w, w), dense(w, w), dense(w, 1024))
         self.stage32 = nn.Sequential(
-            conv(1, c[0], (1, 1, 1)), conv(c[0], c[1], (3, 3, 1)), conv(c[1], c[2], (3, 3, 1)), conv(c[2], c[3], (3, 3, 1)),
+            conv(1, c[0], (1, 1, 1), norm=input_norm), conv(c[0], c[1], (3, 3, 1)), conv(c[1], c[2], (3, 3, 1)), conv(c[2], c[3], (3, 3, 1)),
             conv(c[3], c[4], (3, 3, 1)), conv(c[4], c[5], (7, 7, 1)), conv(c[5], c[6], (7, 7, 1)), conv(c[6], c[7], (7, 7, 1)),
             conv(c[7], c[8], (7, 7, 1)),
         )  # (64, 64, 4) -> (32, 32, 4)
@@ -274,17 +283,26 @@ class WGANCritic(nn.Module):
     ``channels``: the 12 convolutions' output channels (16 x 6, 32 x 3, 64, 64, 128 as released),
     each followed by layer normalisation over the channels (a per-sample normalisation, so the
     gradient penalty stays per sample) and LeakyReLU (``leaky_slope``); ``dropout`` before the
-    output; spectral normalisation of every layer when ``spectral_norm``.
+    output; spectral normalisation of every layer when ``spectral_norm``. ``input_norm=False`` drops
+    the layer normalisation after the first convolution: that convolution maps the single input
+    channel x to ``w_k x + b_k``, and normalising those C values at each voxel leaves (with the
+    zero initial biases) only the sign of x, so the released critic first sees no entry's size.
+    ``norm="none"``: no normalisation in the critic at all (WGAN-GP allows either, Gulrajani et al.
+    2017, section 4).
     """
 
-    def __init__(self, channels: tuple[int, ...], *, spectral_norm: bool, dropout: float, leaky_slope: float, ln_eps: float) -> None:
+    def __init__(self, channels: tuple[int, ...], *, spectral_norm: bool, dropout: float, leaky_slope: float, ln_eps: float,
+                 input_norm: bool = True, norm: str = "layer") -> None:
         super().__init__()
         if len(channels) != len(CRITIC_KERNELS):
             raise ValueError(f"the B.2 critic has {len(CRITIC_KERNELS)} convolutions, got {len(channels)} channel counts")
+        if norm not in ("layer", "none"):
+            raise ValueError(f"the critic's normalisation must be 'layer' or 'none', got {norm!r}")
         c = (1, *channels)
         layers: list[nn.Module] = []
         for i, (k, s) in enumerate(CRITIC_KERNELS):
-            layers += [_sn(nn.Conv3d(c[i], c[i + 1], k, stride=s), spectral_norm), ChannelLayerNorm(c[i + 1], ln_eps), nn.LeakyReLU(leaky_slope)]
+            norm_layer = [ChannelLayerNorm(c[i + 1], ln_eps)] if norm == "layer" and (input_norm or i > 0) else []
+            layers += [_sn(nn.Conv3d(c[i], c[i + 1], k, stride=s), spectral_norm), *norm_layer, nn.LeakyReLU(leaky_slope)]
         self.body = nn.Sequential(*layers)  # (64, 64, 4) -> (3, 3, 1)
         self.dropout = nn.Dropout(dropout)
         self.out = _sn(nn.Linear(c[-1] * 9, 1), spectral_norm)

@@ -15,8 +15,11 @@ generator second):
   discriminator update on a real batch (target 1), one on a generated batch (target 0), one
   generator update through the discriminator with target 1 (the non-saturating loss), all binary
   cross-entropy. The released Keras script freezes the discriminator inside its combined model with
-  ``trainable = False``; here the generator step simply does not step the discriminator's
-  optimiser, and the discriminator runs in training mode (batch statistics) in both steps.
+  ``trainable = False``, which in Keras (TF >= 2.0) also runs its BatchNormalization layers in
+  inference mode; so here the generator step does not step the discriminator's optimiser and
+  normalises with the discriminator's running statistics (dropout on), while the discriminator's
+  own updates use batch statistics. ``discriminator_batches = "joint"`` (not the paper's) makes one
+  discriminator update on a batch of real and generated tensors together.
 * ``crystens_wgan`` (B.2): every batch is one critic update with
   ``-D(x) + D(G(z)) + lambda (||grad D(x_hat)|| - 1)^2``; every ``n_critic``-th batch is followed by
   one generator update with ``-D(G(z))``.
@@ -46,9 +49,10 @@ directory keep it for resuming).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -117,6 +121,22 @@ def decode_tensors(tensors: np.ndarray, layout: Any) -> tuple[list[Crystal], int
 
 
 # ---------------------------------------------------------------------------------- Lightning
+@contextlib.contextmanager
+def _batch_norm_frozen(module: Any) -> Iterator[None]:
+    """Within the block every batch-norm layer of ``module`` normalises with its running statistics
+    and leaves them unchanged (inference mode); the rest of ``module`` keeps its mode."""
+    import torch
+
+    layers = [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training]
+    for m in layers:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.train()
+
+
 def _lightning_module(model: "CrysTensGANModel", hparams: dict[str, Any]) -> Any:
     """The LightningModule training ``model``'s networks (built by :meth:`CrysTensGANModel.build`)
     with manual optimisation; ``hparams``: plain values only (weights-only checkpoints)."""
@@ -159,18 +179,32 @@ def _lightning_module(model: "CrysTensGANModel", hparams: dict[str, Any]) -> Any
 
         def _gan_step(self, real: Any, n: int, opt_d: Any, opt_g: Any) -> None:
             bce = torch.nn.functional.binary_cross_entropy_with_logits
-            d_real = self.discriminator(real)
-            loss_real = bce(d_real, torch.ones_like(d_real))
-            self._step(opt_d, loss_real)
-            with torch.no_grad():
-                fake = self.generator(self.noise(n))
-            d_fake = self.discriminator(fake)
-            loss_fake = bce(d_fake, torch.zeros_like(d_fake))
-            self._step(opt_d, loss_fake)
-            d_gen = self.discriminator(self.generator(self.noise(n)))
+            if cfg.discriminator_batches == "joint":
+                with torch.no_grad():
+                    fake = self.generator(self.noise(n))
+                logits = self.discriminator(torch.cat([real, fake]))
+                target = torch.cat([torch.ones(n, 1), torch.zeros(n, 1)]).to(logits)
+                loss_d = 2 * bce(logits, target)  # = loss_real + loss_fake, each a batch mean
+                self._step(opt_d, loss_d)
+            else:
+                d_real = self.discriminator(real)
+                loss_real = bce(d_real, torch.ones_like(d_real))
+                self._step(opt_d, loss_real)
+                with torch.no_grad():
+                    fake = self.generator(self.noise(n))
+                d_fake = self.discriminator(fake)
+                loss_fake = bce(d_fake, torch.zeros_like(d_fake))
+                self._step(opt_d, loss_fake)
+                loss_d = loss_real + loss_fake
+            # The generator step sees the discriminator as the released combined model does: frozen
+            # (discriminator.trainable = False, train_vanilla_gan.py:194), and Keras (TF >= 2.0) runs
+            # a frozen BatchNormalization in inference mode, with its moving statistics, which this
+            # step neither uses from the generated batch nor updates; dropout stays on.
+            with _batch_norm_frozen(self.discriminator):
+                d_gen = self.discriminator(self.generator(self.noise(n)))
             loss_g = bce(d_gen, torch.ones_like(d_gen))
             self._step(opt_g, loss_g)
-            self._log(loss_real + loss_fake, loss_g, n)
+            self._log(loss_d, loss_g, n)
 
         def _wgan_step(self, real: Any, n: int, batch_idx: int, opt_d: Any, opt_g: Any) -> None:
             from benchmark.models.crystens_gan.network import gradient_penalty
@@ -242,7 +276,8 @@ class CrysTensGANModel(Model):
 
         c = self.config
         self.generator = GANGenerator(c.noise_dim, c.generator_channels, c.bn_momentum, c.bn_eps)
-        self.discriminator = GANDiscriminator(c.discriminator_channels, c.dropout, c.leaky_slope, c.bn_momentum, c.bn_eps)
+        self.discriminator = GANDiscriminator(c.discriminator_channels, c.dropout, c.leaky_slope, c.bn_momentum, c.bn_eps,
+                                              input_norm=c.discriminator_input_norm, dense_width=c.discriminator_dense_width)
 
     # ------------------------------------------------------------------ training
     def fit(self, train: Sequence[Crystal], val: Sequence[Crystal], run_dir: Path, *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
@@ -362,7 +397,7 @@ class CrysTensWGANModel(CrysTensGANModel):
         self.generator = WGANGenerator(c.noise_dim, c.generator_channels, norm=c.generator_norm, spectral_norm=c.spectral_norm,
                                        leaky_slope=c.leaky_slope, ln_eps=c.ln_eps, bn_momentum=c.bn_momentum, bn_eps=c.bn_eps)
         self.discriminator = WGANCritic(c.critic_channels, spectral_norm=c.spectral_norm, dropout=c.dropout, leaky_slope=c.leaky_slope,
-                                        ln_eps=c.ln_eps)
+                                        ln_eps=c.ln_eps, input_norm=c.critic_input_norm, norm=c.critic_norm)
 
 
 __all__ = ["CHECKPOINT_FORMAT", "CrysTensGANModel", "CrysTensWGANModel", "batches_per_epoch", "decode_tensors", "lattice_copy_variance"]
