@@ -37,6 +37,11 @@ the term is defined. Variant ``ftcp_sf`` (ours, not in the release) puts the str
 ``sum_s f_p sin(2 pi hkl . r_s)`` in 92 more rows appended below (real-space columns zero), so the
 59 columns keep their meaning and the matrix grows by 92 rows before the padding.
 
+Site order: the crystal's own. The release takes it from pymatgen's CIF parser (data.py:128), which
+sorts sites by electronegativity and wraps coordinates; the project's datasets parse the same way
+(``benchmark.datasets.base.parse_cif_published``) but then Niggli-reduce the cell, as CDVAE does, so
+a dataset crystal's lattice rows are those of its reduced cell, not of the CIF as written.
+
 CGCNN's element features are ``atom_init.json`` (:mod:`benchmark.elements`, the pinned file
 Con-CDVAE ships; the release reads CGCNN's own copy, data.py:115-117); they exist for Z = 1..100, so
 Md, No and Lr (101-103) have one-hot rows but cannot be encoded, as in the release (a KeyError there).
