@@ -198,6 +198,17 @@ def _name(section: Any) -> str | None:
     return None if section is None else str(section)
 
 
+def _changed_suffix(model: Any, label: str) -> str:
+    """`` [field=value, ...]`` for the model settings a run changed from its preset (the record's
+    ``model.changed``, written by the runner), leaving out a value the label already shows in
+    parentheses (a task's own row label, e.g. ``con_cdvae (full)``); empty when none changed."""
+    changed = model.get("changed") if isinstance(model, Mapping) else None
+    if not isinstance(changed, Mapping):
+        return ""
+    parts = [f"{k}={'none' if v is None else v}" for k, v in sorted(changed.items()) if f"({v})" not in label]
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
 def _record_row(record: Mapping[str, Any], task: Any | None) -> Row:
     status = record.get("status") or "ok"
     metrics = record.get("metrics") or {}
@@ -209,6 +220,7 @@ def _record_row(record: Mapping[str, Any], task: Any | None) -> Row:
     label = _name(record.get("model")) or "?"
     if task is not None:
         label = task.row_label(record, label)
+    label += _changed_suffix(record.get("model"), label)
     run_id = record.get("run_id")
     notes = record.get("notes") or []
     note = "; ".join(str(n) for n in notes) if notes else None

@@ -116,6 +116,18 @@ def resolve(opts: RunOptions, *, with_task: bool = True) -> Resolved:
     return Resolved(model_cls, model_config, task, task_config, run_file)
 
 
+def changed_from_preset(model_cls: type, preset: str | None, dataset: str | None, config: Any) -> dict[str, Any]:
+    """The fields of ``config`` whose values differ from what ``preset`` gives on ``dataset`` (set
+    by a run file, ``--set`` or ``--strategy``), as JSON values: the leaderboard names them in the
+    row label, so two runs of one model with different settings are told apart."""
+    from benchmark.config import resolve as resolve_config
+    from benchmark.config import to_jsonable
+
+    base = to_jsonable(resolve_config(model_cls.Config, preset, dataset))
+    now = to_jsonable(config)
+    return {k: v for k, v in now.items() if base.get(k) != v}
+
+
 def _strategy_override(model_cls: type, opts: RunOptions) -> str:
     """``--strategy NAME`` is the model setting ``strategy`` (Con-CDVAE's default / full / less
     generation strategies, Section 2.2.2); a model whose config has no such field cannot take it."""
@@ -267,6 +279,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         "preset": opts.preset,
         "train_split": opts.train_split,
         "config": to_jsonable(res.model_config),
+        "changed": changed_from_preset(res.model_cls, opts.preset, opts.dataset, res.model_config),
         "capabilities": sorted(res.model_cls.capabilities),
         "checkpoint_sha256": None,
     }
@@ -309,7 +322,8 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
                                                                "cfg": to_jsonable(res.task_config), "seed": opts.seed, "device": opts.device})
     t = time.time()
     try:
-        produced = task.produce(model, run_context(opts, res, work))
+        with _progress_env(opts.progress):  # a model's own bars (diffusion steps) follow --no-progress too
+            produced = task.produce(model, run_context(opts, res, work))
     except NotSupported as exc:
         record["status"] = "not_supported"
         record["notes"].append(str(exc))

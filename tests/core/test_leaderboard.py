@@ -273,3 +273,29 @@ def test_reported_spot_checks():
     assert len([r for r in load_reported("generation", "perov_5") if r["model"] == "CDVAE"]) == 1
     assert len([r for r in load_reported("generation", "perov_5", include_quoted=True) if r["model"] == "CDVAE"]) == 2
     assert one("reconstruction", "perov_5", "DP-CDVAE (Eq. 6)", include_supplementary=True)["metrics"]["match_rate"] == pytest.approx(0.6872)
+
+
+def test_runs_with_changed_settings_are_told_apart_in_the_label():
+    """Two runs of one model, one with its sampler changed from the preset (the runner's
+    ``model.changed``), are two rows whose labels say what changed; a value the task's own label
+    already shows (Con-CDVAE's strategy) is not repeated."""
+    from benchmark.models.crystens_diffusion.plugin import CrysTensDiffusionModel
+    from benchmark.config import resolve
+    from benchmark.tasks.runner import changed_from_preset
+
+    plain = resolve(CrysTensDiffusionModel.Config, "smoke")
+    ddim100 = resolve(CrysTensDiffusionModel.Config, "smoke", None, None, {"sampler": "ddpm", "sampling_steps": None})
+    assert changed_from_preset(CrysTensDiffusionModel, "smoke", "perov_5", plain) == {}
+    changed = changed_from_preset(CrysTensDiffusionModel, "smoke", "perov_5", ddim100)
+    assert changed == {"sampler": "ddpm", "sampling_steps": None}
+
+    a = rec("run-a", "crystens_diffusion", {"struct_valid": 0.9})
+    b = rec("run-b", "crystens_diffusion", {"struct_valid": 0.8})
+    b["model"]["changed"] = changed
+    labels = [row.label for row in build_table([a, b], "generation", dataset="perov_5").rows if row.run_id]
+    assert labels == ["crystens_diffusion", "crystens_diffusion [sampler=ddpm, sampling_steps=none]"]
+
+    c = rec("run-c", "con_cdvae", {}, task="conditional_generation")
+    c["model"].update(config={"strategy": "full"}, changed={"strategy": "full", "n_steps": 10})
+    label = build_table([c], "conditional_generation", dataset="perov_5").rows[0].label
+    assert label == "con_cdvae (full) [n_steps=10]"

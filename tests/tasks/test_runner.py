@@ -178,3 +178,25 @@ def test_sampling_speed_on_cuda_synchronises_and_reads_peak_memory(tmp_path: Pat
 
     out = time_sampling(Tiny(), SamplingSpeedConfig(n_samples=8, batch_size=4), 0, "cuda")
     assert out["seconds"] > 0 and out["peak_memory_mb"] > 0 and out["n"] == 8
+
+
+def test_set_takes_none_for_an_optional_field():
+    """``--set model.sampling_steps=none`` (TOML has no null) gives None for an optional integer;
+    an optional string field keeps the word, and a plain integer field still refuses it."""
+    import dataclasses
+
+    import pytest as _pytest
+
+    from benchmark.config import ConfigError, build, parse_overrides
+
+    @dataclasses.dataclass(frozen=True)
+    class Cfg:
+        steps: int | None = 5
+        label: str | None = "x"
+        n: int = 3
+
+    over = parse_overrides(["model.steps=none", "model.label=none"])["model"]
+    assert build(Cfg, over) == Cfg(steps=None, label="none")
+    assert build(Cfg, {"steps": "NULL"}).steps is None
+    with _pytest.raises(ConfigError):
+        build(Cfg, {"n": "none"})
