@@ -72,7 +72,12 @@ def _check(name: str, value: Any, hint: Any) -> Any:
         return value
     if origin in (typing.Union, types.UnionType):
         errors = []
-        for arg in get_args(hint):
+        args = get_args(hint)
+        # TOML has no null: on the command line and in run files an optional field takes "none"
+        # (or "null") for None, unless the field also takes strings
+        if type(None) in args and str not in args and isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
+        for arg in args:
             if arg is type(None):
                 if value is None:
                     return None
