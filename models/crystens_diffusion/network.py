@@ -226,13 +226,15 @@ class CrysTensCascade(nn.Module):
     # ------------------------------------------------------------------ sampling
     def _stage(self, unet: nn.Module, shape: tuple[int, ...], generator: torch.Generator, device: torch.device,
                cond: torch.Tensor | None = None, levels: torch.Tensor | None = None, *, sampler: str, steps: int | None,
-               eta: float) -> tuple[torch.Tensor, int]:
+               eta: float, progress: str | None = None) -> tuple[torch.Tensor, int]:
         """One U-Net's reverse chain from N(0, I) noise of ``shape``; (clean tensor in model space,
-        U-Net evaluations)."""
+        U-Net evaluations). ``progress``: a bar over the steps with this label, or None."""
+        from tqdm.auto import tqdm
+
         scheduler = make_scheduler(self.config, sampler)
         scheduler.set_timesteps(steps or self.config.timesteps, device=device)
         x = torch.randn(shape, generator=generator).to(device)
-        for t in scheduler.timesteps:
+        for t in tqdm(scheduler.timesteps, desc=progress, unit="step", leave=False, disable=progress is None):
             tt = t.reshape(1).expand(shape[0]).to(device)
             inp = x if cond is None else torch.cat([x, cond], dim=1)
             eps = unet(inp, tt, class_labels=levels).sample
@@ -242,18 +244,19 @@ class CrysTensCascade(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator, device: str | torch.device = "cpu", *, sampler: str = "ddpm",
-               steps: int | None = None, eta: float = 0.0, use_ema: bool = True) -> tuple[torch.Tensor, int]:
+               steps: int | None = None, eta: float = 0.0, use_ema: bool = True, progress: bool = False) -> tuple[torch.Tensor, int]:
         """``n`` CrysTens tensors ``(n, 4, 64, 64)`` in [0, 1] and the U-Net evaluations per batch.
 
         U-Net 1 samples ``(n, 4, 32, 32)``; it is resized to 64 x 64, noised to the fixed
         augmentation level, and U-Net 2 samples ``(n, 4, 64, 64)`` conditioned on it. All noise comes
         from ``generator`` (a CPU generator: the same seed gives the same tensors on any device).
+        ``progress``: a bar over each U-Net's reverse steps (1,000 take minutes on a CPU).
         """
         c, device = self.config, torch.device(device)
         unet1 = self.ema1 if use_ema and self.ema1 is not None else self.unet1
         unet2 = self.ema2 if use_ema and self.ema2 is not None else self.unet2
         low, evals1 = self._stage(unet1, (n, CHANNELS, c.low_resolution, c.low_resolution), generator, device,
-                                  sampler=sampler, steps=steps, eta=eta)
+                                  sampler=sampler, steps=steps, eta=eta, progress=f"U-Net 1 ({sampler})" if progress else None)
         # imagen-pytorch returns U-Net 1's sample in [0, 1] and normalises it again: a clip to the range
         cond = resize(self.to_model_space(self.from_model_space(low)), c.image_size, "nearest")
         level = min(int(round(c.lowres_sample_noise_level * c.timesteps)), c.timesteps - 1) if self.augmentation is not None else 0
@@ -262,5 +265,5 @@ class CrysTensCascade(nn.Module):
             noise = torch.randn(cond.shape, generator=generator).to(device)
             cond = self.augmentation.add_noise(cond, noise, levels.cpu()).to(device)
         high, evals2 = self._stage(unet2, (n, CHANNELS, c.image_size, c.image_size), generator, device, cond, levels,
-                                   sampler=sampler, steps=steps, eta=eta)
+                                   sampler=sampler, steps=steps, eta=eta, progress=f"U-Net 2 ({sampler})" if progress else None)
         return self.from_model_space(high), evals1 + evals2

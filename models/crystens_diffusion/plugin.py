@@ -255,6 +255,8 @@ class CrysTensDiffusionModel(Model):
         U-Net evaluations they took (summed over the chunks of ``sample_batch_size``)."""
         import torch
 
+        from benchmark.settings import env_flag
+
         if self.net is None:
             raise RuntimeError(f"{self.name}: the model is not trained (fit or load it first)")
         cfg = self.config
@@ -264,7 +266,7 @@ class CrysTensDiffusionModel(Model):
         for start in range(0, n, cfg.sample_batch_size):
             m = min(cfg.sample_batch_size, n - start)
             x, evals = net.sample(m, gen, device, sampler=cfg.sampler, steps=cfg.sampling_steps, eta=cfg.ddim_eta,
-                                  use_ema=cfg.sample_with_ema)
+                                  use_ema=cfg.sample_with_ema, progress=not env_flag("BENCHMARK_NO_PROGRESS"))
             chunks.append(x.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32))
             evaluations += evals
         tensors = np.concatenate(chunks) if chunks else np.zeros((0, 64, 64, 4), dtype=np.float32)
