@@ -1,0 +1,146 @@
+"""FTCP (models/ftcp): the plugin contract, the paper preset against its published table, the
+network's shapes and TensorFlow padding, the released loss on a hand example, the learning-rate
+callbacks, inverse design, and (slow) that it learns to reconstruct a few perovskites."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.models.ftcp.network import FTCPNet, SameConv1d, SameConvTranspose1d, kl_per_sample, vae_loss
+from benchmark.models.ftcp.plugin import FTCPModel, decode_steps
+from benchmark.testing import ModelContract, check_published, contract_crystals
+
+HAVE_REPRESENTATION = importlib.util.find_spec("benchmark.representations.ftcp") is not None
+needs_representation = pytest.mark.skipif(not HAVE_REPRESENTATION, reason="benchmark.representations.ftcp is not merged yet")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# ------------------------------------------------------------------------------ configuration
+def test_paper_preset_is_the_published_table():
+    """Every field of the paper preset equals PUBLISHED (models/ftcp/config.py), each with a source."""
+    from benchmark.config import resolve
+    from benchmark.models.ftcp.config import PUBLISHED
+
+    config = resolve(FTCPModel.Config, "paper")
+    check_published(config, PUBLISHED)
+    assert set(PUBLISHED) <= {f.name for f in dataclasses.fields(config)}  # no stale rows
+
+
+def test_dataset_presets_learn_the_dataset_target():
+    """The property branch learns each dataset's target column, the one property optimisation scores."""
+    from benchmark.config import resolve
+
+    for preset in ("paper", "smoke"):
+        assert resolve(FTCPModel.Config, preset, "perov_5").properties == ("heat_ref",)
+        assert resolve(FTCPModel.Config, preset, "carbon_24").properties == ("energy_per_atom",)
+        assert resolve(FTCPModel.Config, preset, "mp_20").properties == ("formation_energy_per_atom",)
+
+
+def test_registered():
+    from benchmark.registry import get_plugins
+
+    assert get_plugins()["models"].get("ftcp") is FTCPModel
+
+
+# ------------------------------------------------------------------------------ network
+def test_network_shapes_as_released():
+    """model.py shapes: (B, R, C) -> Conv1D over the R rows with C channels -> L = R / 4 positions
+    of 128 filters -> Dense 1024 -> mu, log_var (B, 256); property (B, n_props) in [0, 1]; decoder
+    (B, 256) -> (B, R, C) in [0, 1]."""
+    torch.manual_seed(0)
+    net = FTCPNet(208, 62, 2)
+    assert net.map_size == 52
+    assert net.encoder_dense.in_features == 52 * 128 and net.encoder_dense.out_features == 1024
+    assert net.decoder_dense.out_features == 52 * 128
+    convs = [m for m in net.encoder_convs if isinstance(m, SameConv1d)]
+    assert [(m.conv.in_channels, m.conv.out_channels, m.kernel_size, m.stride) for m in convs] == [(62, 32, 5, 2), (32, 64, 3, 2), (64, 128, 3, 1)]
+    ups = [m for m in net.decoder_convs if isinstance(m, SameConvTranspose1d)]
+    assert [(m.conv.in_channels, m.conv.out_channels, m.kernel_size, m.stride) for m in ups] == [(128, 64, 3, 1), (64, 32, 3, 2), (32, 62, 5, 2)]
+    x = torch.rand(3, 208, 62)
+    out = net(x)
+    assert out["x_hat"].shape == (3, 208, 62) and out["mu"].shape == (3, 256) and out["log_var"].shape == (3, 256)
+    assert out["y_hat"].shape == (3, 2)
+    for key in ("x_hat", "y_hat"):
+        assert float(out[key].min()) >= 0 and float(out[key].max()) <= 1
+    assert FTCPNet(208, 62, 0)(x)["y_hat"] is None
+    with pytest.raises(ValueError, match="multiple of"):
+        FTCPNet(210, 62, 1)
+
+
+def test_same_padding_is_tensorflows():
+    """TensorFlow's SAME: a stride-2 kernel-5 convolution of 8 positions pads 1 left and 2 right
+    (PyTorch's symmetric padding would pad 2 and 1), and the transposed convolution is its adjoint:
+    <conv(x), y> = <x, conv^T(y)> with the same weights."""
+    torch.manual_seed(0)
+    for k, s in ((5, 2), (3, 2), (3, 1)):
+        conv = SameConv1d(1, 1, k, s)
+        up = SameConvTranspose1d(1, 1, k, s)
+        with torch.no_grad():
+            up.conv.weight.copy_(conv.conv.weight)
+            conv.conv.bias.zero_()
+            up.conv.bias.zero_()
+        x = torch.randn(1, 1, 8)
+        y = torch.randn(1, 1, 8 // s)
+        assert conv(x).shape[-1] == 8 // s and up(y).shape[-1] == 8
+        assert torch.allclose((conv(x) * y).sum(), (x * up(y)).sum(), atol=1e-5)
+    conv = SameConv1d(1, 1, 5, 2)
+    with torch.no_grad():
+        conv.conv.weight.copy_(torch.tensor([[[0.0, 0.0, 1.0, 0.0, 0.0]]]))
+        conv.conv.bias.zero_()
+    x = torch.arange(8.0).view(1, 1, 8)
+    # padded (1, 2): output i's window starts at padded position 2 i, its centre tap reads input 2 i + 1
+    assert conv(x).flatten().tolist() == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_property_branch_reads_the_mean():
+    """model.py:70: the branch is fed ReLU(z_mean), so y_hat does not depend on the sampling noise."""
+    torch.manual_seed(0)
+    net = FTCPNet(16, 8, 1, latent_dim=4, conv_filters=(2, 2, 4), dense_width=8, property_widths=(4, 2)).eval()
+    x = torch.rand(2, 16, 8)
+    a = net(x, generator=torch.Generator().manual_seed(0))
+    b = net(x, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(a["z"], b["z"]) and torch.equal(a["y_hat"], b["y_hat"])
+
+
+def test_loss_terms_on_a_hand_example():
+    """model.py:114-124 by hand: recon = sum over batch and array of squared errors; KL per sample
+    the mean over latent dims of -0.5 (1 + lv - mu^2 - e^lv), averaged over the batch; property the
+    batch sum of squared errors; loss = recon + 2 KL + 10 prop."""
+    x = torch.tensor([[[1.0, 0.0], [0.5, 0.5]], [[0.0, 0.0], [1.0, 1.0]]])  # (2, 2, 2)
+    x_hat = torch.tensor([[[0.5, 0.0], [0.5, 0.0]], [[0.0, 1.0], [1.0, 1.0]]])
+    recon = 0.25 + 0.25 + 1.0  # 1.5
+    mu = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    log_var = torch.tensor([[0.0, math.log(2.0)], [0.0, 0.0]])
+    # sample 1: dims (mu 1, lv 0) -> 0.5; (mu 0, lv ln2) -> -0.5 (1 + ln2 - 2) = 0.5 - 0.5 ln2; mean over 2 dims
+    kl1 = (0.5 + 0.5 - 0.5 * math.log(2.0)) / 2
+    kl2 = (0.0 + 2.0) / 2  # (mu 0, lv 0) -> 0; (mu 2, lv 0) -> 2
+    assert torch.allclose(kl_per_sample(mu, log_var), torch.tensor([kl1, kl2]), atol=1e-6)
+    y = torch.tensor([[0.0], [1.0]])
+    y_hat = torch.tensor([[0.5], [0.5]])
+    prop = 0.25 + 0.25
+    out = vae_loss(x, x_hat, mu, log_var, y, y_hat, 2.0, 10.0)
+    assert float(out["recon"]) == pytest.approx(recon)
+    assert float(out["kl"]) == pytest.approx((kl1 + kl2) / 2)
+    assert float(out["prop"]) == pytest.approx(prop)
+    assert float(out["loss"]) == pytest.approx(recon + 2.0 * (kl1 + kl2) / 2 + 10.0 * prop)
+    no_prop = vae_loss(x, x_hat, mu, log_var, None, None)
+    assert float(no_prop["prop"]) == 0.0 and float(no_prop["loss"]) == pytest.approx(recon + (kl1 + kl2))
+
+
+def test_decode_steps_are_cdvaes():
+    assert decode_steps(5000, 10) == [1] + [1 + 555 * k for k in range(1, 9)] + [4996, 5000]
+    assert decode_steps(100, 2) == [1, 100]
+    assert decode_steps(10, 1) == [10]
