@@ -144,3 +144,36 @@ def test_decode_steps_are_cdvaes():
     assert decode_steps(5000, 10) == [1] + [1 + 555 * k for k in range(1, 9)] + [4996, 5000]
     assert decode_steps(100, 2) == [1, 100]
     assert decode_steps(10, 1) == [10]
+
+
+def _train_on_noise(run_dir, max_epochs: int, **overrides):
+    """The plugin's Lightning module on 8 random arrays (no representation needed): the epoch
+    hooks' learning rates by epoch."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from benchmark.config import resolve
+    from benchmark.models.ftcp.plugin import _lightning_module
+    from benchmark.training import epoch_losses, train_module
+
+    cfg = resolve(FTCPModel.Config, "smoke", None, None, {"properties": ("num_atoms",), "batch_size": 4, "max_epochs": max_epochs, **overrides})
+    model = FTCPModel(cfg)
+    torch.manual_seed(0)
+    model.build(16, 8)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.rand(8, 16, 8, generator=g), torch.rand(8, 1, generator=g))
+    module = _lightning_module(model, {"model": "ftcp"})
+    summary = train_module(module, DataLoader(data, batch_size=4, shuffle=True, generator=g), None, run_dir,
+                           max_epochs=max_epochs, progress=False, keep="last")
+    return summary, epoch_losses(run_dir, "lr")
+
+
+def test_learning_rate_callbacks_follow_keras_and_resume(tmp_path):
+    """main.py:45-52 as Keras 2.3.1 runs them: the scheduler sets the rate at the start of its
+    epoch, ReduceLROnPlateau multiplies it by the factor after ``patience`` epochs without a drop of
+    ``min_delta`` (here never, after the first); the plateau's state comes back with a resumed run."""
+    settings = {"lr_schedule_epochs": (2,), "lr_schedule_values": (1e-4,), "plateau_patience": 1, "plateau_min_delta": 1e9}
+    _, lrs = _train_on_noise(tmp_path / "once", 3, **settings)
+    assert lrs == pytest.approx({0: 5e-4, 1: 1.5e-4, 2: 3e-5})
+    _train_on_noise(tmp_path / "twice", 2, **settings)
+    summary, lrs = _train_on_noise(tmp_path / "twice", 3, **settings)
+    assert summary["resumed_from"] and lrs == pytest.approx({0: 5e-4, 1: 1.5e-4, 2: 3e-5})
