@@ -177,3 +177,23 @@ def test_learning_rate_callbacks_follow_keras_and_resume(tmp_path):
     _train_on_noise(tmp_path / "twice", 2, **settings)
     summary, lrs = _train_on_noise(tmp_path / "twice", 3, **settings)
     assert summary["resumed_from"] and lrs == pytest.approx({0: 5e-4, 1: 1.5e-4, 2: 3e-5})
+
+
+def test_inverse_design_perturbs_the_nearest_training_latents():
+    """main.py:147-161: the ``design_nearest`` training crystals nearest the target, tiled (np.tile),
+    each latent plus N(0, 1) x ``design_scale``; the same seed gives the same latents."""
+    from benchmark.config import resolve
+
+    cfg = resolve(FTCPModel.Config, "smoke", None, None, {"properties": ("heat_ref",), "latent_dim": 4, "design_nearest": 2})
+    model = FTCPModel(cfg)
+    model.train_latents = np.arange(6 * 4, dtype=np.float32).reshape(6, 4) * 100
+    model.train_properties = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [5.0]])
+    model.prop_min, model.prop_max = np.array([0.0]), np.array([5.0])
+    z = model.design_latents(5, {"heat_ref": 3.2}, seed=0)
+    base = model.train_latents[[3, 4, 3, 4, 3]]  # nearest 3 (0.2 away), then 4 (0.8 away), cycled
+    noise = (z - base) / cfg.design_scale
+    assert z.shape == (5, 4) and np.abs(noise).max() < 6 and noise.std() > 0.3
+    assert np.array_equal(z, model.design_latents(5, {"heat_ref": 3.2}, seed=0))
+    assert not np.array_equal(z, model.design_latents(5, {"heat_ref": 3.2}, seed=1))
+    with pytest.raises(ValueError, match="not \\['band_gap'\\]"):
+        model.design_latents(2, {"band_gap": 1.0}, seed=0)
