@@ -101,14 +101,16 @@ def _empty(lengths: Any, angles: Any, reason: str, label: str | None) -> Crystal
                    properties={"decode_error": reason}, label=label)
 
 
-def _array_cell(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cell an unscaled FTCP array states (rows 103 and 104, columns 0-2), made usable for a
-    zero-atom placeholder: lengths at least 1 Å, angles in [1, 179] degrees, non-finite values
-    replaced by 1 Å and 90 degrees."""
+def _array_cell(array: np.ndarray, layout: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The cell an unscaled FTCP array states (the layout's a, b, c and angle rows, 103 and 104,
+    columns 0-2), made usable for a zero-atom placeholder: lengths at least 1 Å, angles in [1, 179]
+    degrees, non-finite values replaced by 1 Å and 90 degrees."""
     a = np.asarray(array, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] <= N_ELEMENT_ROWS + 1 or a.shape[1] < 3:
+    row_abc = int(getattr(layout, "row_abc", N_ELEMENT_ROWS))
+    row_angles = int(getattr(layout, "row_angles", row_abc + 1))
+    if a.ndim != 2 or a.shape[0] <= max(row_abc, row_angles) or a.shape[1] < 3:
         return np.ones(3), np.full(3, 90.0)
-    lengths, angles = a[N_ELEMENT_ROWS, :3].copy(), a[N_ELEMENT_ROWS + 1, :3].copy()
+    lengths, angles = a[row_abc, :3].copy(), a[row_angles, :3].copy()
     lengths = np.where(np.isfinite(lengths), np.maximum(lengths, 1.0), 1.0)
     angles = np.where(np.isfinite(angles), np.clip(angles, 1.0, 179.0), 90.0)
     return lengths, angles
@@ -388,7 +390,7 @@ class FTCPModel(Model):
                 crystals.append(crystal)
                 continue
             failed += 1
-            lengths, angles = _array_cell(array)
+            lengths, angles = _array_cell(array, self.layout)
             label = labels[i] if labels is not None else f"undecodable-{i}"
             crystals.append(_empty(lengths, angles, str(reason or "decode failed"), label))
         return crystals, failed
