@@ -68,6 +68,30 @@ def lattice_matrix_to_params(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return lengths, angles
 
 
+def lattice_problem(lengths: Sequence[float], angles: Sequence[float]) -> str | None:
+    """Why lengths (3,) in Å and angles (3,) in degrees make no usable cell, or None if they do.
+
+    Checks, in order: finite numbers, positive lengths, angles in (0, 180), angles that close a
+    cell (each less than the sum of the other two, all three less than 360), and a volume above
+    1e-3 of a * b * c. Decoders of fixed-size representations report this as a reason.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    angles = np.asarray(angles, dtype=np.float64)
+    if not (np.all(np.isfinite(lengths)) and np.all(np.isfinite(angles))):
+        return "lattice parameters are not finite"
+    if np.any(lengths <= 0):
+        return f"lattice lengths {np.round(lengths, 3).tolist()} are not all positive"
+    if np.any(angles <= 0) or np.any(angles >= 180):
+        return f"lattice angles {np.round(angles, 2).tolist()} are not all in (0, 180)"
+    al, be, ga = angles
+    if al + be + ga >= 360 or al >= be + ga or be >= al + ga or ga >= al + be:
+        return f"lattice angles {np.round(angles, 2).tolist()} describe no cell"
+    volume = abs(float(np.linalg.det(lattice_params_to_matrix(lengths, angles))))
+    if not volume > 1e-3 * float(np.prod(lengths)):
+        return f"degenerate lattice (volume {volume:.3g} Å^3)"
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class Crystal:
     """One crystal structure.

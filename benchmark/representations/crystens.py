@@ -46,7 +46,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from benchmark.crystal import Crystal, lattice_params_to_matrix
+from benchmark.crystal import Crystal
+from benchmark.crystal import lattice_problem as _lattice_problem
 
 SIZE = 64
 """Height and width of a CrysTens (section 3.1)."""
@@ -437,22 +438,6 @@ def _kmeans_1d(values: np.ndarray, k: int) -> np.ndarray:
         warnings.simplefilter("ignore")
         km = KMeans(n_clusters=k, n_init=10, random_state=0).fit(values.reshape(-1, 1))
     return km.cluster_centers_[km.labels_, 0]
-
-
-def _lattice_problem(lengths: np.ndarray, angles: np.ndarray) -> str | None:
-    if not (np.all(np.isfinite(lengths)) and np.all(np.isfinite(angles))):
-        return "lattice parameters are not finite"
-    if np.any(lengths <= 0):
-        return f"lattice lengths {np.round(lengths, 3).tolist()} are not all positive"
-    if np.any(angles <= 0) or np.any(angles >= 180):
-        return f"lattice angles {np.round(angles, 2).tolist()} are not all in (0, 180)"
-    al, be, ga = angles
-    if al + be + ga >= 360 or al >= be + ga or be >= al + ga or ga >= al + be:
-        return f"lattice angles {np.round(angles, 2).tolist()} describe no cell"
-    volume = abs(float(np.linalg.det(lattice_params_to_matrix(lengths, angles))))
-    if not volume > 1e-3 * float(np.prod(lengths)):
-        return f"degenerate lattice (volume {volume:.3g} Å^3)"
-    return None
 
 
 def decode(

@@ -54,7 +54,6 @@ Langevin steps, a short prior training and this project's earlier choices, for a
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -62,6 +61,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from benchmark.crystal import Crystal
+from benchmark.elements import ATOM_INIT, ATOM_INIT_DIR, ATOM_INIT_SHA256  # noqa: F401 - re-exported
 from benchmark.models.base import CONDITIONAL_SAMPLE, RECONSTRUCT, SAMPLE, Model, SampleBatch
 from benchmark.models.cdvae.plugin import CDVAEModel, GraphDataset, collate, empty_crystal, to_crystals
 from benchmark.models.con_cdvae.config import RELEASED_GRIDS, ConCDVAEConfig, grid_spec
@@ -75,12 +75,10 @@ KNOWN_CLASSES: dict[str, int] = {"BG_type": 2, "FM_type": 2, "CS_type": 7, "spac
 #: its properties (the others leave step one too, so that one model serves all strategies)
 FULL_PRIOR_MIN_FRACTION = 0.9
 
-#: CGCNN's element vectors as Con-CDVAE ships and reads them (``cgcnn/data/mptest/atom_init.json``
-#: and ``data/mp4conz/atom_init.json`` at 0c35a16, the same file): the folder and file under an
-#: oracle directory (``oracle fetch con-cdvae`` puts it there) and its pinned sha256
-ATOM_INIT_DIR = "con_cdvae_cgcnn"
-ATOM_INIT = "atom_init.json"
-ATOM_INIT_SHA256 = "cb90bd2257dbf8cfc4e6b2b6d4348d4616e8e9680f1339b1461137032e0f1894"
+# CGCNN's element vectors as Con-CDVAE ships and reads them (``cgcnn/data/mptest/atom_init.json``
+# and ``data/mp4conz/atom_init.json`` at 0c35a16, the same file): ATOM_INIT_DIR / ATOM_INIT under an
+# oracle directory (``oracle fetch con-cdvae`` puts it there), pinned by ATOM_INIT_SHA256; read by
+# the core's benchmark.elements (imported above), which the FTCP representation shares.
 
 
 def resolve_condition_specs(names: Sequence[str], crystals: Sequence[Crystal], grids: str = "released",
@@ -137,31 +135,20 @@ def cgcnn_element_vectors(max_atomic_num: int = 100, dim: int = 92, path: str | 
         FileNotFoundError: no such file, with what to do.
         ValueError: the file's hash or shape is not the pinned one.
     """
-    from benchmark import settings
-    from benchmark.files import sha256_file
+    from benchmark.elements import atom_init_candidates, find_atom_init, read_atom_init
 
     if path is None:
-        tried = [d / ATOM_INIT_DIR / ATOM_INIT for d in settings.oracle_dirs()]
-        found = next((p for p in tried if p.is_file()), None)
-        if found is None:
+        path = find_atom_init()
+        if path is None:
             raise FileNotFoundError(
                 "con_cdvae: the formula embedding uses CGCNN's element vectors (atom_init.json, formula_vectors=cgcnn), "
-                f"not found at {', '.join(str(p) for p in tried)}. Get them with `python -m benchmark oracle fetch con-cdvae` "
-                "(or set BENCHMARK_ORACLE_DIR / --oracle-dir to a directory holding con_cdvae_cgcnn/), or train learnable "
-                "vectors with --set model.formula_vectors=learned")
-        path = found
-    path = Path(path)
-    digest = sha256_file(path)
-    if digest != ATOM_INIT_SHA256:
-        raise ValueError(f"{path}: sha256 {digest} is not that of Con-CDVAE's atom_init.json ({ATOM_INIT_SHA256})")
-    raw = json.loads(path.read_text())
+                f"not found at {', '.join(str(p) for p in atom_init_candidates())}. Get them with `python -m benchmark "
+                "oracle fetch con-cdvae` (or set BENCHMARK_ORACLE_DIR / --oracle-dir to a directory holding con_cdvae_cgcnn/), "
+                "or train learnable vectors with --set model.formula_vectors=learned")
     table = [[0.0] * dim for _ in range(max_atomic_num)]
-    for key, vec in raw.items():
-        z = int(key)
-        if len(vec) != dim:
-            raise ValueError(f"{path}: element {z} has {len(vec)} features, expected {dim}")
+    for z, vec in read_atom_init(path, dim).items():
         if 1 <= z <= max_atomic_num:
-            table[z - 1] = [float(v) for v in vec]
+            table[z - 1] = vec.tolist()
     return table
 
 
