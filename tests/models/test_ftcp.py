@@ -303,4 +303,4 @@ def test_learns_to_reconstruct_sixteen_perovskites(tmp_path):
 
 
 #: epochs of one batch of 16 for the learning test
-LEARNING_EPOCHS = 150
+LEARNING_EPOCHS = 600
