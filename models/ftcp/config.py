@@ -103,7 +103,8 @@ class FTCPConfig(ModelConfig):
         # 256-wide dense layer and a 64-d latent; batches of 64 (16 steps an epoch instead of 4)
         # for 15 epochs, no step schedule (its epochs are past 15), and batch-norm statistics that
         # follow the batches 10x faster (Keras' 0.99 leaves them 9% at their initial values after
-        # 240 steps, and sampling and reconstruction read them)
+        # 240 steps, and sampling and reconstruction read them). Measured: fit in 85 s on
+        # perov_5_dev (encoding included), epoch loss 102,187 -> 2,410, still falling
         "smoke": {
             "latent_dim": 64, "dense_width": 256, "batch_size": 64, "max_epochs": 15, "bn_momentum": 0.1,
             "lr_schedule_epochs": (), "lr_schedule_values": (), "sample_batch_size": 256,

@@ -29,15 +29,15 @@ stored for inverse design.
 
 Capabilities:
 
-* ``reconstruct``: encode, decode the mean latent (main.py:85 decodes the sampled z through the
-  whole VAE; the mean makes a reconstruction independent of the seed, as CDVAE's evaluation of
-  the released ``reconstruct`` with ``ld_kwargs`` does not: a deviation). A crystal the layout cannot
-  hold becomes a zero-atom crystal in its own cell with ``properties["decode_error"]``.
+* ``reconstruct``: encode, decode the mean latent. A deviation: main.py:85 reconstructs through
+  the whole VAE, from a sampled z; the mean makes a reconstruction independent of the seed. A
+  crystal the layout cannot hold becomes a zero-atom crystal in its own cell with
+  ``properties["decode_error"]``.
 * ``sample``: z ~ N(0, I) (how CDVAE scored FTCP: footnote 5 of its Table 2 draws 100,000 from
   N(0, 1)), decoded; an array that does not decode becomes a zero-atom crystal with
   ``properties["decode_error"]``, keeping the outputs aligned with the draws.
 * ``optimize``: CDVAE's property-optimisation protocol (section 5.3), which the release does not
-  have: from the mean latent of each start crystal, Adam on z minimising the property branch's
+  have (an addition, not a deviation): from the mean latent of each start crystal, Adam on z minimising the property branch's
   first output, decoding along the trajectory at CDVAE's released steps (:func:`decode_steps`).
 * ``conditional_sample``: the release's inverse design (main.py:144-162): the ``design_nearest``
   training crystals whose property values are nearest the targets, their stored latents tiled to
