@@ -221,6 +221,9 @@ class FTCPModel(Model):
         self.train_properties = np.zeros((0, 0))
         #: ``{"n", "decode_failed", "model_evaluations"}`` of the last sampling call
         self.last_sample_summary: dict[str, Any] = {}
+        #: ``{"property", "steps", "predicted"}`` of the last :meth:`optimize`: the optimiser steps
+        #: of each decode and the branch's prediction (in the property's units) per encodable start
+        self.last_optimize_summary: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ networks
     def build(self, n_rows: int, n_cols: int) -> None:
@@ -441,7 +444,8 @@ class FTCPModel(Model):
         """CDVAE's property optimisation (module doc): Adam on the mean latents of ``crystals``
         minimising the sum of the property branch's first output (the first of ``properties``),
         decoded after each of :func:`decode_steps`; the step-major lists of ``Model.optimize``. A
-        start the layout cannot hold gives a zero-atom crystal in its cell at every step."""
+        start the layout cannot hold gives a zero-atom crystal in its cell at every step. The
+        branch's predictions along the way: :attr:`last_optimize_summary`."""
         import torch
 
         if not self.config.properties:
@@ -458,6 +462,7 @@ class FTCPModel(Model):
             p.requires_grad_(False)
         rows: list[list[Crystal]] = []
         done = 0
+        summary: dict[str, Any] = {"steps": [], "predicted": [], "property": self.config.properties[0]}
         try:
             for stop in decode_steps(int(steps), int(n_decode)):
                 while done < stop:
@@ -467,6 +472,11 @@ class FTCPModel(Model):
                         value.backward()
                     opt.step()
                     done += 1
+                with torch.no_grad():
+                    scaled = net.predict_property(z)[:, 0].cpu().numpy().astype(np.float64)
+                span = self.prop_max[0] - self.prop_min[0]
+                summary["steps"].append(done)
+                summary["predicted"].append((scaled * (span if span > 0 else 1.0) + self.prop_min[0]).tolist())
                 arrays, _ = self.decode_latents(z.detach().cpu().numpy(), device=device)
                 decoded, _ = self.to_crystals(arrays, [crystals[i].label for i in ok])
                 row = [_empty(c.lengths, c.angles, f"not encodable as FTCP: {reasons[i]}", c.label) if i in reasons else None
@@ -477,6 +487,7 @@ class FTCPModel(Model):
         finally:
             for p in net.parameters():
                 p.requires_grad_(True)
+        self.last_optimize_summary = summary
         return rows
 
     def design_latents(self, n: int, conditions: Mapping[str, Any], *, seed: int) -> np.ndarray:

@@ -55,11 +55,16 @@ class TestFTCPContract(ModelContract):
     conditions = {"num_atoms": 5.0}
 
     def test_optimize_gives_step_major_lists(self, tmp_path_factory):
-        """Model.optimize's layout: one list per decode (CDVAE's released schedule), one crystal per start."""
+        """Model.optimize's layout: one list per decode (CDVAE's released schedule), one crystal per
+        start; the branch's prediction falls along the trajectory."""
         model, _ = self._fitted(tmp_path_factory)
         starts = contract_crystals(3)
-        rows = model.optimize(starts, seed=0, steps=4, lr=1e-3, n_decode=2)
-        assert len(rows) == len(decode_steps(4, 2)) == 2 and all(len(r) == 3 for r in rows)
+        rows = model.optimize(starts, seed=0, steps=40, lr=1e-2, n_decode=2)
+        assert len(rows) == len(decode_steps(40, 2)) == 2 and all(len(r) == 3 for r in rows)
+        summary = model.last_optimize_summary
+        assert summary["steps"] == [1, 40] and summary["property"] == "num_atoms"
+        first, last = np.mean(summary["predicted"][0]), np.mean(summary["predicted"][-1])
+        assert last < first, f"the predicted property did not fall: {first} -> {last}"
 
     def test_undecodable_arrays_keep_their_place(self, tmp_path_factory):
         """An all-zero (unscaled) array has no occupied site: a zero-atom crystal with the reason,
