@@ -15,6 +15,7 @@ folder                           registered models
 ``models/con_cdvae/``            ``con_cdvae``
 ``models/crystens_gan/``         ``crystens_gan`` and ``crystens_wgan`` (CrysTens' GANs, B.1/B.2)
 ``models/crystens_diffusion/``   ``crystens_diffusion`` (CrysTens' diffusion cascade, B.3)
+``models/ftcp/``                 ``ftcp`` (the FTCP VAE with its property branch, Ren et al. 2022)
 ===============================  ====================================================================
 
 A factory returns the model class, not an instance, and imports its folder's ``plugin`` module
@@ -70,6 +71,12 @@ def _crystens_diffusion() -> type:
     return CrysTensDiffusionModel
 
 
+def _ftcp() -> type:
+    from benchmark.models.ftcp.plugin import FTCPModel
+
+    return FTCPModel
+
+
 def _dp_cdvae(name: str) -> type:
     from benchmark.models.dp_cdvae.plugin import VARIANTS
 
@@ -105,4 +112,5 @@ def benchmark_models() -> list[Entry]:
     entries.append(Entry("con_cdvae", "Con-CDVAE: CDVAE conditioned on target properties, latent DDPM prior, Predictor filter (Ye et al. 2023)", _con_cdvae))
     entries.extend(Entry(name, desc, (lambda c=cls: _crystens(c))) for name, (cls, desc) in _CRYSTENS.items())
     entries.append(Entry("crystens_diffusion", "CrysTens diffusion: 64x64x4 crystal tensors from a 32->64 cascade of two U-Nets (Alverson et al. 2024)", _crystens_diffusion))
+    entries.append(Entry("ftcp", "FTCP: 1-D convolutional VAE with a property branch on FTCP arrays (Ren et al., Matter 2022)", _ftcp))
     return entries
