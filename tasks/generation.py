@@ -16,7 +16,7 @@ plain run with the same seed, and an interrupted run resumes without redrawing a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from benchmark.crystal import Crystal
 from benchmark.tasks.base import Produced, RunContext, StopRule, Task, TaskConfig, TaskError, option
@@ -106,6 +106,13 @@ class GenerationTask(Task):
         else:
             note = f"until_valid: {len(crystals)} crystals drawn ({stop.batches} batches of {cfg.batch_size}) until {stop.found} were valid (asked: {cfg.until_valid})"
         return Produced(crystals, record=record, artifacts=artifacts, notes=[note])
+
+    def row_label(self, record: Mapping[str, Any], label: str) -> str:
+        """A run under the stop rule is its own row: ``ftcp (until 1000 valid: 1000 of 23500 draws)``."""
+        sampling = record.get("sampling")
+        if not isinstance(sampling, Mapping) or sampling.get("until_valid") is None:
+            return label
+        return f"{label} (until {sampling['until_valid']} valid: {sampling.get('valid_found')} of {sampling.get('draws')} draws)"
 
     def evaluation_options(self, config: GenerationConfig, dataset: Any, *, oracle_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
         # a dataset outside the papers' families may carry coverage cutoffs of its own

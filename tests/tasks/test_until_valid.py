@@ -89,6 +89,12 @@ def test_stops_once_enough_are_valid_and_scores_every_draw(rare: type[Rare], tmp
     assert rec["metrics"]["valid"]["value"] * s["draws"] == pytest.approx(s["valid_found"])
     assert any(n.startswith("until_valid:") and "until" in n for n in rec["notes"])
     assert rec["task_config"]["until_valid"] == 6
+    # its leaderboard row says how it was drawn, apart from a plain run's
+    from benchmark.tasks.generation import GenerationTask
+
+    label = GenerationTask().row_label(rec, MODEL)
+    assert label == f"{MODEL} (until 6 valid: {s['valid_found']} of {s['draws']} draws)"
+    assert GenerationTask().row_label({"sampling": None}, MODEL) == MODEL
 
 
 def test_the_last_batch_is_the_one_that_reaches_the_target(rare: type[Rare], tmp_path: Path) -> None:
