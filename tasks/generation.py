@@ -104,7 +104,7 @@ class GenerationTask(Task):
             note = (f"until_valid: the budget of {cfg.n_samples} draws ran out with {stop.found} valid crystals of the {cfg.until_valid} asked for; "
                     f"all {len(crystals)} draws are scored")
         else:
-            note = f"until_valid: {len(crystals)} crystals drawn ({stop.batches} batches of {cfg.batch_size}) until {stop.found} were valid (asked: {cfg.until_valid})"
+            note = f"until_valid: {len(crystals)} crystals drawn ({stop.batches} batch{'es' if stop.batches != 1 else ''} of {cfg.batch_size}) until {stop.found} were valid (asked: {cfg.until_valid})"
         return Produced(crystals, record=record, artifacts=artifacts, notes=[note])
 
     def row_label(self, record: Mapping[str, Any], label: str) -> str:
