@@ -158,6 +158,40 @@ class BatchError(RuntimeError):
     """A model returned the wrong number of crystals for a batch."""
 
 
+@dataclass
+class StopRule:
+    """Ends :func:`batched` drawing before its budget: after each batch (made now or read back),
+    ``count(crystals)`` is added to ``found``; drawing stops once ``found`` reaches ``target``. The
+    rule only decides how many batches are drawn: batch ``i`` is the same crystals either way.
+
+    Attributes:
+        target: how many counted crystals end the drawing.
+        count: how many of a batch's crystals count (e.g. the valid ones); must not raise.
+        label: what is counted, for the progress bar (``valid 12/1000``).
+        found: counted so far; batches: batches seen so far.
+    """
+
+    target: int
+    count: Callable[[list[Crystal]], int]
+    label: str = "valid"
+    found: int = 0
+    batches: int = 0
+
+    def update(self, crystals: list[Crystal]) -> bool:
+        """Count one batch; True when the target is reached."""
+        self.found += int(self.count(crystals))
+        self.batches += 1
+        return self.reached
+
+    @property
+    def reached(self) -> bool:
+        return self.found >= self.target
+
+    @property
+    def status(self) -> str:
+        return f"{self.label} {self.found}/{self.target}"
+
+
 def batched(
     work_dir: Path,
     n: int,
@@ -165,6 +199,7 @@ def batched(
     make: Callable[[int, int], Any],
     progress: bool = True,
     desc: str = "sampling",
+    stop: StopRule | None = None,
 ) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
     """Run ``make(batch_index, batch_n)`` for each batch, keeping each batch's crystals in
     ``work_dir/batch_<i>.extxyz`` (written atomically, its ``.json`` marker last). Batches already
@@ -176,6 +211,11 @@ def batched(
     is the batch's n. A batch's artifacts go to ``batch_<i>.npz``, written before the marker, which
     lists their names; on resume they are read back, and a batch whose ``.npz`` is missing or does
     not fit is made again. Every batch must give the same artifact names.
+
+    With a ``stop`` rule, ``n`` is a budget: after each batch the rule counts its crystals, and
+    no further batch is drawn once its target is reached (the progress bar shows the count). The
+    batches drawn are exactly the first ones of a run without the rule, with the same seeds and
+    sizes, and resume the same way (a read-back batch is counted again, not redrawn).
 
     Returns (crystals, model evaluations or None, artifacts concatenated over the batches).
     """
@@ -189,7 +229,10 @@ def batched(
     out: list[Crystal] = []
     parts: list[dict[str, np.ndarray]] = []
     evals: int | None = 0
-    for b in tqdm(range(n_batches), desc=desc, unit="batch", disable=not progress):
+    bar = tqdm(total=n_batches, desc=desc, unit="batch", disable=not progress)
+    for b in range(n_batches):
+        if stop is not None and stop.reached:
+            break
         bn = min(batch_size, n - b * batch_size)
         path = work_dir / f"batch_{b:05d}.extxyz"
         meta = work_dir / f"batch_{b:05d}.json"
@@ -204,6 +247,7 @@ def batched(
                 out.extend(crystals)
                 parts.append(arrays)
                 evals = None if evals is None or info.get("model_evaluations") is None else evals + int(info["model_evaluations"])
+                _counted(stop, crystals, bar)
                 continue
         made = make(b, bn)
         crystals, n_eval = made[0], made[1]
@@ -220,7 +264,17 @@ def batched(
         out.extend(crystals)
         parts.append(arrays)
         evals = None if evals is None or n_eval is None else evals + int(n_eval)
+        _counted(stop, crystals, bar)
+    bar.close()
     return out, evals, _concatenate_artifacts(parts)
+
+
+def _counted(stop: StopRule | None, crystals: list[Crystal], bar: Any) -> None:
+    """One batch done: the stop rule counts it and the bar shows the count."""
+    if stop is not None:
+        stop.update(crystals)
+        bar.set_postfix_str(stop.status, refresh=False)
+    bar.update(1)
 
 
 def _concatenate_artifacts(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -249,6 +303,8 @@ class RunContext:
         device: ``cpu`` / ``cuda`` ...
         work_dir: where resumable batches are kept until the run is stored.
         progress: show progress bars.
+        profile: the metric profile the run is scored with (a stop rule that counts valid
+            crystals judges them as the scoring will).
     """
 
     config: Any
@@ -258,6 +314,7 @@ class RunContext:
     device: str
     work_dir: Path
     progress: bool = True
+    profile: str = "cdvae"
 
     def seed_of(self, index: int) -> int:
         return derive_seed(self.seed, index)
@@ -266,19 +323,21 @@ class RunContext:
         return self.dataset.load(split, self.data_dir, limit=limit, progress=self.progress)
 
     def batches(self, n: int, batch_size: int, make: Callable[[int, int], Any],
-                desc: str = "sampling") -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
+                desc: str = "sampling", stop: StopRule | None = None) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
         """:func:`batched` in this run's work directory: (crystals, evaluations, artifacts)."""
-        return batched(self.work_dir, n, batch_size, make, self.progress, desc)
+        return batched(self.work_dir, n, batch_size, make, self.progress, desc, stop)
 
-    def sample(self, model: Any, n: int, batch_size: int) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
+    def sample(self, model: Any, n: int, batch_size: int,
+               stop: StopRule | None = None) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
         """``n`` crystals from ``model.sample`` in seeded, resumable batches, with the model's
-        per-sample artifacts (``SampleBatch.artifacts``) concatenated in sample order."""
+        per-sample artifacts (``SampleBatch.artifacts``) concatenated in sample order; with a
+        ``stop`` rule, ``n`` is a budget and drawing ends once the rule's target is reached."""
 
         def make(b: int, bn: int) -> tuple[list[Crystal], int | None, Mapping[str, np.ndarray]]:
             batch = model.sample(bn, seed=self.seed_of(b), device=self.device)
             return list(batch.crystals), batch.model_evaluations, dict(getattr(batch, "artifacts", None) or {})
 
-        return self.batches(n, batch_size, make, "sampling")
+        return self.batches(n, batch_size, make, "sampling", stop)
 
 
 @dataclass
@@ -293,12 +352,14 @@ class Produced:
         artifacts: per-sample arrays from the model (first axis in the order of ``crystals``),
             saved as ``artifacts.npz`` in the run directory and given to the metrics as
             ``EvalContext.artifacts``.
+        notes: sentences for the run record's notes (before the evaluation's).
     """
 
     crystals: list[Crystal] | None
     metrics: dict[str, "MetricValue"] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------------------------ the task
@@ -437,6 +498,6 @@ class Task:
 
 
 __all__ = [
-    "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "Task", "TaskConfig", "TaskError",
+    "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "StopRule", "Task", "TaskConfig", "TaskError",
     "batched", "cli_options", "derive_seed", "merged_options", "option",
 ]

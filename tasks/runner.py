@@ -240,7 +240,7 @@ def run_context(opts: RunOptions, res: Resolved, work: Path) -> RunContext:
 
     dataset = get_plugins()["datasets"].get(opts.dataset)
     return RunContext(config=res.task_config, dataset=dataset, data_dir=opts.data_dir, seed=opts.seed, device=opts.device,
-                      work_dir=work, progress=opts.progress)
+                      work_dir=work, progress=opts.progress, profile=opts.profile)
 
 
 def check_task_options(opts: RunOptions, res: Resolved) -> None:
@@ -333,6 +333,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         raise RunError(str(exc)) from exc
     record["timings"]["model_s"] = time.time() - t
     record.update(produced.record)
+    record["notes"].extend(produced.notes)
 
     if produced.artifacts:
         from benchmark.files import write_npz_atomic

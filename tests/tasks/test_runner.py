@@ -38,7 +38,7 @@ def test_replay_generation_is_trained_once_scored_and_stored(shared_data: Path, 
     assert metrics["struct_valid"] == 1.0 and "cov_recall" in metrics and metrics["novelty"] == 0.0
     rec = records(runs)[-1]
     assert rec["kind"] == "run" and rec["status"] == "ok" and rec["model"]["name"] == "replay"
-    assert rec["task_config"] == {"n_samples": 30, "batch_size": 10, "n_property_samples": None, "cov_cutoffs": None}
+    assert rec["task_config"] == {"n_samples": 30, "batch_size": 10, "until_valid": None, "n_property_samples": None, "cov_cutoffs": None}
     assert rec["model"]["checkpoint_sha256"]
     run_dir = runs / rec["run_id"]
     assert (run_dir / "samples.extxyz").is_file() and (run_dir / "per_structure.csv").is_file()
