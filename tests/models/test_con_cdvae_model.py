@@ -213,6 +213,12 @@ def test_two_steps_on_the_mp20_sample_and_the_strategies(tmp_path: Path, monkeyp
     assert rec[0].num_atoms > 0 and rec[1].num_atoms == 0
 
 
+#: samples per check: with 24, one success rate's sampling error (~0.1) was the size of the bound,
+#: and on a new machine (other CPU kernels, another training trajectory) the unconditional 24 hit
+#: 42 % against the conditional 38 %; with 64: conditional 44 %, unconditional 30 %
+N_CHECK = 64
+
+
 @pytest.mark.slow
 def test_tiny_conditional_model_moves_toward_the_condition(tmp_path: Path):
     """Con-CDVAE trained on 8 crystals labelled with the CGCNN formation energy that later checks
@@ -250,9 +256,9 @@ def test_tiny_conditional_model_moves_toward_the_condition(tmp_path: Path):
     # measured (one thread): asked for -2, 33 % within 0.5 eV/atom, MAD 1.13, mean -1.02 eV/atom;
     # unconditional 12.5 %, MAD 1.79, mean -0.21; asked for 0, metals only, mean +0.21. Bounds sit
     # about halfway; a model that ignores its condition gives alike numbers for all three and fails.
-    cond = scored(model.conditional_sample(24, {"formation_energy_per_atom": -2.0}, seed=1).crystals)
-    free = scored(model.sample(24, seed=1).crystals)
-    zero = scored(model.conditional_sample(24, {"formation_energy_per_atom": 0.0}, seed=1).crystals)
+    cond = scored(model.conditional_sample(N_CHECK, {"formation_energy_per_atom": -2.0}, seed=1).crystals)
+    free = scored(model.sample(N_CHECK, seed=1).crystals)
+    zero = scored(model.conditional_sample(N_CHECK, {"formation_energy_per_atom": 0.0}, seed=1).crystals)
     assert cond[0] >= free[0] + 0.1, (cond, free, zero)
     assert cond[1] < 0.8 * free[1], (cond, free, zero)
     assert cond[2] < zero[2] - 0.5, (cond, free, zero)
