@@ -141,6 +141,30 @@ class Model(abc.ABC):
     def load(cls, path: Path, config: ModelConfig | None = None) -> "Model":
         """Read a model written by :meth:`save`."""
 
+    @classmethod
+    def read_checkpoint(cls, path: Path, fmt: int, config: ModelConfig | None = None, *, legacy: Mapping[str, Any] | None = None,
+                        hint: str = "") -> tuple[dict[str, Any], ModelConfig, ModelConfig]:
+        """The shared first half of a :meth:`load`: the checkpoint's plain data under the project's
+        safe-loading policy (:func:`benchmark.safeload.load_weights`: tensors and plain values, no
+        pickled code), checked to be this model's and of format ``fmt``.
+
+        Returns ``(data, stored, effective)``: ``stored`` the config the weights were trained with
+        (``legacy`` fills fields older checkpoints lack), ``effective`` the one to run with
+        (``config`` may change only sampling fields, :meth:`ModelConfig.for_checkpoint`).
+        ``hint`` is appended to the format error (e.g. what to do about an old checkpoint).
+        """
+        from benchmark.config import build
+        from benchmark.safeload import load_weights
+
+        data = load_weights(path)
+        if data.get("model") != cls.name:
+            raise ValueError(f"{path}: not a {cls.name} checkpoint (it says model {data.get('model')!r})")
+        if data.get("format") != fmt:
+            raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads format {fmt}"
+                             + (f" {hint}" if hint else ""))
+        stored = build(cls.Config, {**(legacy or {}), **data["config"]}, where=f"{cls.name} checkpoint config")
+        return data, stored, stored.for_checkpoint(config, f"{path}")
+
     # ------------------------------------------------------------------ capabilities
     def sample(self, n: int, *, seed: int, device: str = "cpu") -> SampleBatch:
         """``n`` crystals from the prior. Same ``seed`` and ``n``, same crystals."""

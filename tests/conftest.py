@@ -33,12 +33,18 @@ def _session_cache(factory: pytest.TempPathFactory) -> Path:
     return _CACHE[0]
 
 
+def _holds_csvs(d: Path) -> bool:
+    """A data directory counts only when it holds a dataset CSV: an empty or unrelated directory
+    (a fresh machine's placeholder) makes data tests skip rather than fail."""
+    return d.is_dir() and any(d.glob("*/*.csv"))
+
+
 def data_dir() -> Path | None:
     d = os.environ.get("BENCHMARK_DATA_DIR")
-    if d and Path(d).is_dir():
+    if d and _holds_csvs(Path(d)):
         return Path(d)
     guess = REPO.parent / "shared" / "data"
-    return guess if guess.is_dir() else None
+    return guess if _holds_csvs(guess) else None
 
 
 @pytest.fixture

@@ -259,18 +259,10 @@ class CDVAEModel(Model):
         """Read a checkpoint of :meth:`save` (tensors and plain values only, under the project's
         safe-loading policy): the network is rebuilt from the stored config and statistics;
         ``config`` (default: the stored one) is the model's, e.g. other sampling fields."""
-        from benchmark.config import build
-        from benchmark.safeload import load_weights
-
-        data = load_weights(path)
-        if data.get("model") != cls.name:
-            raise ValueError(f"{path}: not a {cls.name} checkpoint (it says model {data.get('model')!r})")
-        if data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads only "
-                             f"format {CHECKPOINT_FORMAT} (the model config and training statistics the network is "
-                             "rebuilt from). Train the model again to get one.")
-        stored = build(cls.Config, {**cls.legacy_config, **data["config"]}, where=f"{cls.name} checkpoint config")
-        model = cls(stored.for_checkpoint(config, f"{path}"))  # type: ignore[arg-type]
+        data, stored, effective = cls.read_checkpoint(
+            path, CHECKPOINT_FORMAT, config, legacy=cls.legacy_config,
+            hint="(the model config and training statistics the network is rebuilt from). Train the model again to get one.")
+        model = cls(effective)  # type: ignore[arg-type]
         model.build_network(data["statistics"], stored)
         model.net.load_state_dict(data["state_dict"], strict=True)
         model.net.eval()

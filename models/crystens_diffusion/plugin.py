@@ -233,16 +233,8 @@ class CrysTensDiffusionModel(Model):
     def load(cls, path: Path, config: ModelConfig | None = None) -> "CrysTensDiffusionModel":
         """Read a checkpoint of :meth:`save` (tensors and plain values only): the cascade is rebuilt
         from the stored config; ``config`` (default: the stored one) may change sampling fields only."""
-        from benchmark.config import build
-        from benchmark.safeload import load_weights
-
-        data = load_weights(path)
-        if data.get("model") != cls.name:
-            raise ValueError(f"{path}: not a {cls.name} checkpoint (it says model {data.get('model')!r})")
-        if data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads format {CHECKPOINT_FORMAT}")
-        stored = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
-        model = cls(stored.for_checkpoint(config, f"{path}"))  # type: ignore[arg-type]
+        data, stored, effective = cls.read_checkpoint(path, CHECKPOINT_FORMAT, config)
+        model = cls(effective)  # type: ignore[arg-type]
         model.build_network(stored)  # type: ignore[arg-type]
         model.net.load_state_dict(data["state_dict"], strict=True)
         model.net.eval()

@@ -336,17 +336,10 @@ class FTCPModel(Model):
     def load(cls, path: Path, config: ModelConfig | None = None) -> "FTCPModel":
         """Read a checkpoint of :meth:`save` (weights-only loading); ``config`` may change only the
         sampling fields (:meth:`ModelConfig.for_checkpoint`)."""
-        from benchmark.config import build
         from benchmark.representations.ftcp import FTCPLayout, FTCPScaler
-        from benchmark.safeload import load_weights
 
-        data = load_weights(path)
-        if data.get("model") != cls.name:
-            raise ValueError(f"{path}: not a {cls.name} checkpoint (it says model {data.get('model')!r})")
-        if data.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path}: a {cls.name} checkpoint of format {data.get('format')!r}; this version reads format {CHECKPOINT_FORMAT}")
-        stored = build(cls.Config, data["config"], where=f"{cls.name} checkpoint config")
-        model = cls(stored.for_checkpoint(config, f"{path}"))
+        data, _, effective = cls.read_checkpoint(path, CHECKPOINT_FORMAT, config)
+        model = cls(effective)
         model.build(int(data["n_rows"]), int(data["n_cols"]))
         model.net.load_state_dict(data["weights"], strict=True)
         model.net.eval()

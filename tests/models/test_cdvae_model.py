@@ -74,7 +74,7 @@ def test_property_head_and_optimisation(tmp_path):
     torch.testing.assert_close(loaded.net.lattice_std, model.net.lattice_std)
     data["format"] = 1  # an older checkpoint is refused with a clear message
     torch.save(data, tmp_path / "old.pt")
-    with pytest.raises(ValueError, match="format 1; this version reads only format 2"):
+    with pytest.raises(ValueError, match="format 1; this version reads format 2"):
         CDVAEModel.load(tmp_path / "old.pt")
     steps = loaded.optimize(crystals[:3], seed=0, steps=6, n_decode=2)
     assert len(steps) == 2 and all(len(s) == 3 for s in steps)
