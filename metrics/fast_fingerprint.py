@@ -194,16 +194,31 @@ def _voronoi_cell(structure: Any, n: int, frac_all: np.ndarray, matrix: np.ndarr
 
 def _cell_of_point0(voro: Any, pts: np.ndarray, fc: np.ndarray, idx: np.ndarray) -> _Cell:
     """``VoronoiNN._extract_cell_info(0, ...)`` on the faces of point 0 only (numpy)."""
+    cell = _cell_of_point(voro, 0, pts, fc, idx, matrix=None)
+    if cell is None:
+        raise RuntimeError("This structure is pathological, infinite vertex in the Voronoi construction")
+    return cell
+
+
+def _cell_of_point(
+    voro: Any, p: int, pts: np.ndarray, fc: np.ndarray, idx: np.ndarray, matrix: np.ndarray | None, sel: np.ndarray | None = None
+) -> _Cell | None:
+    """The faces of point ``p`` of a tessellation, as ``VoronoiNN._extract_cell_info`` computes them
+    (solid angle, area), in ridge order; None if the cell is unbounded.
+
+    With ``matrix`` the neighbours' Cartesian coordinates are recomputed row by row as pymatgen's
+    sites compute them (the tessellation input may have been rounded differently)."""
     rp = voro.ridge_points
-    sel = np.nonzero((rp[:, 0] == 0) | (rp[:, 1] == 0))[0]  # ridge_dict iterates in ridge order
+    if sel is None:
+        sel = np.nonzero((rp[:, 0] == p) | (rp[:, 1] == p))[0]  # ridge_dict iterates in ridge order
     if len(sel) == 0:
         raise NeedsReference("voronoi: no faces")  # pymatgen raises ValueError here
-    others = np.where(rp[sel, 1] == 0, rp[sel, 0], rp[sel, 1])
+    others = np.where(rp[sel, 1] == p, rp[sel, 0], rp[sel, 1])
     vinds = [voro.ridge_vertices[i] for i in sel]
     if any(-1 in v for v in vinds):
-        raise RuntimeError("This structure is pathological, infinite vertex in the Voronoi construction")
+        return None
     verts = voro.vertices
-    center = pts[0]  # pymatgen uses sites[0].coords: the sphere's copy of the site, not structure[n]
+    center = pts[p]  # pymatgen uses sites[0].coords: the sphere's copy of the site, not structure[n]
     nf = len(sel)
     solid = np.zeros(nf)
     volume = np.zeros(nf)
@@ -220,7 +235,7 @@ def _cell_of_point0(voro: Any, pts: np.ndarray, fc: np.ndarray, idx: np.ndarray)
         v0 = verts[vi[:, 0]]
         for ii in range(1, nv - 1):
             a, b = disp[:, ii, :], disp[:, ii + 1, :]
-            tp = np.abs(np.einsum("gd,gd->g", d0, np.cross(a, b)))
+            tp = np.abs(np.einsum("gd,gd->g", d0, _cross(a, b)))
             de = (
                 rn[:, 0] * rn[:, ii] * rn[:, ii + 1]
                 + rn[:, ii + 1] * np.einsum("gd,gd->g", d0, a)
@@ -235,13 +250,79 @@ def _cell_of_point0(voro: Any, pts: np.ndarray, fc: np.ndarray, idx: np.ndarray)
             ang += np.where(at > 0, at, at + math.pi) * 2
             # vol_tetra(center, v[0], v[ii], v[ii+1]) = |(c - v4) . ((v0 - v4) x (v3 - v4))| / 6
             vj, vk = verts[vi[:, ii]], verts[vi[:, ii + 1]]
-            vol += np.abs(np.einsum("gd,gd->g", center - vk, np.cross(v0 - vk, vj - vk))) / 6
+            vol += np.abs(np.einsum("gd,gd->g", center - vk, _cross(v0 - vk, vj - vk))) / 6
         solid[rows] = ang
         volume[rows] = vol
     face_dist = np.sqrt(np.einsum("fd,fd->f", center - pts[others], center - pts[others])) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
         area = 3 * volume / face_dist
-    return _Cell(frac=fc[others], cart=pts[others], index=idx[others], solid_angle=solid, area=area)
+    cart = pts[others] if matrix is None else _cart(fc[others], matrix)
+    return _Cell(frac=fc[others], cart=cart, index=idx[others], solid_angle=solid, area=area)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product (np.cross's formula without its axis bookkeeping)."""
+    return np.stack(
+        (a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2], a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]),
+        axis=1,
+    )
+
+
+def _shared_cells(structure: Any, frac_all: np.ndarray, matrix: np.ndarray) -> list[_Cell | None]:
+    """The Voronoi cells of all sites from ONE tessellation of the sites and their images within
+    ``SEARCH_CUTOFF`` of any site; None for a site whose cell might differ from pymatgen's.
+
+    Why this equals the per-site result: pymatgen tessellates P7, the points within 7 Å of the site.
+    The union U here contains P7. Points farther than 7 Å cannot cut a cell lying inside the ball of
+    radius 3.5 Å around the site, so if the cell from U lies within 3.5 Å (minus a margin), it is the
+    cell from P7 too (both equal the periodic Voronoi cell). Otherwise (open, porous or tiny-cutoff
+    crystals, where pymatgen's cell is NOT the periodic one and depends on the 7 Å cut) the site
+    returns None and is tessellated exactly as pymatgen does. The vertices differ from pymatgen's by
+    rounding only; the discontinuities this could reach (round(w, 3), ties) are guarded in
+    :func:`_nn_data`."""
+    from pymatgen.optimization.neighbors import find_points_in_spheres
+    from scipy.spatial import Voronoi
+
+    n_sites = len(frac_all)
+    cart_sites = _cart(frac_all, matrix)
+    _, pidx, images, _ = find_points_in_spheres(
+        all_coords=np.ascontiguousarray(np.dot(frac_all, matrix)),
+        center_coords=np.ascontiguousarray(cart_sites),
+        r=float(SEARCH_CUTOFF),
+        pbc=np.ones(3, dtype=np.int64),
+        lattice=np.ascontiguousarray(matrix, dtype=float),
+        tol=1e-8,
+    )
+    images = np.rint(images).astype(np.int64)
+    key = np.concatenate([pidx[:, None].astype(np.int64), images], axis=1)
+    key = np.unique(key, axis=0)
+    key = key[np.any(key[:, 1:] != 0, axis=1)]  # the roots (image 0) go first, in site order
+    idx = np.concatenate([np.arange(n_sites), key[:, 0]])
+    fc = np.concatenate([frac_all, frac_all[key[:, 0]] + key[:, 1:]])
+    pts = np.concatenate([cart_sites, np.dot(fc[n_sites:], matrix)])
+    try:
+        voro = Voronoi(pts)
+    except RuntimeError:
+        return [None] * n_sites
+    rp = voro.ridge_points
+    limit = SEARCH_CUTOFF / 2 - 1e-6
+    out: list[_Cell | None] = []
+    owner0, owner1 = rp[:, 0], rp[:, 1]
+    for p in range(n_sites):
+        sel = np.nonzero((owner0 == p) | (owner1 == p))[0]
+        if len(sel) == 0:
+            out.append(None)
+            continue
+        vids = np.unique(np.concatenate([voro.ridge_vertices[i] for i in sel]))
+        if vids[0] < 0:
+            out.append(None)
+            continue
+        rmax = np.sqrt(((voro.vertices[vids] - pts[p]) ** 2).sum(axis=1)).max()
+        if not rmax < limit:
+            out.append(None)
+            continue
+        out.append(_cell_of_point(voro, p, pts, fc, idx, matrix, sel))
+    return out
 
 
 # ------------------------------------------------------------------ CrystalNN.get_nn_data
@@ -627,10 +708,14 @@ def crystalnn_ops_fingerprints(structure: Any, stats: FastStats | None = None) -
     out = np.zeros((len(structure), N_FEATURES))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        shared = _shared_cells(structure, frac_all, matrix)
         for n in range(len(structure)):
             stats.sites += 1
             try:
-                cell = _voronoi_cell(structure, n, frac_all, matrix, max_cutoff)
+                cell = shared[n]
+                if cell is None:
+                    stats.reasons["voronoi: per-site tessellation (cell beyond 3.5 A or unbounded)"] += 1
+                    cell = _voronoi_cell(structure, n, frac_all, matrix, max_cutoff)
                 nnd = _nn_data(structure, n, cell)
                 out[n] = _site_fingerprint(structure, n, nnd, stats)
             except NeedsReference as why:
