@@ -723,3 +723,33 @@ def crystalnn_ops_fingerprints(structure: Any, stats: FastStats | None = None) -
                 stats.reasons[str(why)] += 1
                 out[n] = reference_site_fingerprint(structure, n)
     return out
+
+
+BACKENDS = ("fast", "matminer")
+
+
+@dataclass
+class FingerprintOutcome:
+    """Per-site fingerprints of one crystal and which backend produced them."""
+
+    sites: np.ndarray  # (n_sites, 61)
+    backend: str  # "fast" or "matminer"
+    fallback_reason: str | None = None  # why the fast backend handed the crystal to matminer
+    stats: FastStats = field(default_factory=FastStats)
+
+
+def site_fingerprints(structure: Any, backend: str = "fast") -> FingerprintOutcome:
+    """Per-site "ops" fingerprints by the chosen backend; the fast backend hands the whole crystal to
+    matminer when it raises (matminer then decides: its own exception propagates, as before).
+
+    The numbers do not depend on the backend (to ~1e-12), so caches keyed without it stay valid."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown fingerprint backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "fast":
+        stats = FastStats()
+        try:
+            return FingerprintOutcome(crystalnn_ops_fingerprints(structure, stats), "fast", None, stats)
+        except Exception as exc:  # noqa: BLE001 - any surprise: matminer, the reference, decides
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}".rstrip(": ")
+            return FingerprintOutcome(reference_fingerprints(structure), "matminer", reason, stats)
+    return FingerprintOutcome(reference_fingerprints(structure), "matminer")
