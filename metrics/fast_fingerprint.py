@@ -8,14 +8,15 @@ triple Python loop over neighbours. Profiling 50 Perov-5 / MP-20 / Carbon-24 cry
 
 This module produces the same numbers (to 1e-9 absolute; in practice to a few ulps) faster:
 
-* **Voronoi**: the *same* qhull input as pymatgen's ``VoronoiNN.get_voronoi_polyhedra`` (the points of
-  ``Lattice.get_points_in_sphere`` within the 7 Å search cutoff, stably sorted by distance, the same
-  Cartesian coordinates bit for bit), so qhull returns the same vertices and ridges; only the ridges of
-  the central point are then read, with numpy, instead of a Python walk over all of them. The cutoff
-  retry loop (double the cutoff on a qhull error or an unbounded cell, up to the cell diagonal) is kept.
-  A tessellation shared by all sites of a crystal was considered and rejected: its cells equal the
-  per-site ones only up to rounding of the vertices, which flips CrystalNN's ``round(weight, 3)`` and
-  its tie order on symmetric crystals; the per-site qhull call itself is a small part of the cost.
+* **Voronoi**: ONE qhull tessellation per crystal, of the sites and all their images within the 7 Å
+  search cutoff of any site; each site's faces are read from it with numpy (pymatgen walks every
+  ridge of a per-site tessellation in Python). A site's cell from this shared tessellation equals
+  pymatgen's per-site cell whenever it lies within 3.5 Å of the site (see :func:`_shared_cells`);
+  otherwise (layered, porous or tiny cells) the site is tessellated on its own with exactly
+  pymatgen's qhull input (the points of ``Lattice.get_points_in_sphere``, stably sorted by distance,
+  bit-equal coordinates) and pymatgen's cutoff retry loop (double the cutoff on a qhull error or an
+  unbounded cell, up to the cell diagonal). The shared vertices differ from pymatgen's by rounding
+  only; the discontinuities rounding could reach are guarded (below).
 * **CrystalNN weighting**: porous adjustment, electronegativity weight, renormalisation, the cosine
   distance cutoffs with the "cannot locate an appropriate radius" fallback to covalent radii (sites
   carry elements, not oxidation states), rounding to 3 decimals, distance bins and the semicircle
@@ -24,16 +25,26 @@ This module produces the same numbers (to 1e-9 absolute; in practice to a few ul
   triples with numpy, reproducing pymatgen's branches literally (quirks named where they occur); the
   Steinhardt q2/q4/q6 call pymatgen's own ``get_q2/4/6`` on angles computed exactly as pymatgen does.
 
-Where a result could depend on rounding (an angle within ``_AMBIGUOUS`` of a branch threshold, a
-weight within ``_ROUND_GUARD`` of a rounding boundary of ``round(w, 3)``, a non-finite weight) the
-fast path does not guess: the single order parameter is computed with pymatgen's
-``LocalStructOrderParams`` on the same neighbours, or the whole site with matminer. The counters in
-:class:`FastStats` record how often.
+The neighbours handed to the order parameters have Cartesian coordinates bit-equal to the ones
+matminer hands to pymatgen, so differences come from vectorised arithmetic only (a few ulps).
+Where a few ulps could flip a branch, the fast path does not guess:
+
+* an angle within ``_AMBIGUOUS`` of a branch threshold of an order parameter is recomputed with
+  pymatgen's scalar arithmetic on the same unit vectors (so the branch is pymatgen's);
+* an azimuth at see-saw's 0.75 pi, or a Gram-Schmidt norm near pymatgen's 1e-12 cut: that one
+  order parameter is computed by pymatgen's ``LocalStructOrderParams`` on the same neighbours;
+* a CrystalNN weight within ``_ROUND_GUARD`` of a rounding boundary of ``round(w, 3)``, or a
+  non-finite weight: the whole site is computed by matminer;
+* anything raising inside the fast path: the whole crystal goes to matminer
+  (:func:`site_fingerprints`), which raises its own error if it has one.
+
+:class:`FastStats` counts each case and its reason.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -217,17 +228,25 @@ def _cell_of_point(
     vinds = [voro.ridge_vertices[i] for i in sel]
     if any(-1 in v for v in vinds):
         return None
-    verts = voro.vertices
-    center = pts[p]  # pymatgen uses sites[0].coords: the sphere's copy of the site, not structure[n]
-    nf = len(sel)
+    # pymatgen uses sites[0].coords: the sphere's copy of the site, not structure[n]
+    solid, area = _face_stats(voro.vertices, vinds, np.broadcast_to(pts[p], (len(sel), 3)), pts[others])
+    cart = pts[others] if matrix is None else _cart(fc[others], matrix)
+    return _Cell(frac=fc[others], cart=cart, index=idx[others], solid_angle=solid, area=area)
+
+
+def _face_stats(verts: np.ndarray, vinds: list[list[int]], centers: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Solid angle and area of Voronoi faces (vertex index lists ``vinds``) seen from ``centers``
+    (one row per face) with the neighbours across them at ``others``: pymatgen's ``solid_angle``,
+    ``vol_tetra`` fan and ``area = 3 V / face_dist``, vectorised over faces of equal vertex count."""
+    nf = len(vinds)
     solid = np.zeros(nf)
     volume = np.zeros(nf)
-    # Faces grouped by vertex count so that each group is one vectorised fan triangulation.
-    lengths = np.array([len(v) for v in vinds])
+    lengths = np.fromiter((len(v) for v in vinds), dtype=np.int64, count=nf)
     for nv in np.unique(lengths):
         rows = np.nonzero(lengths == nv)[0]
         vi = np.array([vinds[r] for r in rows], dtype=np.int64)  # (g, nv)
-        disp = verts[vi] - center  # solid_angle: displacement of each vertex from the center
+        center = centers[rows]
+        disp = verts[vi] - center[:, None, :]  # solid_angle: displacement of each vertex from the center
         rn = np.sqrt(np.einsum("gvd,gvd->gv", disp, disp))
         d0 = disp[:, 0, :]
         ang = np.zeros(len(rows))
@@ -253,11 +272,11 @@ def _cell_of_point(
             vol += np.abs(np.einsum("gd,gd->g", center - vk, _cross(v0 - vk, vj - vk))) / 6
         solid[rows] = ang
         volume[rows] = vol
-    face_dist = np.sqrt(np.einsum("fd,fd->f", center - pts[others], center - pts[others])) / 2
+    diff = centers - others
+    face_dist = np.sqrt(np.einsum("fd,fd->f", diff, diff)) / 2
     with np.errstate(divide="ignore", invalid="ignore"):
         area = 3 * volume / face_dist
-    cart = pts[others] if matrix is None else _cart(fc[others], matrix)
-    return _Cell(frac=fc[others], cart=cart, index=idx[others], solid_angle=solid, area=area)
+    return solid, area
 
 
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -306,22 +325,42 @@ def _shared_cells(structure: Any, frac_all: np.ndarray, matrix: np.ndarray) -> l
         return [None] * n_sites
     rp = voro.ridge_points
     limit = SEARCH_CUTOFF / 2 - 1e-6
+    # every (root, face) pair, ordered by root and, within a root, by ridge (ridge_dict order)
+    on0 = np.nonzero(rp[:, 0] < n_sites)[0]
+    on1 = np.nonzero(rp[:, 1] < n_sites)[0]
+    root = np.concatenate([rp[on0, 0], rp[on1, 1]])
+    ridge = np.concatenate([on0, on1])
+    other = np.concatenate([rp[on0, 1], rp[on1, 0]])
+    order = np.lexsort((ridge, root))
+    root, ridge, other = root[order], ridge[order], other[order]
+    vinds = [voro.ridge_vertices[r] for r in ridge.tolist()]
+    # a root whose cell is unbounded or reaches beyond 3.5 Å is left to the per-site path
+    bad = np.zeros(n_sites, dtype=bool)
+    rmax = np.zeros(n_sites)
+    flat = np.concatenate([np.asarray(v, dtype=np.int64) for v in vinds]) if vinds else np.zeros(0, dtype=np.int64)
+    owner = np.repeat(root, [len(v) for v in vinds])
+    unbounded = flat < 0
+    bad[owner[unbounded]] = True
+    ok = ~unbounded
+    dv = voro.vertices[flat[ok]] - pts[owner[ok]]
+    np.maximum.at(rmax, owner[ok], np.sqrt(np.einsum("fd,fd->f", dv, dv)))
+    bad |= ~(rmax < limit)
+    keep = ~bad[root]
+    if not keep.any():
+        return [None] * n_sites
+    root, other = root[keep], other[keep]
+    vinds = [v for v, k in zip(vinds, keep.tolist()) if k]
+    solid, area = _face_stats(voro.vertices, vinds, pts[root], pts[other])
+    cart = _cart(fc[other], matrix)  # the neighbours as pymatgen's sites compute them
+    bounds = np.searchsorted(root, np.arange(n_sites + 1))
     out: list[_Cell | None] = []
-    owner0, owner1 = rp[:, 0], rp[:, 1]
     for p in range(n_sites):
-        sel = np.nonzero((owner0 == p) | (owner1 == p))[0]
-        if len(sel) == 0:
+        lo, hi = bounds[p], bounds[p + 1]
+        if bad[p] or lo == hi:
             out.append(None)
             continue
-        vids = np.unique(np.concatenate([voro.ridge_vertices[i] for i in sel]))
-        if vids[0] < 0:
-            out.append(None)
-            continue
-        rmax = np.sqrt(((voro.vertices[vids] - pts[p]) ** 2).sum(axis=1)).max()
-        if not rmax < limit:
-            out.append(None)
-            continue
-        out.append(_cell_of_point(voro, p, pts, fc, idx, matrix, sel))
+        o = other[lo:hi]
+        out.append(_Cell(frac=fc[o], cart=cart[lo:hi], index=idx[o], solid_angle=solid[lo:hi], area=area[lo:hi]))
     return out
 
 
@@ -616,18 +655,19 @@ def _op_value(geo: _Geometry, typ: str, p: dict) -> float | None:
     raise NeedsReference(f"op {typ}: not implemented in the fast path")
 
 
-_BOOP: Any = None
+_LOCAL = threading.local()  # get_q2/4/6 keep state on their instance: one per thread (joblib "threading")
 
 
 def _boops(geo: _Geometry) -> tuple[float, float, float] | None:
-    """q2, q4, q6 with pymatgen's own formulas on angles computed exactly as pymatgen does."""
-    global _BOOP
+    """q2, q4, q6 with pymatgen's own formulas on angles computed exactly as pymatgen does (the
+    trigonometric powers of a batched instance are those of matminer's one-type instances)."""
     if geo.n == 0:
         return None
-    if _BOOP is None:
+    boop = getattr(_LOCAL, "boop", None)
+    if boop is None:
         from pymatgen.core.local_env import LocalStructOrderParams
 
-        _BOOP = LocalStructOrderParams(["q2", "q4", "q6"])
+        boop = _LOCAL.boop = LocalStructOrderParams(["q2", "q4", "q6"])
     left_of_unity = 1 - 1e-12
     thetas, phis = [], []
     for vec in geo.u:
@@ -638,7 +678,7 @@ def _boops(geo: _Geometry) -> tuple[float, float, float] | None:
             if vec[1] < 0.0:
                 tmpphi = -tmpphi
         phis.append(tmpphi)
-    return _BOOP.get_q2(thetas, phis), _BOOP.get_q4(thetas, phis), _BOOP.get_q6(thetas, phis)
+    return boop.get_q2(thetas, phis), boop.get_q4(thetas, phis), boop.get_q6(thetas, phis)
 
 
 def _reference_op(structure: Any, n: int, neigh_frac: np.ndarray, typ: str, p: dict | None) -> float | None:
@@ -738,9 +778,10 @@ class FingerprintOutcome:
     stats: FastStats = field(default_factory=FastStats)
 
 
-def site_fingerprints(structure: Any, backend: str = "fast") -> FingerprintOutcome:
+def site_fingerprints(structure: Any, backend: str = "fast", reraise: tuple[type[BaseException], ...] = ()) -> FingerprintOutcome:
     """Per-site "ops" fingerprints by the chosen backend; the fast backend hands the whole crystal to
-    matminer when it raises (matminer then decides: its own exception propagates, as before).
+    matminer when it raises (matminer then decides: its own exception propagates, as before), except
+    for the exception types in ``reraise`` (a time limit), which propagate at once.
 
     The numbers do not depend on the backend (to ~1e-12), so caches keyed without it stay valid."""
     if backend not in BACKENDS:
@@ -749,6 +790,8 @@ def site_fingerprints(structure: Any, backend: str = "fast") -> FingerprintOutco
         stats = FastStats()
         try:
             return FingerprintOutcome(crystalnn_ops_fingerprints(structure, stats), "fast", None, stats)
+        except reraise:
+            raise
         except Exception as exc:  # noqa: BLE001 - any surprise: matminer, the reference, decides
             reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}".rstrip(": ")
             return FingerprintOutcome(reference_fingerprints(structure), "matminer", reason, stats)
