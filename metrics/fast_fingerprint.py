@@ -64,6 +64,8 @@ MAX_CN = 24
 _AMBIGUOUS = 1e-9
 # |frac(1000 w) - 0.5| below this: round(w, 3) might round the other way in matminer's arithmetic.
 _ROUND_GUARD = 1e-7
+# Two CrystalNN weights this close (relative) might be sorted the other way round by matminer.
+_TIE = 1e-9
 
 _IPI = 1.0 / math.pi
 _PIOVER2 = math.pi / 2.0
@@ -86,6 +88,11 @@ _THETA_THRESHOLDS = (
 
 class NeedsReference(Exception):
     """The fast path cannot guarantee matminer's result for this site; compute it with matminer."""
+
+
+class NeedsSiteReference(NeedsReference):
+    """As NeedsReference, for an order parameter that pymatgen alone cannot redo on the fast
+    path's neighbours (it depends on their order): the whole site goes to matminer."""
 
 
 @dataclass
@@ -411,6 +418,7 @@ class _NNData:
     cn_weights: dict[int, float]
     order: np.ndarray  # face indices of the weighted neighbours, highest weight first
     cell: _Cell | None
+    weights: np.ndarray | None = None  # their weights before round(w, 3), which decided that order
 
 
 def _nn_data(structure: Any, n: int, cell: _Cell) -> _NNData:
@@ -470,10 +478,12 @@ def _nn_data(structure: Any, n: int, cell: _Cell) -> _NNData:
     frac_part = scaled - np.floor(scaled)
     if np.any(np.abs(frac_part - 0.5) < _ROUND_GUARD * np.maximum(1.0, scaled)):
         raise NeedsReference("weights: at a rounding boundary of round(w, 3)")
+    unrounded = w
     w = np.round(w, 3)
     pos = w > 0
     w = w[pos]
     keep = keep[pos]
+    unrounded = unrounded[pos]
     dist_bins: list[float] = []
     for v in w.tolist():
         if not dist_bins or dist_bins[-1] != v:
@@ -487,7 +497,7 @@ def _nn_data(structure: Any, n: int, cell: _Cell) -> _NNData:
     cn0 = 1 - sum(cn_weights.values())
     if cn0 > 0:
         cn_weights[0] = cn0
-    return _NNData(cn_weights, keep, cell)
+    return _NNData(cn_weights, keep, cell, unrounded)
 
 
 # ------------------------------------------------------------------ order parameters
@@ -552,10 +562,12 @@ def _max_norm(qsp: np.ndarray, norms: np.ndarray, n: int) -> float | None:
     return float(vals[~np.eye(n, dtype=bool)].max())
 
 
-def _op_value(geo: _Geometry, typ: str, p: dict) -> float | None:
+def _op_value(geo: _Geometry, typ: str, p: dict, tied: np.ndarray | None = None) -> float | None:
     """One order parameter of one site, as ``LocalStructOrderParams([typ], [p])`` computes it.
 
-    Raises NeedsReference where an angle sits on one of pymatgen's branch thresholds."""
+    ``tied[j, k]``: neighbours j and k might come in the other order in matminer (their CrystalNN
+    weights are equal up to rounding). Raises NeedsReference where an angle sits on one of
+    pymatgen's branch thresholds, or (bcc) where the order of tied neighbours changes the value."""
     n = geo.n
     th = geo.theta
     pair = geo.pair
@@ -631,8 +643,16 @@ def _op_value(geo: _Geometry, typ: str, p: dict) -> float | None:
         fac = np.where(tk > _PIOVER2, 1.0, -1.0)
         tmp = (tm - _PIOVER2) / _ASIN_THIRD
         term = fac * np.cos(3 * phi) * _FAC_BCC * tmp * np.exp(-0.5 * tmp * tmp)
-        cond = ang & upper[:, :, None] & (tk < spp)
-        total = float(qk.sum() + np.where(cond, term, 0.0).sum())
+        cond_all = ang & pair[:, :, None] & (tk < spp)
+        per_pair = np.where(cond_all, term, 0.0).sum(axis=2)  # pole j, pair (j, k), both orders
+        # Quirk: bcc is the one preset order parameter that depends on the order of the neighbours:
+        # it takes pair (j, k) only with j first, and its m-terms are not symmetric in j and k. The
+        # order is CrystalNN's (weights descending, ties in pymatgen's ridge order, which the shared
+        # tessellation does not reproduce); if swapping two tied neighbours changes the value, the
+        # site is left to matminer.
+        if tied is not None and np.any(tied & upper & (np.abs(per_pair - per_pair.T) > 1e-12)):
+            raise NeedsSiteReference("op bcc: the order of tied neighbours changes the value")
+        total = float(qk.sum() + np.where(upper, per_pair, 0.0).sum())
         if n > 3:
             return total / float(0.5 * float(n * (6 + (n - 2) * (n - 3))))
         return None
@@ -720,8 +740,16 @@ def _site_fingerprint(structure: Any, n: int, nnd: _NNData, stats: FastStats) ->
                 q = boops[cn]
                 val = None if q is None else q[("q2", "q4", "q6").index(typ)]
             else:
-                val = _op_value(geo, typ, p or {})
+                tied = None
+                if typ == "bcc" and nnd.weights is not None:
+                    w = nnd.weights[:cn]
+                    tied = np.abs(w[:, None] - w[None, :]) <= _TIE * np.maximum(np.abs(w[:, None]), np.abs(w[None, :]))
+                val = _op_value(geo, typ, p or {}, tied)
+        except NeedsSiteReference:
+            raise
         except NeedsReference as why:
+            if typ == "bcc":  # pymatgen on the fast path's neighbour order need not be matminer's (see bcc)
+                raise NeedsSiteReference(f"{why} (bcc: order-dependent)") from why
             stats.ops_reference += 1
             stats.reasons[str(why)] += 1
             val = _reference_op(structure, n, nnd.cell.frac[faces], typ, p)

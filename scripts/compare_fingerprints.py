@@ -31,15 +31,16 @@ def sample_crystals(csv: Path, n: int | None, seed: int = 0) -> list[Crystal]:
     """``n`` crystals of a CSV (all if None), parsed as ``load_csv`` parses them."""
     import pandas as pd
 
-    from benchmark.datasets.base import _parse_row
+    from benchmark.datasets.base import parse_cif_published
 
     df = pd.read_csv(csv)
     if n is not None and n < len(df):
         df = df.sample(n=n, random_state=seed)
     out = []
     for i, cif in zip(df.index, df["cif"]):
-        z, frac, lengths, angles = _parse_row(cif)
-        out.append(Crystal(z, frac, lengths, angles, label=f"{csv.parent.name}/{csv.stem}#{i}"))
+        s = parse_cif_published(cif)  # load_csv's parse: published CIF reading and Niggli reduction
+        z = [site.specie.Z for site in s]
+        out.append(Crystal(z, s.frac_coords, s.lattice.abc, s.lattice.angles, label=f"{csv.parent.name}/{csv.stem}#{i}"))
     return out
 
 

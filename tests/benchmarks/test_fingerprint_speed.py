@@ -32,13 +32,16 @@ def _structures(case: str, data: Path) -> list[Any]:
         import pandas as pd
 
         from benchmark.crystal import Crystal
-        from benchmark.datasets.base import _parse_row
+        from benchmark.datasets.base import parse_cif_published
 
         df = pd.read_csv(data.joinpath(*CASES[case]))
         if case == "mp_20_sample":  # only 10 test rows: add the 10 val rows
             df = pd.concat([df, pd.read_csv(data / "mp_20_sample" / "val.csv")])
         df = df.sample(n=min(N_CRYSTALS, len(df)), random_state=0)
-        _STRUCTURES[case] = [Crystal(*_parse_row(cif)).to_structure() for cif in df["cif"]]
+        parsed = [parse_cif_published(cif) for cif in df["cif"]]  # as load_csv parses them
+        _STRUCTURES[case] = [
+            Crystal([site.specie.Z for site in s], s.frac_coords, s.lattice.abc, s.lattice.angles).to_structure() for s in parsed
+        ]
     return _STRUCTURES[case]
 
 
