@@ -128,6 +128,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_jobs=args.jobs,
         backend=args.backend,
+        fingerprint_backend=args.fingerprint_backend,
         data_dir=args.data_dir,
         runs_dir=args.runs_dir,
         properties=args.properties,
@@ -402,6 +403,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the 1,000-sample draw for property statistics (default 0)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers for featurisation (default: all cores)")
     p.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"], help="joblib backend (dask needs a running distributed client)")
+    p.add_argument("--fingerprint-backend", default="fast", choices=["fast", "matminer"],
+                   help="who computes the CrystalNN 'ops' fingerprints: fast (default; equal to matminer's to ~1e-12, a crystal it "
+                        "cannot take goes to matminer) or matminer (the published code path); the run record names it")
     p.add_argument("--properties", default=None, help="property values per sample (JSON list, oracle JSON, .npy, or CSV) for SR / wdist_prop")
     p.add_argument("--property", default=None, help="property name (default: the dataset's target)")
     p.add_argument("--metric", action="append", default=[], help="compute only these metrics (repeatable; see `list metrics`; default: the task's)")

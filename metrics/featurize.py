@@ -19,7 +19,14 @@ from typing import Sequence
 import numpy as np
 
 from benchmark.crystal import Crystal
-from benchmark.metrics.crystal_eval import EVAL_VERSION, CrystalResult, evaluate_crystal, unreadable_result
+from benchmark.metrics.crystal_eval import (
+    DEFAULT_FINGERPRINT_BACKEND,
+    EVAL_VERSION,
+    CrystalResult,
+    check_fingerprint_backend,
+    evaluate_crystal,
+    unreadable_result,
+)
 from benchmark.files import ArrayCache, library_versions
 from benchmark.metrics.profiles import MetricProfile, get_profile
 
@@ -43,9 +50,9 @@ def check_backend(backend: str) -> None:
             raise ValueError("the dask backend needs a running dask.distributed Client (e.g. Client(scheduler_address)) in this process") from None
 
 
-def _chunk_eval(items: list[tuple[int, Crystal]], profile_name: str) -> list[CrystalResult]:
+def _chunk_eval(items: list[tuple[int, Crystal]], profile_name: str, fp_backend: str = DEFAULT_FINGERPRINT_BACKEND) -> list[CrystalResult]:
     profile = get_profile(profile_name)
-    return [evaluate_crystal(c, profile, index=i) for i, c in items]
+    return [evaluate_crystal(c, profile, index=i, fp_backend=fp_backend) for i, c in items]
 
 
 def evaluate_entries(
@@ -56,13 +63,16 @@ def evaluate_entries(
     progress: bool = True,
     desc: str = "featurising",
     chunk_size: int = 16,
+    fp_backend: str = DEFAULT_FINGERPRINT_BACKEND,
 ) -> list[CrystalResult]:
     """Evaluate a list of Crystals (anything else counts as unreadable) in input order.
 
     Args:
         entries: ``Crystal`` or an object with ``source`` and ``reason`` (an unreadable entry).
         n_jobs: worker count (default: all cores); 1 runs in this process.
+        fp_backend: who computes the CrystalNN fingerprints, "fast" or "matminer" (same numbers).
     """
+    check_fingerprint_backend(fp_backend)
     from tqdm.auto import tqdm
 
     results: list[CrystalResult | None] = [None] * len(entries)
@@ -78,14 +88,14 @@ def evaluate_entries(
     bar = tqdm(total=len(todo), desc=desc, unit="crystal", disable=not progress)
     if n_jobs == 1 or backend == "sequential" or len(chunks) <= 1:
         for chunk in chunks:
-            for r in _chunk_eval(chunk, profile.name):
+            for r in _chunk_eval(chunk, profile.name, fp_backend):
                 results[r.index] = r
             bar.update(len(chunk))
     else:
         from joblib import Parallel, delayed, parallel_config
 
         with parallel_config(backend=backend, n_jobs=n_jobs):
-            gen = Parallel(return_as="generator")(delayed(_chunk_eval)(chunk, profile.name) for chunk in chunks)
+            gen = Parallel(return_as="generator")(delayed(_chunk_eval)(chunk, profile.name, fp_backend) for chunk in chunks)
             for chunk_results in gen:
                 for r in chunk_results:
                     results[r.index] = r
@@ -98,7 +108,9 @@ def evaluate_entries(
 def reference_cache(file_sha256: str, split: str, profile: MetricProfile, limit: int | None) -> ArrayCache:
     """The cache of a reference split's results: keyed by the dataset file's SHA-256, the split,
     ``limit``, the profile (name and settings), :data:`EVAL_VERSION` and the versions of the
-    libraries that compute validity and fingerprints."""
+    libraries that compute validity and fingerprints. Not by the fingerprint backend: "fast" and
+    "matminer" give the same numbers (to ~1e-12), so a cache written by either serves both; the
+    arrays record which backend computed each crystal (``fp_backend``)."""
     key = {
         "file_sha256": file_sha256,
         "split": split,
@@ -137,6 +149,8 @@ def results_to_arrays(results: Sequence[CrystalResult]) -> dict[str, np.ndarray]
         "n_elems": col("n_elems", np.nan),
         "min_dist": col("min_dist", np.nan),
         "volume": col("volume", np.nan),
+        "fp_backend": np.array(["" if r.fp_backend is None else r.fp_backend for r in results], dtype=str),
+        "fp_fallback": np.array(["" if r.fp_fallback is None else r.fp_fallback for r in results], dtype=str),
     }
 
 
@@ -149,6 +163,11 @@ def results_from_arrays(a: dict[str, np.ndarray]) -> list[CrystalResult] | None:
     try:
         n = len(a["index"])
         if a["flags"].shape != (n, 4) or a["struct_fp"].shape != (n, N_STRUCT_FP) or a["comp_fp"].shape != (n, N_COMP_FP):
+            return None
+        # caches written before the fast backend have no fp_backend: matminer computed them
+        backends = a["fp_backend"] if "fp_backend" in a else np.array(["matminer" if h else "" for h in a["has_fp"]])
+        fallbacks = a["fp_fallback"] if "fp_fallback" in a else np.array([""] * n)
+        if len(backends) != n or len(fallbacks) != n:
             return None
         out = []
         for k in range(n):
@@ -170,6 +189,8 @@ def results_from_arrays(a: dict[str, np.ndarray]) -> list[CrystalResult] | None:
                     n_elems=None if np.isnan(a["n_elems"][k]) else int(a["n_elems"][k]),
                     min_dist=opt(a["min_dist"][k]),
                     volume=opt(a["volume"][k]),
+                    fp_backend=str(backends[k]) or None,
+                    fp_fallback=str(fallbacks[k]) or None,
                 )
             )
         return out
@@ -187,6 +208,7 @@ def evaluate_reference(
     backend: str = "loky",
     progress: bool = True,
     use_cache: bool = True,
+    fp_backend: str = DEFAULT_FINGERPRINT_BACKEND,
 ) -> tuple[list[CrystalResult], bool]:
     """Results for a reference split, from the cache when present. Returns (results, was_cached)."""
     cache = reference_cache(file_sha256, split, profile, limit)
@@ -195,7 +217,8 @@ def evaluate_reference(
         cached = None if arrays is None else results_from_arrays(arrays)
         if cached is not None and len(cached) == len(crystals):
             return cached, True
-    results = evaluate_entries(crystals, profile, n_jobs=n_jobs, backend=backend, progress=progress, desc=f"featurising reference {split}")
+    results = evaluate_entries(crystals, profile, n_jobs=n_jobs, backend=backend, progress=progress, desc=f"featurising reference {split}",
+                               fp_backend=fp_backend)
     if use_cache:
         cache.save(results_to_arrays(results))
     return results, False

@@ -53,6 +53,7 @@ class EvaluateOptions:
     seed: int = 0
     n_jobs: int | None = None
     backend: str = "loky"
+    fingerprint_backend: str = "fast"
     data_dir: str | None = None
     runs_dir: str | None = None
     properties: str | None = None
@@ -201,6 +202,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     from benchmark import settings
     from benchmark.datasets.base import DatasetNotFound
     from benchmark.files import sha256_file
+    from benchmark.metrics.crystal_eval import check_fingerprint_backend
     from benchmark.metrics.featurize import check_backend, evaluate_entries, evaluate_reference
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
@@ -221,6 +223,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     metrics = select_metrics(task, opts.metrics)
     try:
         check_backend(opts.backend)
+        check_fingerprint_backend(opts.fingerprint_backend)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from exc
     config = task_config(task, opts, dataset.name)
@@ -243,7 +246,8 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         raise EvaluationError(f"{opts.samples}: no crystals to evaluate")
     timings["read_samples_s"] = time.time() - t
     t = time.time()
-    results = evaluate_entries(entries, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, desc="featurising samples")
+    results = evaluate_entries(entries, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, desc="featurising samples",
+                               fp_backend=opts.fingerprint_backend)
     timings["featurise_samples_s"] = time.time() - t
     notes: list[str] = []
     n_unreadable = sum(1 for r in results if r.reasons and r.reasons[0].startswith("unreadable"))
@@ -261,7 +265,8 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
             digest = sha256_file(path)
             t = time.time()
             reference, cached = evaluate_reference(
-                ref_crystals, digest, opts.reference_split, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, use_cache=opts.use_cache
+                ref_crystals, digest, opts.reference_split, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, use_cache=opts.use_cache,
+                fp_backend=opts.fingerprint_backend,
             )
             timings["featurise_reference_s"] = time.time() - t
             timings["reference_cached"] = float(cached)
@@ -307,7 +312,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         train=train,
         properties=properties,
         property_name=prop_name,
-        options={"n_jobs": opts.n_jobs, "backend": opts.backend, "progress": opts.progress, **task_opts},
+        options={"n_jobs": opts.n_jobs, "backend": opts.backend, "fingerprint_backend": opts.fingerprint_backend, "progress": opts.progress, **task_opts},
         notes=notes,
         artifacts={str(k): np.asarray(v) for k, v in opts.artifacts.items()},
     )
@@ -330,6 +335,7 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
     extras = task.record_extras(ctx)
 
     record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx, config)
+    record["fingerprints"] = fingerprint_summary(opts.fingerprint_backend, results, reference)
     record.update(extras)
     run_dir = None
     if opts.store:
@@ -341,6 +347,23 @@ def evaluate(opts: EvaluateOptions) -> EvaluationResult:
         record["artifacts"] = {"per_structure": "per_structure.csv", **write_artifacts(writers, run_dir, record["notes"])}
         store.save(record)
     return EvaluationResult(values, table, record, run_dir, notes, writers, extras)
+
+
+def fingerprint_summary(requested: str, samples: list[CrystalResult], reference: list[CrystalResult] | None) -> dict[str, Any]:
+    """Which backend computed the CrystalNN fingerprints (the run record's ``fingerprints``): the one
+    requested, and per set the crystals each backend computed and why the fast one handed crystals
+    to matminer. A cached reference keeps the backends that computed it."""
+    from collections import Counter
+
+    def counts(results: list[CrystalResult]) -> dict[str, Any]:
+        by = Counter(r.fp_backend for r in results if r.fp_backend)
+        why = Counter(r.fp_fallback for r in results if r.fp_fallback)
+        return {"by_backend": dict(sorted(by.items())), "fallbacks": dict(sorted(why.items()))}
+
+    out: dict[str, Any] = {"backend": requested, "samples": counts(samples)}
+    if reference is not None:
+        out["reference"] = counts(reference)
+    return out
 
 
 def _oracle(opts: EvaluateOptions, dataset: Any, notes: list[str]) -> Any | None:
