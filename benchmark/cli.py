@@ -217,6 +217,7 @@ def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any]
         json_out=getattr(args, "json", None),
         profile=getattr(args, "profile", "cdvae"),
         n_jobs=getattr(args, "jobs", None),
+        fingerprint_backend=getattr(args, "fingerprint_backend", "fast"),
         progress=not args.no_progress,
         properties=getattr(args, "properties", None),
         train_split=getattr(args, "train_split", "train"),
@@ -433,6 +434,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
     p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers for scoring")
+    p.add_argument("--fingerprint-backend", default="fast", choices=["fast", "matminer"],
+                   help="who computes the CrystalNN 'ops' fingerprints when scoring (as for evaluate; the record names it)")
     p.add_argument("--properties", default=None, help="property values per sample (for SR) until an oracle is available")
     if task is not None and command == "run":
         _add_task_options(p, task, "run")

@@ -60,6 +60,7 @@ class RunOptions:
     json_out: str | None = None
     profile: str = "cdvae"
     n_jobs: int | None = None
+    fingerprint_backend: str = "fast"  # CrystalNN 'ops' fingerprints: fast (default) or matminer
     progress: bool = True
     properties: str | None = None
     train_split: str = "train"
@@ -369,6 +370,7 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
         profile=opts.profile,
         seed=opts.seed,
         n_jobs=opts.n_jobs,
+        fingerprint_backend=opts.fingerprint_backend,
         data_dir=opts.data_dir,
         runs_dir=opts.runs_dir,
         progress=opts.progress,
@@ -389,6 +391,8 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
     out["dataset"] = ev["dataset"]
     out["samples"] = {**ev["samples"], "path": "samples.extxyz"}
     out["profile_settings"] = ev.get("profile_settings")
+    if "fingerprints" in ev:  # which fingerprint backend computed what (what ran is what the record says)
+        out["fingerprints"] = ev["fingerprints"]
     out["metrics"] = ev["metrics"]
     out["timings"] = {**record["timings"], **ev["timings"]}
     out["notes"] = record["notes"] + ev["notes"]

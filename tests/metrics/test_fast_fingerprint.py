@@ -192,6 +192,28 @@ def test_cli_accepts_fingerprint_backend() -> None:
         build_parser(argv).parse_args([*argv, "--fingerprint-backend", "numba"])
 
 
+def test_run_records_the_fingerprint_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --fingerprint-backend matminer` scores with matminer and its record says so; the
+    default run says fast (the toy dataset: no data directory needed)."""
+    import json
+
+    from benchmark.cli import main
+
+    monkeypatch.setenv("BENCHMARK_CACHE_DIR", str(tmp_path / "cache"))
+    records = {}
+    for backend in ("matminer", "fast"):
+        runs = tmp_path / backend
+        argv = ["run", "--model", "replay", "--task", "generation", "--runs-dir", str(runs), "--no-progress",
+                "--set", "task.n_samples=12"]
+        assert main([*argv, "--fingerprint-backend", backend] if backend == "matminer" else argv) == 0
+        (record,) = runs.glob("2*/record.json")
+        records[backend] = json.loads(record.read_text())["fingerprints"]
+    assert records["matminer"]["backend"] == "matminer"
+    assert records["matminer"]["samples"]["by_backend"] == {"matminer": 12}
+    assert records["fast"]["backend"] == "fast"
+    assert records["fast"]["samples"]["by_backend"].get("fast", 0) == 12
+
+
 # ------------------------------------------------------------------ shared data
 def read_crystals(csv: Path, n: int | None, seed: int = 0) -> list[Crystal]:
     """``n`` crystals of a dataset CSV (all if None), parsed as ``load_csv`` parses them."""
