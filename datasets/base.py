@@ -223,6 +223,23 @@ def load_csv(path: str | os.PathLike[str], properties: Sequence[str] = (), progr
     return out
 
 
+def sample_csv(path: str | os.PathLike[str], n: int | None, seed: int = 0) -> list[Crystal]:
+    """``n`` rows of a published-format CSV drawn with pandas' ``sample(random_state=seed)`` (all
+    rows if ``n`` is None or not smaller), parsed as :func:`load_csv` parses them (published CIF
+    reading and Niggli reduction) but without its cache; labels ``<folder>/<split>#<row>``."""
+    import pandas as pd
+
+    path = Path(path)
+    df = pd.read_csv(path)
+    if n is not None and n < len(df):
+        df = df.sample(n=n, random_state=seed)
+    out = []
+    for i, cif in zip(df.index, df["cif"]):
+        z, frac, lengths, angles = _parse_row(cif)
+        out.append(Crystal(z, frac, lengths, angles, label=f"{path.parent.name}/{path.stem}#{i}"))
+    return out
+
+
 def parsed_cache(file_sha256: str) -> ArrayCache:
     """The cache of a CSV's parsed crystals: keyed by the file's SHA-256, :data:`PARSE_VERSION`
     and the version of pymatgen, whose CIF parser and Niggli reduction produce them."""

@@ -22,26 +22,10 @@ from typing import Any
 import numpy as np
 
 from benchmark.crystal import Crystal
+from benchmark.datasets.base import sample_csv
 from benchmark.metrics.fast_fingerprint import FastStats, reference_fingerprints, site_fingerprints
 
 SETS = ("perov_5/val", "perov_5/test", "carbon_24/val", "carbon_24/test", "supercon/test", "supercon/val", "mp_20_sample/test", "mp_20_sample/val")
-
-
-def sample_crystals(csv: Path, n: int | None, seed: int = 0) -> list[Crystal]:
-    """``n`` crystals of a CSV (all if None), parsed as ``load_csv`` parses them."""
-    import pandas as pd
-
-    from benchmark.datasets.base import parse_cif_published
-
-    df = pd.read_csv(csv)
-    if n is not None and n < len(df):
-        df = df.sample(n=n, random_state=seed)
-    out = []
-    for i, cif in zip(df.index, df["cif"]):
-        s = parse_cif_published(cif)  # load_csv's parse: published CIF reading and Niggli reduction
-        z = [site.specie.Z for site in s]
-        out.append(Crystal(z, s.frac_coords, s.lattice.abc, s.lattice.angles, label=f"{csv.parent.name}/{csv.stem}#{i}"))
-    return out
 
 
 def perturbed(c: Crystal, rng: np.random.Generator) -> list[Crystal]:
@@ -106,13 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     bad = 0
-    warm = sample_crystals(args.data / "perov_5" / "test.csv", 1) if (args.data / "perov_5" / "test.csv").is_file() else []
+    warm = sample_csv(args.data / "perov_5" / "test.csv", 1) if (args.data / "perov_5" / "test.csv").is_file() else []
     compare(warm)  # imports and first-call set-up out of the timings
     for name in args.sets:
         csv = args.data / f"{name}.csv"
         if not csv.is_file():
             continue
-        crystals = sample_crystals(csv, args.n or None)
+        crystals = sample_csv(csv, args.n or None)
         groups = [(name, crystals)]
         if args.perturb:
             groups.append((f"{name} perturbed", [p for c in crystals[: max(1, len(crystals) // 2)] for p in perturbed(c, rng)]))

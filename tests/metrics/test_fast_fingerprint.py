@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from benchmark.crystal import Crystal
+from benchmark.datasets.base import sample_csv
 from benchmark.metrics import fast_fingerprint as ff
 from benchmark.metrics.crystal_eval import evaluate_crystal
 from benchmark.metrics.featurize import results_from_arrays, results_to_arrays
@@ -215,23 +216,6 @@ def test_run_records_the_fingerprint_backend(tmp_path: Path, monkeypatch: pytest
 
 
 # ------------------------------------------------------------------ shared data
-def read_crystals(csv: Path, n: int | None, seed: int = 0) -> list[Crystal]:
-    """``n`` crystals of a dataset CSV (all if None), parsed as ``load_csv`` parses them."""
-    import pandas as pd
-
-    from benchmark.datasets.base import parse_cif_published
-
-    df = pd.read_csv(csv)
-    if n is not None and n < len(df):
-        df = df.sample(n=n, random_state=seed)
-    out = []
-    for i, cif in zip(df.index, df["cif"]):
-        s = parse_cif_published(cif)  # load_csv's parse: published CIF reading and Niggli reduction
-        z = [site.specie.Z for site in s]
-        out.append(Crystal(z, s.frac_coords, s.lattice.abc, s.lattice.angles, label=f"{csv.parent.name}/{csv.stem}#{i}"))
-    return out
-
-
 def perturb(c: Crystal, rng: np.random.Generator) -> list[Crystal]:
     """What a generative model might make of ``c``: noisy coordinates, a strained and sheared cell."""
     f, lengths, angles = c.frac_coords, c.lengths, c.angles
@@ -248,7 +232,7 @@ def test_dataset_sample_equal_matminer(shared_data: Path, name: str) -> None:
     if not csv.is_file():
         pytest.skip(f"{csv} not present")
     rng = np.random.default_rng(0)
-    crystals = read_crystals(csv, 3)
+    crystals = sample_csv(csv, 3)
     for crystal in crystals + perturb(crystals[0], rng):
         assert_same(crystal)
 
@@ -261,6 +245,6 @@ def test_every_dataset_crystal_equal_matminer(shared_data: Path, name: str) -> N
     csv = shared_data / f"{name}.csv"
     if not csv.is_file():
         pytest.skip(f"{csv} not present")
-    crystals = read_crystals(csv, None)
+    crystals = sample_csv(csv, None)
     to_matminer = sum(assert_same(c).backend != "fast" for c in crystals)
     assert to_matminer <= 0.01 * len(crystals)
