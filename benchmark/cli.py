@@ -223,6 +223,7 @@ def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any]
         train_split=getattr(args, "train_split", "train"),
         task_options=given or {},
         strategy=getattr(args, "strategy", None),
+        shard=getattr(args, "shard", None),
     )
 
 
@@ -241,6 +242,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     header = f"{record['model']['name']} / {record['task']} / {record['dataset']['name']} (preset {record['model']['preset']}, seed {record['seed']}, {record['device']}): {record['status']}"
+    if record["status"] == "shard_pending":  # this shard's batches are written; another shard (or a rerun) scores the run
+        _report(header, {}, record.get("notes", []), None, None)
+        return 0
     _report(header, flat_metrics(record), record.get("notes", []), f"run {record['run_id']} stored", args.json)
     return 0
 
@@ -263,25 +267,36 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from benchmark.samples import write_extxyz
-    from benchmark.tasks.base import BatchError, RunContext
-    from benchmark.tasks.runner import RunError, resolve, trained_model
+    from benchmark.tasks.base import BatchError, RunContext, ShardPending
+    from benchmark.tasks.runner import RunError, file_lock, model_dir, parse_shard, resolve, trained_model
 
     opts = _run_options(args)
     out = Path(args.out)
     work = out.with_name(out.name + ".batches")
     try:
+        shard = parse_shard(opts.shard)
         res = resolve(opts, with_task=False)
         if "sample" not in res.model_cls.capabilities:
             raise RunError(f"{opts.model} cannot sample")
-        model, _ = trained_model(opts, res)
-        run = RunContext(config=None, dataset=None, data_dir=opts.data_dir, seed=opts.seed, device=opts.device, work_dir=work, progress=opts.progress)
+        with file_lock(model_dir(opts, res).with_suffix(".lock"), shard is not None):  # concurrent shards train once
+            model, _ = trained_model(opts, res)
+        run = RunContext(config=None, dataset=None, data_dir=opts.data_dir, seed=opts.seed, device=opts.device, work_dir=work,
+                         progress=opts.progress, shard=shard)
         crystals, _, _ = run.sample(model, args.n, args.batch_size)
+    except ShardPending as exc:
+        print(str(exc))
+        return 0
     except (RunError, BatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    write_extxyz(crystals, out)
-    shutil.rmtree(work, ignore_errors=True)
-    print(f"{len(crystals)} crystals written to {out}")
+    with file_lock(out.with_name(out.name + ".lock"), shard is not None):  # two shards that both saw every batch write the same file
+        write_extxyz(crystals, out)
+    if shard is None:
+        shutil.rmtree(work, ignore_errors=True)
+        print(f"{len(crystals)} crystals written to {out}")
+    else:  # a slower shard may still be reading the batches: they stay until removed by hand
+        print(f"{len(crystals)} crystals written to {out} (shard {shard} completed the set; the batches stay in {work} "
+              "until every shard has ended: remove that directory then)")
     return 0
 
 
@@ -437,6 +452,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--fingerprint-backend", default="fast", choices=["fast", "matminer"],
                    help="who computes the CrystalNN 'ops' fingerprints when scoring (as for evaluate; the record names it)")
     p.add_argument("--properties", default=None, help="property values per sample (for SR) until an oracle is available")
+    p.add_argument("--shard", default=None, metavar="I/N", help="draw only shard I of N (0-based) of the run's seeded sampling batches "
+                   "into the shared work directory; start N processes (GPUs, nodes) with 0/N ... N-1/N and the same options: "
+                   "the one that writes the last batch scores and stores the run (a rerun without --shard does too)")
     if task is not None and command == "run":
         _add_task_options(p, task, "run")
     _add_common(p)
@@ -453,6 +471,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, required=True, help="number of crystals")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--out", required=True, help="output .extxyz")
+    p.add_argument("--shard", default=None, metavar="I/N", help="draw only shard I of N (0-based) of the seeded batches into OUT.batches; "
+                   "the process that writes the last batch writes OUT")
     _add_common(p)
     p.set_defaults(func=cmd_sample)
 

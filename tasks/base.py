@@ -158,6 +158,54 @@ class BatchError(RuntimeError):
     """A model returned the wrong number of crystals for a batch."""
 
 
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (``--shard I/N``, 0-based): the batches ``b`` with
+    ``b % count == index``. N processes (GPUs, nodes) given ``0/N`` ... ``N-1/N`` draw disjoint
+    sets of a run's seeded batches into one work directory; together they are exactly the batches
+    of a one-process run, since batch ``b``'s seed and size do not depend on who draws it."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: I/N needs N >= 1 and 0 <= I < N (0-based, e.g. 0/4 ... 3/4)")
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"`` -> Shard(I, N); a clear ValueError for anything else."""
+        parts = str(text).strip().split("/")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            index, count = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise ValueError(f"--shard {text!r}: expected I/N with integers, 0 <= I < N (e.g. 0/2 and 1/2 for two processes)") from None
+        return cls(index, count)
+
+    def owns(self, batch: int) -> bool:
+        return batch % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+class ShardPending(Exception):
+    """This shard drew all its batches, but others' are not all written yet: nothing to score
+    here. The shard that completes the set (or a rerun without ``--shard``) goes on.
+
+    Attributes: shard, n_batches (of the run), missing (batch indices not yet written).
+    """
+
+    def __init__(self, shard: Shard, n_batches: int, missing: list[int]) -> None:
+        self.shard, self.n_batches, self.missing = shard, n_batches, list(missing)
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        super().__init__(f"shard {shard}: its {len(range(shard.index, n_batches, shard.count))} batches are written; "
+                         f"{len(missing)} of the run's {n_batches} batches are still missing ({shown}), drawn by the other shards. "
+                         "The shard that writes the last batch scores the run (or rerun the command without --shard once all are written)")
+
+
 @dataclass
 class StopRule:
     """Ends :func:`batched` drawing before its budget: after each batch (made now or read back),
@@ -200,6 +248,7 @@ def batched(
     progress: bool = True,
     desc: str = "sampling",
     stop: StopRule | None = None,
+    shard: Shard | None = None,
 ) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
     """Run ``make(batch_index, batch_n)`` for each batch, keeping each batch's crystals in
     ``work_dir/batch_<i>.extxyz`` (written atomically, its ``.json`` marker last). Batches already
@@ -217,6 +266,13 @@ def batched(
     batches drawn are exactly the first ones of a run without the rule, with the same seeds and
     sizes, and resume the same way (a read-back batch is counted again, not redrawn).
 
+    With a ``shard``, only the shard's own batches are made; the others are read back when another
+    shard has written them. When some are still missing after this shard's own batches are done,
+    they are looked for once more (the shard that finishes last sees every other shard's batches,
+    so a set completed by concurrent shards is never left unscored) and :class:`ShardPending` is
+    raised if any is still absent. A shard cannot take a ``stop`` rule: where to stop depends on
+    the batches before, in order.
+
     Returns (crystals, model evaluations or None, artifacts concatenated over the batches).
     """
     from tqdm.auto import tqdm
@@ -224,12 +280,35 @@ def batched(
     from benchmark.files import read_npz, write_json_atomic, write_npz_atomic
     from benchmark.samples import read_samples, write_extxyz
 
+    if shard is not None and stop is not None:
+        raise BatchError(f"--shard {shard}: a run that draws until a count is reached (a stop rule, e.g. --until-valid) cannot be sharded; "
+                         "where it stops depends on the batches before, in order")
     work_dir.mkdir(parents=True, exist_ok=True)
     n_batches = max(1, math.ceil(n / batch_size)) if n > 0 else 0
+    read: dict[int, tuple[list[Crystal], dict[str, np.ndarray], int | None]] = {}
+
+    def read_back(b: int) -> bool:
+        """Batch ``b`` from the work directory if it is complete there (kept in ``read``)."""
+        bn = min(batch_size, n - b * batch_size)
+        path, meta = work_dir / f"batch_{b:05d}.extxyz", work_dir / f"batch_{b:05d}.json"
+        if not (path.is_file() and meta.is_file()):
+            return False
+        crystals = [c for c in read_samples(path).entries if isinstance(c, Crystal)]
+        info = json.loads(meta.read_text())
+        names = list(info.get("artifacts", []))
+        arrays = (read_npz(work_dir / f"batch_{b:05d}.npz") or {}) if names else {}
+        fits = sorted(arrays) == sorted(names) and all(a.ndim >= 1 and a.shape[0] == bn for a in arrays.values())
+        if not (len(crystals) == bn == info.get("n") and fits):
+            return False
+        n_eval = info.get("model_evaluations")
+        read[b] = (crystals, arrays, None if n_eval is None else int(n_eval))
+        return True
+
     out: list[Crystal] = []
     parts: list[dict[str, np.ndarray]] = []
     evals: int | None = 0
-    bar = tqdm(total=n_batches, desc=desc, unit="batch", disable=not progress)
+    missing: list[int] = []
+    bar = tqdm(total=n_batches, desc=desc if shard is None else f"{desc} (shard {shard})", unit="batch", disable=not progress)
     for b in range(n_batches):
         if stop is not None and stop.reached:
             break
@@ -237,18 +316,19 @@ def batched(
         path = work_dir / f"batch_{b:05d}.extxyz"
         meta = work_dir / f"batch_{b:05d}.json"
         arrays_path = work_dir / f"batch_{b:05d}.npz"
-        if path.is_file() and meta.is_file():
-            crystals = [c for c in read_samples(path).entries if isinstance(c, Crystal)]
-            info = json.loads(meta.read_text())
-            names = list(info.get("artifacts", []))
-            arrays = (read_npz(arrays_path) or {}) if names else {}
-            fits = sorted(arrays) == sorted(names) and all(a.ndim >= 1 and a.shape[0] == bn for a in arrays.values())
-            if len(crystals) == bn == info.get("n") and fits:
-                out.extend(crystals)
-                parts.append(arrays)
-                evals = None if evals is None or info.get("model_evaluations") is None else evals + int(info["model_evaluations"])
-                _counted(stop, crystals, bar)
-                continue
+        if read_back(b):
+            crystals, arrays, n_eval = read.pop(b)
+            out.extend(crystals)
+            parts.append(arrays)
+            evals = None if evals is None or n_eval is None else evals + n_eval
+            _counted(stop, crystals, bar)
+            continue
+        if shard is not None and not shard.owns(b):
+            missing.append(b)  # another shard's batch, not written yet: looked for again at the end
+            out.extend([None] * bn)  # type: ignore[list-item]  # its place, filled below
+            parts.append({})
+            bar.update(1)
+            continue
         made = make(b, bn)
         crystals, n_eval = made[0], made[1]
         arrays = {str(k): np.asarray(v) for k, v in (made[2] if len(made) > 2 else {}).items()}
@@ -266,6 +346,16 @@ def batched(
         evals = None if evals is None or n_eval is None else evals + int(n_eval)
         _counted(stop, crystals, bar)
     bar.close()
+    if missing:
+        assert shard is not None
+        still = [b for b in missing if not read_back(b)]
+        if still:
+            raise ShardPending(shard, n_batches, still)
+        for b in missing:  # every batch is now written: put the other shards' in their places
+            crystals, arrays, n_eval = read.pop(b)
+            out[b * batch_size : b * batch_size + len(crystals)] = crystals
+            parts[b] = arrays
+            evals = None if evals is None or n_eval is None else evals + n_eval
     return out, evals, _concatenate_artifacts(parts)
 
 
@@ -305,6 +395,8 @@ class RunContext:
         progress: show progress bars.
         profile: the metric profile the run is scored with (a stop rule that counts valid
             crystals judges them as the scoring will).
+        shard: with ``--shard I/N``, this process makes only its share of the batches
+            (:class:`Shard`); :meth:`batches` raises :class:`ShardPending` until all are written.
     """
 
     config: Any
@@ -315,6 +407,7 @@ class RunContext:
     work_dir: Path
     progress: bool = True
     profile: str = "cdvae"
+    shard: Shard | None = None
 
     def seed_of(self, index: int) -> int:
         return derive_seed(self.seed, index)
@@ -325,7 +418,7 @@ class RunContext:
     def batches(self, n: int, batch_size: int, make: Callable[[int, int], Any],
                 desc: str = "sampling", stop: StopRule | None = None) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
         """:func:`batched` in this run's work directory: (crystals, evaluations, artifacts)."""
-        return batched(self.work_dir, n, batch_size, make, self.progress, desc, stop)
+        return batched(self.work_dir, n, batch_size, make, self.progress, desc, stop, self.shard)
 
     def sample(self, model: Any, n: int, batch_size: int,
                stop: StopRule | None = None) -> tuple[list[Crystal], int | None, dict[str, np.ndarray]]:
@@ -498,6 +591,6 @@ class Task:
 
 
 __all__ = [
-    "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "StopRule", "Task", "TaskConfig", "TaskError",
+    "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "Shard", "ShardPending", "StopRule", "Task", "TaskConfig", "TaskError",
     "batched", "cli_options", "derive_seed", "merged_options", "option",
 ]

@@ -13,6 +13,14 @@ Interrupted work resumes: training continues from the model's last checkpoint (t
 ``fit`` does that in its directory, keyed by model, dataset, resolved config and seed), and
 sampling is done in seeded batches, each written atomically to a work directory, so a rerun reuses
 the batches already written and the result has no lost or duplicated crystals.
+
+Sharded runs (``--shard I/N``): N processes with the same command line and ``0/N`` ... ``N-1/N``
+share one work directory (its key does not depend on the shard or on which GPU of a kind samples);
+each draws its own batches (:class:`~benchmark.tasks.base.Shard`). The first to arrive trains the
+model while the others wait on a file lock, then reuse it. A shard that ends with batches still
+missing stores nothing (status ``shard_pending``); the one that completes the set scores and stores
+the run, under a lock, and leaves a ``<work>.scored.json`` marker, so a shard that also saw a
+complete set returns that run instead of storing a second one.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from benchmark.tasks.base import BatchError, RunContext
+from benchmark.tasks.base import BatchError, RunContext, ShardPending
 
 #: the dataset and preset a run uses when none is given (embedded, needs no data directory)
 DEFAULT_DATASET = "toy"
@@ -67,6 +75,8 @@ class RunOptions:
     task_options: Mapping[str, Any] = field(default_factory=dict)
     # a model setting: becomes the override model.strategy=NAME (the model's config must have it)
     strategy: str | None = None
+    # "I/N": this process draws only its share of the sampling batches (see the module doc)
+    shard: str | None = None
 
 
 @dataclass
@@ -235,13 +245,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def run_context(opts: RunOptions, res: Resolved, work: Path) -> RunContext:
+def run_context(opts: RunOptions, res: Resolved, work: Path, shard: Any = None) -> RunContext:
     """What the task's :meth:`~benchmark.tasks.base.Task.produce` is given."""
     from benchmark.registry import get_plugins
 
     dataset = get_plugins()["datasets"].get(opts.dataset)
     return RunContext(config=res.task_config, dataset=dataset, data_dir=opts.data_dir, seed=opts.seed, device=opts.device,
-                      work_dir=work, progress=opts.progress, profile=opts.profile)
+                      work_dir=work, progress=opts.progress, profile=opts.profile, shard=shard)
 
 
 def check_task_options(opts: RunOptions, res: Resolved) -> None:
@@ -264,7 +274,6 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     from benchmark import settings
     from benchmark.config import to_jsonable
     from benchmark.models.base import NotSupported
-    from benchmark.samples import write_extxyz
     from benchmark.store import SCHEMA_VERSION, ResultsStore, environment_info, new_run_id, utc_now_iso
 
     t_start = time.time()
@@ -314,25 +323,91 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         return record
 
     check_task_options(opts, res)  # before training, not after
-    model, ckpt_info = trained_model(opts, res, log)
+    shard = parse_shard(opts.shard)
+    with file_lock(model_dir(opts, res).with_suffix(".lock"), shard is not None):  # concurrent shards train once
+        model, ckpt_info = trained_model(opts, res, log)
     model_info["checkpoint_sha256"] = ckpt_info.get("checkpoint_sha256")
     model_info["checkpoint"] = ckpt_info.get("checkpoint")
     if ckpt_info.get("fit"):
         record["fit"] = ckpt_info["fit"]
+    # the work directory's key: the device's kind only (cuda:0 and cuda:1 draw the same batches), never the shard
     work = settings.runs_dir(opts.runs_dir) / "work" / _hash({"model_key": str(model_dir(opts, res)), "ckpt": model_info["checkpoint_sha256"], "task": opts.task,
-                                                               "cfg": to_jsonable(res.task_config), "seed": opts.seed, "device": opts.device})
+                                                               "cfg": to_jsonable(res.task_config), "seed": opts.seed,
+                                                               "device": opts.device.split(":", 1)[0]})
+    scored = work.with_name(work.name + ".scored.json")
+    if shard is not None and scored.is_file():
+        return _scored_run(store, scored, shard, log)
     t = time.time()
     try:
         with _progress_env(opts.progress):  # a model's own bars (diffusion steps) follow --no-progress too
-            produced = task.produce(model, run_context(opts, res, work))
+            produced = task.produce(model, run_context(opts, res, work, shard))
     except NotSupported as exc:
         record["status"] = "not_supported"
         record["notes"].append(str(exc))
         store.save(record)
         return record
+    except ShardPending as exc:
+        record["status"] = "shard_pending"  # not stored: the run is scored once all batches are written
+        record["shard"] = {"shard": str(shard), "n_batches": exc.n_batches, "missing": exc.missing}
+        record["notes"].append(str(exc))
+        record["duration_s"] = time.time() - t_start
+        return record
     except BatchError as exc:
         raise RunError(str(exc)) from exc
+    with file_lock(work.with_name(work.name + ".lock"), shard is not None):
+        if shard is not None and scored.is_file():  # another shard saw the complete set first and stored it
+            return _scored_run(store, scored, shard, log)
+        record = _finish(opts, res, task, store, record, produced, work, t, t_start, shard)
+        if shard is not None:
+            from benchmark.files import write_json_atomic
+
+            write_json_atomic(scored, {"run_id": record["run_id"], "scored_by_shard": str(shard)})
+    return record
+
+
+def parse_shard(text: str | None) -> Any:
+    """``--shard I/N`` as a :class:`~benchmark.tasks.base.Shard` (None without one); RunError if malformed."""
+    from benchmark.tasks.base import Shard
+
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ValueError as exc:
+        raise RunError(str(exc)) from exc
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, active: bool) -> Iterator[None]:
+    """An inter-process file lock on ``path`` when ``active`` (sharded runs), else nothing."""
+    if not active:
+        yield
+        return
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path)):
+        yield
+
+
+def _scored_run(store: Any, marker: Path, shard: Any, log: Callable[[str], None]) -> dict[str, Any]:
+    """The record another shard stored for this run (its ``.scored.json`` marker names it)."""
+    run_id = json.loads(marker.read_text())["run_id"]
+    log(f"shard {shard}: this run is already scored and stored as {run_id} (by shard {json.loads(marker.read_text()).get('scored_by_shard')})")
+    return store.get(run_id)
+
+
+def _finish(opts: RunOptions, res: Resolved, task: Any, store: Any, record: dict[str, Any], produced: Any, work: Path,
+            t: float, t_start: float, shard: Any) -> dict[str, Any]:
+    """Everything after the task produced its crystals: write, score, store; the work directory
+    is removed once the run is stored (kept for a sharded run: a slower shard may still be
+    reading the batches; a later run without --shard reuses and then removes them)."""
+    from benchmark.samples import write_extxyz
+
+    run_id = record["run_id"]
     record["timings"]["model_s"] = time.time() - t
+    if shard is not None:
+        record["shard"] = {"scored_by": str(shard), "n_shards": shard.count}
     record.update(produced.record)
     record["notes"].extend(produced.notes)
 
@@ -350,7 +425,7 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
         record["metrics"][key] = value.as_dict()
     record["duration_s"] = time.time() - t_start
     store.save(record)
-    if work.exists():
+    if work.exists() and shard is None:
         shutil.rmtree(work, ignore_errors=True)  # the run is complete: its samples are in the run dir
     return record
 
