@@ -26,21 +26,207 @@
 
 A module logs ``train_loss`` (and ``val_loss`` when validating) with ``self.log``; prefer
 ``on_epoch=True`` so that the epoch mean is recorded.
+
+**Several devices and nodes** (:class:`TrainingResources`): the accelerator, number of devices and
+nodes, Lightning strategy and precision reach the Trainer without any model's ``fit`` taking them.
+The runner enters :func:`training_resources` around ``model.fit(...)``; every :func:`train_module`
+call inside (a third-party plugin's too) builds its Trainer with them, and records what ran (world
+size, this process's global rank) in the :class:`TrainingSession` the context yields. Defaults are
+one device, strategy ``auto``, ``32-true``: the Trainer of a plain call. Under Lightning's ``ddp``
+strategy the whole command is re-launched once per extra local device (Lightning's subprocess
+launcher), or started once per task by SLURM's ``srun`` (Lightning's ``SLURMEnvironment``, which
+nothing here overrides); every process fits, and the caller asks :attr:`TrainingSession.is_global_zero`
+before writing anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
+import dataclasses
 import importlib.util
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
 LOG_NAME = "logs"
 ACCELERATORS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu", "auto": "auto", "mps": "mps"}
+
+
+#: Lightning's precision strings (``lightning.fabric.connector._PRECISION_INPUT_STR``), listed here so
+#: the command line can offer them without importing Lightning (a test checks the two agree)
+PRECISIONS = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true",
+              "transformer-engine", "transformer-engine-float16")
+#: strategy names accepted besides those in Lightning's StrategyRegistry (which has no "auto")
+LIGHTNING_STRATEGY_NAMES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "deepspeed")
+
+
+@dataclass(frozen=True)
+class TrainingResources:
+    """Where and how Lightning trains: the Trainer's ``accelerator``, ``devices``, ``num_nodes``,
+    ``strategy`` and ``precision``.
+
+    ``accelerator`` None means "from the ``device`` argument of :func:`train_module`" (the run's
+    ``--device``: cpu -> cpu, cuda -> gpu, auto -> auto); a value wins over ``device``. ``devices``
+    is a positive number of devices per node or ``"auto"`` (Lightning's choice: every GPU of the
+    node, one process on a CPU). The defaults are exactly a plain one-device Trainer.
+    """
+
+    accelerator: str | None = None
+    devices: int | str = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+
+    def __post_init__(self) -> None:
+        if self.accelerator is not None and self.accelerator.split(":", 1)[0].lower() not in ACCELERATORS:
+            raise ValueError(f"unknown accelerator {self.accelerator!r}; valid: {', '.join(sorted(ACCELERATORS))}")
+        if not (self.devices == "auto" or (isinstance(self.devices, int) and not isinstance(self.devices, bool) and self.devices >= 1)):
+            raise ValueError(f"devices must be a positive number or 'auto', got {self.devices!r}")
+        if not (isinstance(self.num_nodes, int) and self.num_nodes >= 1):
+            raise ValueError(f"num_nodes must be a positive number, got {self.num_nodes!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+
+    @property
+    def is_default(self) -> bool:
+        """True for the settings of a plain one-device training (today's behaviour)."""
+        return self == TrainingResources()
+
+    def key_fields(self, device: str = "cpu") -> dict[str, Any]:
+        """The settings that change what is trained (not only where): number of processes per
+        node (``"auto"`` resolved on this machine), nodes, strategy and precision, each only when it
+        differs from the default. The world size changes the effective batch size and the
+        precision the arithmetic; the accelerator, like ``--device``, does not enter a model's key."""
+        default = TrainingResources()
+        out: dict[str, Any] = {}
+        devices = resolved_devices(self, device)
+        if devices != default.devices:
+            out["devices"] = devices
+        for name in ("num_nodes", "strategy", "precision"):
+            if getattr(self, name) != getattr(default, name):
+                out[name] = getattr(self, name)
+        return out
+
+
+@dataclass
+class TrainingSession:
+    """What :func:`train_module` calls inside one :func:`training_resources` block did: one dict
+    per Trainer (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``,
+    ``world_size``, ``global_rank``) in ``fits``."""
+
+    resources: TrainingResources
+    fits: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def global_rank(self) -> int:
+        """This process's global rank in the last distributed fit (0 without one)."""
+        return int(self.fits[-1]["global_rank"]) if self.fits else 0
+
+    @property
+    def is_global_zero(self) -> bool:
+        """True in the process that writes checkpoints, records and samples (rank zero)."""
+        return self.global_rank == 0
+
+    def summary(self) -> dict[str, Any]:
+        """The ``training`` section of ``fit.json`` and of a run record: what the last Lightning
+        fit ran on (or, when the model trained without Lightning, the settings asked for and
+        ``world_size`` 1), the settings asked for, and the number of Lightning fits."""
+        asked = dataclasses.asdict(self.resources)
+        if self.fits:
+            ran = {k: v for k, v in self.fits[-1].items() if k != "global_rank"}
+        else:
+            ran = {**asked, "world_size": 1}
+        return {**ran, "requested": asked, "lightning_fits": len(self.fits)}
+
+
+_SESSION: contextvars.ContextVar[TrainingSession | None] = contextvars.ContextVar("benchmark_training_session", default=None)
+
+
+@contextlib.contextmanager
+def training_resources(resources: TrainingResources | None = None) -> Iterator[TrainingSession]:
+    """Every :func:`train_module` call in this block trains with ``resources`` (default: one
+    device) and reports to the yielded :class:`TrainingSession`. This is how the command line's
+    ``--devices``/``--strategy``/... reach a model's training without a ``fit`` argument."""
+    session = TrainingSession(resources or TrainingResources())
+    token = _SESSION.set(session)
+    try:
+        yield session
+    finally:
+        _SESSION.reset(token)
+
+
+def current_session() -> TrainingSession | None:
+    """The session of the enclosing :func:`training_resources` block, or None."""
+    return _SESSION.get()
+
+
+def resolved_devices(resources: TrainingResources, device: str = "cpu") -> int:
+    """The number of processes per node ``resources`` gives: ``devices``, or for ``"auto"`` what
+    Lightning's accelerator counts on this machine (1 on a CPU)."""
+    if resources.devices != "auto":
+        return int(resources.devices)
+    accelerator = _accelerator(resources.accelerator or device)
+    if accelerator == "cpu":
+        return 1  # Lightning's CPUAccelerator.auto_device_count
+    import torch
+
+    if accelerator in ("gpu", "auto") and torch.cuda.is_available():
+        return int(torch.cuda.device_count())
+    return 1
+
+
+def is_lightning_strategy(name: str) -> bool:
+    """True when ``name`` is a Lightning training strategy (``auto``, ``ddp``, ``fsdp``,
+    ``deepspeed_stage_2``, ... any name in Lightning's StrategyRegistry)."""
+    if name in LIGHTNING_STRATEGY_NAMES or name.startswith(("ddp_", "fsdp_", "deepspeed_")):
+        return True
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return name in StrategyRegistry.available_strategies()
+
+
+def trainer_arguments(resources: TrainingResources, device: str = "cpu") -> dict[str, Any]:
+    """The Trainer's ``accelerator``, ``devices``, ``num_nodes``, ``strategy`` and ``precision``.
+
+    The accelerator comes from ``resources.accelerator`` when set, else from ``device``. A
+    strategy ``auto`` with more than one device per node is ``ddp`` (as this loop always did): the
+    subprocess launcher that re-runs the command, which works from a script and from ``python -m``.
+    Nothing here picks a cluster environment: Lightning detects SLURM (or torchelastic) by itself.
+    """
+    strategy = resources.strategy
+    if strategy == "auto" and isinstance(resources.devices, int) and resources.devices > 1:
+        strategy = "ddp"
+    return {
+        "accelerator": _accelerator(resources.accelerator or device),
+        "devices": resources.devices,
+        "num_nodes": resources.num_nodes,
+        "strategy": strategy,
+        "precision": resources.precision,
+    }
+
+
+def _what_ran(trainer: Any, strategy: str) -> dict[str, Any]:
+    """The resources a Trainer actually used (``strategy``: the name it was given; ``auto`` is
+    replaced by the name of what Lightning chose, e.g. ``single_device`` or ``ddp``)."""
+    accelerator = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower() or "unknown"
+    if strategy == "auto":
+        cls = type(trainer.strategy)
+        strategy = getattr(cls, "strategy_name", None) or cls.__name__.removesuffix("Strategy").lower()
+    return {
+        "accelerator": accelerator,
+        "devices": int(trainer.num_devices),
+        "num_nodes": int(trainer.num_nodes),
+        "strategy": str(strategy),
+        "precision": str(trainer.precision),
+        "world_size": int(trainer.world_size),
+        "global_rank": int(trainer.global_rank),
+    }
 
 
 def _no_progress() -> bool:
@@ -193,6 +379,33 @@ def _skip_callback_class() -> type:
     return SkipNonFiniteSteps
 
 
+def _share_best_callback_class() -> type:
+    """:class:`ShareBestCheckpoint`, built on first use so importing this module needs no Lightning."""
+    from lightning.pytorch.callbacks import Callback
+
+    class ShareBestCheckpoint(Callback):
+        """At the end of fit, every process takes rank zero's best checkpoint path and score.
+
+        Each DDP process runs its own ModelCheckpoint on the ``val_loss`` it logged, which (without
+        ``sync_dist``) is the loss of its own shard of the validation set; only rank zero's choice
+        is written to disk. Without this, ``keep="best"`` on another rank could load a different
+        epoch's weights, or name a file rank zero never wrote (or deleted). A no-op on one process.
+        """
+
+        def __init__(self, checkpoint_cb: Any) -> None:
+            self.checkpoint_cb = checkpoint_cb
+
+        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+            if trainer.world_size <= 1:
+                return
+            cb = self.checkpoint_cb
+            # a float, not the (maybe GPU) tensor: broadcast pickles the object
+            path, score = trainer.strategy.broadcast((cb.best_model_path, _as_float(cb.best_model_score)), src=0)
+            cb.best_model_path, cb.best_model_score = path, score
+
+    return ShareBestCheckpoint
+
+
 def train_module(
     module: Any,
     train_loader: Any,
@@ -202,8 +415,9 @@ def train_module(
     max_epochs: int,
     seed: int = 0,
     device: str = "cpu",
-    devices: int = 1,
-    precision: str = "32-true",
+    devices: int | str | None = None,
+    precision: str | None = None,
+    resources: TrainingResources | None = None,
     progress: bool = True,
     log_every_n_steps: int = 10,
     gradient_clip_val: float | None = None,
@@ -223,9 +437,14 @@ def train_module(
         run_dir: where checkpoints (``checkpoints/``) and logs (``logs/version_K/``) go.
         max_epochs: total number of epochs, counting those of a resumed run.
         seed: passed to ``lightning.seed_everything(seed, workers=True)``.
-        device: "cpu", "cuda" or "auto".
-        devices: number of devices; more than one uses the "ddp" strategy.
-        precision: Lightning precision string, passed through ("32-true", "16-mixed", "bf16-mixed").
+        device: "cpu", "cuda" or "auto" (the accelerator, unless ``resources.accelerator`` is set).
+        devices: number of devices (or "auto"); more than one uses the "ddp" strategy unless the
+            resources name another. None: from ``resources``.
+        precision: Lightning precision string ("32-true", "16-mixed", "bf16-mixed"). None: from
+            ``resources``.
+        resources: accelerator, devices, nodes, strategy and precision; None: those of the
+            enclosing :func:`training_resources` block, else one device, ``auto``, ``32-true``.
+            ``devices`` and ``precision`` given here win over it.
         progress: show the progress bar.
         log_every_n_steps: how often step-level metrics are logged.
         gradient_clip_val: gradient clipping threshold, or None.
@@ -245,7 +464,13 @@ def train_module(
         last logged losses (float, ``val_loss`` None without validation), the path of this call's
         CSV log, which weights the module holds (``best`` or ``last``), the best epoch (0-based) and
         its ``val_loss``, and the optimiser steps skipped for non-finite gradients over the whole
-        training (None when ``skip_nonfinite`` is False).
+        training (None when ``skip_nonfinite`` is False); and ``training``: what the Trainer ran on
+        (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``, ``world_size``,
+        ``global_rank``), also reported to the enclosing :func:`training_resources` session.
+
+    Distributed (``world_size`` > 1): every process returns, with the same kept weights (rank
+    zero's best checkpoint, broadcast to all); only rank zero has written checkpoints and logs, and
+    the caller writes anything else only where ``global_rank`` is 0.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
@@ -253,6 +478,11 @@ def train_module(
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    session = current_session()
+    if resources is None:
+        resources = session.resources if session is not None else TrainingResources()
+    if devices is not None or precision is not None:
+        resources = dataclasses.replace(resources, **{k: v for k, v in (("devices", devices), ("precision", precision)) if v is not None})
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     lightning.seed_everything(seed, workers=True, verbose=False)
@@ -265,6 +495,7 @@ def train_module(
         every_n_epochs=1,
     )
     skip_cb = _skip_callback_class()() if skip_nonfinite else None
+    share_cb = _share_best_callback_class()(checkpoint_cb)
     # flush every logging call: the log of a killed run keeps every epoch it finished
     csv_logger = CSVLogger(run_dir, name=LOG_NAME, flush_logs_every_n_steps=1)
     loggers: list[Any] = [csv_logger]
@@ -273,13 +504,11 @@ def train_module(
 
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
 
+    trainer_args = trainer_arguments(resources, device)
     trainer = lightning.Trainer(
-        accelerator=_accelerator(device),
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
-        precision=precision,
+        **trainer_args,
         max_epochs=max_epochs,
-        callbacks=[checkpoint_cb] + ([skip_cb] if skip_cb is not None else []),
+        callbacks=[checkpoint_cb, share_cb] + ([skip_cb] if skip_cb is not None else []),
         logger=loggers,
         # BENCHMARK_NO_PROGRESS: set by the runner for `--no-progress`, since Model.fit has no such argument
         enable_progress_bar=progress and not _no_progress(),
@@ -298,6 +527,9 @@ def train_module(
         weights_only=True,
     )
     csv_logger.save()
+    ran = _what_ran(trainer, trainer_args["strategy"])
+    if session is not None:
+        session.fits.append(ran)
     metrics = dict(trainer.callback_metrics)
     metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
     train_loss = _metric(metrics, "train_loss")
@@ -329,6 +561,7 @@ def train_module(
         "best_epoch": best_epoch,
         "best_val_loss": best_val,
         "skipped_steps": skip_cb.skipped if skip_cb is not None else None,
+        "training": ran,
     }
 
 
