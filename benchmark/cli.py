@@ -14,6 +14,7 @@ import typing
 from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args, get_origin
 
 from benchmark.registry import KINDS, RegistryError, get_plugins
+from benchmark.training import ACCELERATORS, PRECISIONS, TrainingResources
 
 if TYPE_CHECKING:  # pragma: no cover
     from benchmark.tasks.runner import RunOptions
@@ -195,8 +196,62 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------ run / train / sample
+def _devices_arg(value: str) -> int | str:
+    """``--devices``: a positive number or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {value!r}")
+    return n
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return n
+
+
+def split_strategy(value: str | None, command: str) -> tuple[str | None, str | None]:
+    """``--strategy VALUE`` as ``(Lightning training strategy, model generation strategy)``.
+
+    On ``train`` the value is Lightning's strategy, always. On ``run`` and ``sample`` a Lightning
+    strategy name (auto, ddp, ddp_spawn, fsdp, deepspeed_stage_2, ... any name in Lightning's
+    StrategyRegistry) is the training strategy, and any other value keeps its older meaning, the
+    model's generation strategy (``model.strategy=VALUE``: Con-CDVAE's default, full, less). No
+    model's generation strategy is named like a Lightning strategy, so the two cannot collide; to
+    give both, set the model's with ``--set model.strategy=VALUE``."""
+    from benchmark.training import is_lightning_strategy
+
+    if value is None:
+        return None, None
+    if command == "train" or is_lightning_strategy(value):
+        return value, None
+    return None, value
+
+
+def _training_resources(args: argparse.Namespace, strategy: str | None) -> TrainingResources:
+    """The Lightning training settings of a command line (defaults: one device, auto, 32-true)."""
+    return TrainingResources(
+        accelerator=getattr(args, "accelerator", None),
+        devices=getattr(args, "devices", 1),
+        num_nodes=getattr(args, "num_nodes", 1),
+        strategy=strategy or "auto",
+        precision=getattr(args, "precision", "32-true"),
+    )
+
+
 def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any] | None = None) -> "RunOptions":
     from benchmark.tasks.runner import DEFAULT_DATASET, DEFAULT_PRESET, RunOptions
+
+    training_strategy, model_strategy = split_strategy(getattr(args, "strategy", None), getattr(args, "command", "run"))
 
     if args.dataset is None:
         print(f"no --dataset given: using the embedded `{DEFAULT_DATASET}` dataset (generated here, no data directory needed)")
@@ -222,13 +277,14 @@ def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any]
         properties=getattr(args, "properties", None),
         train_split=getattr(args, "train_split", "train"),
         task_options=given or {},
-        strategy=getattr(args, "strategy", None),
+        strategy=model_strategy,
+        training=_training_resources(args, training_strategy),
         shard=getattr(args, "shard", None),
     )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.tasks.runner import RunError, flat_metrics, run
+    from benchmark.tasks.runner import NotGlobalZero, RunError, flat_metrics, run
 
     task = get_plugins()["tasks"].get(args.task)
     try:
@@ -238,6 +294,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         record = run(_run_options(args, args.task, given))
+    except NotGlobalZero:  # a distributed training's other ranks: rank 0 samples, scores and stores
+        return 0
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -250,11 +308,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from benchmark.tasks.runner import RunError, resolve, trained_model
+    from benchmark.tasks.runner import NotGlobalZero, RunError, resolve, trained_model
 
     opts = _run_options(args)
     try:
         _, info = trained_model(opts, resolve(opts, with_task=False))
+    except NotGlobalZero:  # a distributed training's other ranks: rank 0 wrote the checkpoint
+        return 0
     except RunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -268,7 +328,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from benchmark.samples import write_extxyz
     from benchmark.tasks.base import BatchError, RunContext, ShardPending
-    from benchmark.tasks.runner import RunError, file_lock, model_dir, parse_shard, resolve, trained_model
+    from benchmark.tasks.runner import NotGlobalZero, RunError, file_lock, model_dir, parse_shard, resolve, trained_model
 
     opts = _run_options(args)
     out = Path(args.out)
@@ -285,6 +345,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         crystals, _, _ = run.sample(model, args.n, args.batch_size)
     except ShardPending as exc:
         print(str(exc))
+        return 0
+    except NotGlobalZero:  # a distributed training's other ranks: rank 0 samples
         return 0
     except (RunError, BatchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -371,11 +433,26 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, metavar="RUN.toml", help="run file with [model] and [task] tables")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE", help="override one config value, e.g. model.max_epochs=5 (repeatable)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | auto: where the model samples, and trains unless --accelerator is given")
+    g = p.add_argument_group("training on several devices and nodes (passed to Lightning's Trainer by every neural model's training loop)")
+    g.add_argument("--accelerator", default=None, choices=sorted(ACCELERATORS),
+                   help="Lightning accelerator for training (default: from --device); wins over --device for training, "
+                        "while --device still says where the model samples (e.g. --accelerator gpu --device cuda)")
+    g.add_argument("--devices", type=_devices_arg, default=1, metavar="N|auto",
+                   help="devices (processes) per node (default 1; auto: every GPU of the node, or one CPU process). "
+                        "Every process trains; rank 0 alone writes the model, samples and stores the run")
+    g.add_argument("--num-nodes", type=_positive_int, default=1, metavar="N", help="nodes (default 1; on SLURM: --nodes of the allocation)")
+    g.add_argument("--precision", default="32-true", choices=PRECISIONS, help="Lightning precision (default 32-true)")
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--train-split", default="train", help="split the model is trained on (default train; e.g. val where a dataset's train split is not at hand)")
+
+
+STRATEGY_HELP = ("a Lightning training strategy (auto, ddp, ddp_spawn, fsdp, deepspeed_stage_2, ... any name in Lightning's "
+                 "StrategyRegistry) sets the training strategy; any other NAME is the model's generation strategy (sets "
+                 "model.strategy=NAME; Con-CDVAE: default, full or less; an error for a model without a strategy setting). "
+                 "For both, give the model's as --set model.strategy=NAME")
 
 
 def _preparse(argv: Sequence[str]) -> argparse.Namespace:
@@ -443,8 +520,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                                    + more % "run" + ".")
     p.add_argument("--task", required=True, help=tasks_help)
     _add_model_args(p)
-    p.add_argument("--strategy", default=None, metavar="NAME", help="the model's generation strategy (sets model.strategy=NAME; "
-                   "Con-CDVAE: default, full or less); an error for a model without a strategy setting")
+    p.add_argument("--strategy", default=None, metavar="NAME", help=STRATEGY_HELP)
     p.add_argument("--checkpoint", default=None, help="use this trained model instead of training")
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
     p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
@@ -462,12 +538,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (or resume an interrupted training) and print its checkpoint")
     _add_model_args(p)
+    p.add_argument("--strategy", default=None, metavar="NAME",
+                   help="Lightning training strategy: auto (default; ddp with several devices), ddp, ddp_spawn, fsdp, deepspeed, ...")
     _add_common(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="sample crystals from a trained model into an extended XYZ file")
     _add_model_args(p)
     p.add_argument("--checkpoint", default=None)
+    p.add_argument("--strategy", default=None, metavar="NAME", help=STRATEGY_HELP)
     p.add_argument("--n", type=int, required=True, help="number of crystals")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--out", required=True, help="output .extxyz")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from benchmark.tasks.base import BatchError, RunContext, ShardPending
+from benchmark.training import TrainingResources
 
 #: the dataset and preset a run uses when none is given (embedded, needs no data directory)
 DEFAULT_DATASET = "toy"
@@ -43,6 +44,19 @@ DEFAULT_PRESET = "smoke"
 
 class RunError(RuntimeError):
     """A run cannot start or go on (bad name, missing data, bad config)."""
+
+
+class NotGlobalZero(Exception):
+    """Raised after a distributed fit in every process but global rank zero.
+
+    Under Lightning's ``ddp`` strategy (or ``srun`` on SLURM) the whole command runs once per
+    process and every process trains; only rank zero then writes ``model.ckpt`` and ``fit.json``,
+    samples, scores and stores a record. The other processes get this from :func:`trained_model`
+    (and :func:`run`); the command line ends them quietly with exit status 0."""
+
+    def __init__(self, rank: int) -> None:
+        super().__init__(f"global rank {rank}: training done; rank 0 writes the results")
+        self.rank = rank
 
 
 @dataclass
@@ -77,6 +91,8 @@ class RunOptions:
     strategy: str | None = None
     # "I/N": this process draws only its share of the sampling batches (see the module doc)
     shard: str | None = None
+    # Lightning's accelerator, devices, nodes, strategy and precision for training (defaults: one device)
+    training: TrainingResources = field(default_factory=TrainingResources)
 
 
 @dataclass
@@ -161,6 +177,11 @@ def model_dir(opts: RunOptions, res: Resolved) -> Path:
     what = {"model": opts.model, "version": res.model_cls.version, "dataset": opts.dataset, "config": config, "seed": opts.seed}
     if opts.train_split != "train":  # (keys of models trained on "train" stay what they were)
         what["train_split"] = opts.train_split
+    # world size (effective batch size), strategy and precision change what is trained; only
+    # non-default values enter the key, so a one-device model keeps the key it always had
+    training = opts.training.key_fields(opts.device)
+    if training:
+        what["training"] = training
     return settings.runs_dir(opts.runs_dir) / "models" / f"{opts.model}-{opts.dataset}-{_hash(what)}"
 
 
@@ -186,6 +207,7 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     from benchmark.datasets.base import DatasetNotFound
     from benchmark.files import replace_atomically, sha256_file, write_json_atomic
     from benchmark.registry import get_plugins
+    from benchmark.training import training_resources
 
     if opts.checkpoint:
         path = Path(opts.checkpoint)
@@ -198,7 +220,10 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     if ckpt.is_file():
         log(f"reusing the trained model in {mdir}")
         summary = json.loads((mdir / "fit.json").read_text()) if (mdir / "fit.json").is_file() else {}
-        return res.model_cls.load(ckpt, res.model_config), {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": False, "fit": summary}
+        info = {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": False, "fit": summary}
+        if summary.get("training"):
+            info["training"] = summary["training"]
+        return res.model_cls.load(ckpt, res.model_config), info
     dataset = get_plugins()["datasets"].get(opts.dataset)
     if opts.train_split not in dataset.splits:
         raise RunError(f"--train-split {opts.train_split!r}: {opts.dataset} has the splits {', '.join(dataset.splits)}")
@@ -217,10 +242,17 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     log(f"training {opts.model} on {opts.dataset}/{opts.train_split} ({len(train)} crystals, {len(val)} for validation, preset {opts.preset}) in {mdir}")
     t = time.time()
     model = res.model_cls(res.model_config)
-    with _progress_env(opts.progress):
+    # the training resources reach every train_module call inside fit (no fit argument for them)
+    with _progress_env(opts.progress), training_resources(opts.training) as session:
         summary = model.fit(train, val, mdir, seed=opts.seed, device=opts.device)
+    if not session.is_global_zero:  # every rank trained; rank 0 alone writes the model and goes on
+        raise NotGlobalZero(session.global_rank)
     summary = dict(summary or {})
     summary["fit_s"] = time.time() - t
+    summary["training"] = session.summary()
+    if not session.fits and not opts.training.is_default:
+        log(f"note: {opts.model} did not train through Lightning's Trainer: the training resources "
+            f"({', '.join(f'{k}={v}' for k, v in opts.training.key_fields(opts.device).items())}) had no effect")
 
     def save(tmp: Path) -> None:  # the temporary file exists (empty): save must fill exactly that path
         model.save(tmp)
@@ -232,7 +264,8 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
 
     write_json_atomic(mdir / "fit.json", {**summary, "config": to_jsonable(res.model_config), "seed": opts.seed, "dataset": opts.dataset,
                                           "train_split": opts.train_split, "n_val": len(val)})
-    return model, {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": True, "fit": summary}
+    return model, {"checkpoint": str(ckpt), "checkpoint_sha256": sha256_file(ckpt), "trained": True, "fit": summary,
+                   "training": summary["training"]}
 
 
 def resolve_device(device: str) -> str:
@@ -330,6 +363,8 @@ def run(opts: RunOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
     model_info["checkpoint"] = ckpt_info.get("checkpoint")
     if ckpt_info.get("fit"):
         record["fit"] = ckpt_info["fit"]
+    if ckpt_info.get("training"):  # what the model was trained on (devices, strategy, world size ...)
+        record["training"] = ckpt_info["training"]
     # the work directory's key: the device's kind only (cuda:0 and cuda:1 draw the same batches), never the shard
     work = settings.runs_dir(opts.runs_dir) / "work" / _hash({"model_key": str(model_dir(opts, res)), "ckpt": model_info["checkpoint_sha256"], "task": opts.task,
                                                                "cfg": to_jsonable(res.task_config), "seed": opts.seed,
