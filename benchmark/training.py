@@ -379,33 +379,6 @@ def _skip_callback_class() -> type:
     return SkipNonFiniteSteps
 
 
-def _share_best_callback_class() -> type:
-    """:class:`ShareBestCheckpoint`, built on first use so importing this module needs no Lightning."""
-    from lightning.pytorch.callbacks import Callback
-
-    class ShareBestCheckpoint(Callback):
-        """At the end of fit, every process takes rank zero's best checkpoint path and score.
-
-        Each DDP process runs its own ModelCheckpoint on the ``val_loss`` it logged, which (without
-        ``sync_dist``) is the loss of its own shard of the validation set; only rank zero's choice
-        is written to disk. Without this, ``keep="best"`` on another rank could load a different
-        epoch's weights, or name a file rank zero never wrote (or deleted). A no-op on one process.
-        """
-
-        def __init__(self, checkpoint_cb: Any) -> None:
-            self.checkpoint_cb = checkpoint_cb
-
-        def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
-            if trainer.world_size <= 1:
-                return
-            cb = self.checkpoint_cb
-            # a float, not the (maybe GPU) tensor: broadcast pickles the object
-            path, score = trainer.strategy.broadcast((cb.best_model_path, _as_float(cb.best_model_score)), src=0)
-            cb.best_model_path, cb.best_model_score = path, score
-
-    return ShareBestCheckpoint
-
-
 def train_module(
     module: Any,
     train_loader: Any,
@@ -468,9 +441,12 @@ def train_module(
         (``accelerator``, ``devices``, ``num_nodes``, ``strategy``, ``precision``, ``world_size``,
         ``global_rank``), also reported to the enclosing :func:`training_resources` session.
 
-    Distributed (``world_size`` > 1): every process returns, with the same kept weights (rank
-    zero's best checkpoint, broadcast to all); only rank zero has written checkpoints and logs, and
-    the caller writes anything else only where ``global_rank`` is 0.
+    Distributed (``world_size`` > 1): every process returns, holding the same weights. With
+    ``keep="best"`` each process loads the one best checkpoint rank zero wrote: Lightning's
+    ModelCheckpoint saves only when every rank's own ``val_loss`` (of its shard of the validation
+    set, unless the module logs with ``sync_dist=True``) improved, under one file name, so all ranks
+    name the same file (a test holds this). Only rank zero has written checkpoints and logs; the
+    caller writes anything else only where ``global_rank`` is 0.
     """
     if keep not in ("best", "last"):
         raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
@@ -495,7 +471,6 @@ def train_module(
         every_n_epochs=1,
     )
     skip_cb = _skip_callback_class()() if skip_nonfinite else None
-    share_cb = _share_best_callback_class()(checkpoint_cb)
     # flush every logging call: the log of a killed run keeps every epoch it finished
     csv_logger = CSVLogger(run_dir, name=LOG_NAME, flush_logs_every_n_steps=1)
     loggers: list[Any] = [csv_logger]
@@ -508,7 +483,7 @@ def train_module(
     trainer = lightning.Trainer(
         **trainer_args,
         max_epochs=max_epochs,
-        callbacks=[checkpoint_cb, share_cb] + ([skip_cb] if skip_cb is not None else []),
+        callbacks=[checkpoint_cb] + ([skip_cb] if skip_cb is not None else []),
         logger=loggers,
         # BENCHMARK_NO_PROGRESS: set by the runner for `--no-progress`, since Model.fit has no such argument
         enable_progress_bar=progress and not _no_progress(),
