@@ -227,13 +227,18 @@ def split_strategy(value: str | None, command: str) -> tuple[str | None, str | N
     StrategyRegistry) is the training strategy, and any other value keeps its older meaning, the
     model's generation strategy (``model.strategy=VALUE``: Con-CDVAE's default, full, less). No
     model's generation strategy is named like a Lightning strategy, so the two cannot collide; to
-    give both, set the model's with ``--set model.strategy=VALUE``."""
+    give both, set the model's with ``--set model.strategy=VALUE``.
+
+    Raises ValueError on ``train`` for a name that is no Lightning strategy (before any data loads)."""
     from benchmark.training import is_lightning_strategy
 
     if value is None:
         return None, None
-    if command == "train" or is_lightning_strategy(value):
+    if is_lightning_strategy(value):
         return value, None
+    if command == "train":
+        raise ValueError(f"--strategy {value}: not a Lightning strategy (auto, ddp, ddp_spawn, fsdp, deepspeed, ... "
+                         "see lightning.pytorch.strategies.StrategyRegistry); a model's generation strategy goes to run or sample")
     return None, value
 
 
@@ -310,7 +315,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from benchmark.tasks.runner import NotGlobalZero, RunError, resolve, trained_model
 
-    opts = _run_options(args)
+    try:
+        opts = _run_options(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         _, info = trained_model(opts, resolve(opts, with_task=False))
     except NotGlobalZero:  # a distributed training's other ranks: rank 0 wrote the checkpoint
