@@ -282,3 +282,22 @@ def _tiny_module():  # -> lightning.LightningModule
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     return Tiny()
+
+
+def test_slurm_environment_is_lightnings_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under srun the Trainer the loop builds takes its ranks from SLURM (Lightning's
+    SLURMEnvironment, which nothing of ours replaces): task 5 of 2 nodes x 4 is global rank 5."""
+    import lightning
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    for k in [k for k in os.environ if k.startswith("SLURM_") or k in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK")]:
+        monkeypatch.delenv(k)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "cdvae-paper", "SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4",
+             "SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NODEID": "1", "SLURM_NODELIST": "gpu[01-02]"}
+    for k, v in slurm.items():
+        monkeypatch.setenv(k, v)
+    args = trainer_arguments(TrainingResources(accelerator="cpu", devices=4, num_nodes=2, strategy="ddp"), "cpu")
+    trainer = lightning.Trainer(**args, logger=False, enable_progress_bar=False, enable_checkpointing=False)
+    env = trainer.strategy.cluster_environment
+    assert isinstance(env, SLURMEnvironment)
+    assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (5, 1, 1, 8)
