@@ -98,6 +98,10 @@ class TrainingResources:
         """True for the settings of a plain one-device training (today's behaviour)."""
         return self == TrainingResources()
 
+    def world_size(self, device: str = "cpu") -> int:
+        """The number of training processes: devices per node (``"auto"`` resolved here) x nodes."""
+        return resolved_devices(self, device) * self.num_nodes
+
     def key_fields(self, device: str = "cpu") -> dict[str, Any]:
         """The settings that change what is trained (not only where): number of processes per
         node (``"auto"`` resolved on this machine), nodes, strategy and precision, each only when it

@@ -238,6 +238,12 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
         val = dataset.load(val_split, opts.data_dir, progress=opts.progress) if val_split in dataset.splits else []
     except DatasetNotFound:
         val = []
+    if opts.shard is not None and opts.training.world_size(opts.device) > 1:
+        # the shard holding the training lock would wait in DDP for ranks that, re-running this
+        # command, wait for that lock: train once first, then the shards reuse the model
+        raise RunError(f"--shard {opts.shard} would train {opts.model} on {opts.training.world_size(opts.device)} processes while "
+                       "holding the shards' training lock: train it first (`python -m benchmark train` with the same model and "
+                       "training options), then start the shards with those options; they reuse the trained model")
     mdir.mkdir(parents=True, exist_ok=True)
     log(f"training {opts.model} on {opts.dataset}/{opts.train_split} ({len(train)} crystals, {len(val)} for validation, preset {opts.preset}) in {mdir}")
     t = time.time()

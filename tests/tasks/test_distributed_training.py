@@ -301,3 +301,15 @@ def test_slurm_environment_is_lightnings_own(monkeypatch: pytest.MonkeyPatch) ->
     env = trainer.strategy.cluster_environment
     assert isinstance(env, SLURMEnvironment)
     assert (trainer.global_rank, trainer.local_rank, trainer.node_rank, trainer.world_size) == (5, 1, 1, 8)
+
+
+def test_sharded_run_refuses_to_train_on_several_processes(tmp_path: Path) -> None:
+    """--shard holds a training lock; under DDP rank 1 re-runs the command and would wait for that
+    lock while rank 0 waits for rank 1: the run says to train first, before any process starts."""
+    from benchmark.tasks.runner import RunError, RunOptions, run
+
+    opts = RunOptions(model="ftcp", task="generation", dataset="toy", preset="smoke", runs_dir=str(tmp_path), progress=False,
+                      shard="0/2", training=TrainingResources(accelerator="cpu", devices=2, strategy="ddp"))
+    with pytest.raises(RunError, match="train it first"):
+        run(opts, log=lambda m: None)
+    assert not list(tmp_path.rglob("*.ckpt"))
