@@ -313,3 +313,29 @@ def test_sharded_run_refuses_to_train_on_several_processes(tmp_path: Path) -> No
     with pytest.raises(RunError, match="train it first"):
         run(opts, log=lambda m: None)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("command", ["run", "train", "sample"])
+def test_a_non_zero_rank_stops_quietly_after_fit(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Each command, in a process whose distributed fit made it global rank 1: exit 0, and no
+    model file, fit.json, samples or record (rank 0 writes those)."""
+    from benchmark.cli import main
+    from benchmark.registry import get_plugins
+    from benchmark.training import current_session
+
+    model_cls = get_plugins()["models"].get("ftcp")
+
+    def fit_as_rank_one(self, train, val, run_dir, *, seed=0, device="cpu"):  # type: ignore[no-untyped-def]
+        current_session().fits.append({"accelerator": "cpu", "devices": 2, "num_nodes": 1, "strategy": "ddp",
+                                       "precision": "32-true", "world_size": 2, "global_rank": 1})
+        return {"epochs": 2}
+
+    monkeypatch.setattr(model_cls, "fit", fit_as_rank_one)
+    runs = tmp_path / "runs"
+    extra = {"run": ["--task", "generation", "--n-samples", "8"], "train": [], "sample": ["--n", "8", "--out", str(tmp_path / "x.extxyz")]}[command]
+    assert main([command, *FTCP_TINY, *DDP_CPU, "--runs-dir", str(runs), *extra]) == 0
+    written = sorted(p.name for p in runs.rglob("*") if p.is_file())
+    assert not {"model.ckpt", "fit.json", "record.json", "samples.extxyz"} & set(written), written
+    assert not (tmp_path / "x.extxyz").exists()
+    assert "checkpoint:" not in capsys.readouterr().out
