@@ -102,19 +102,30 @@ class TrainingResources:
         """The number of training processes: devices per node (``"auto"`` resolved here) x nodes."""
         return resolved_devices(self, device) * self.num_nodes
 
+    def changed(self) -> dict[str, Any]:
+        """The settings given that differ from the defaults, as given."""
+        default = dataclasses.asdict(TrainingResources())
+        return {k: v for k, v in dataclasses.asdict(self).items() if v != default[k]}
+
     def key_fields(self, device: str = "cpu") -> dict[str, Any]:
         """The settings that change what is trained (not only where): number of processes per
-        node (``"auto"`` resolved on this machine), nodes, strategy and precision, each only when it
-        differs from the default. The world size changes the effective batch size and the
-        precision the arithmetic; the accelerator, like ``--device``, does not enter a model's key."""
+        node (``"auto"`` resolved on this machine), nodes, strategy (``auto`` on several processes
+        is ``ddp``, as Lightning and this loop choose, so ``--devices 2`` and ``--devices 2
+        --strategy ddp`` are one model) and precision, each only when it differs from the default.
+        The world size changes the effective batch size and the precision the arithmetic; the
+        accelerator, like ``--device``, does not enter a model's key."""
         default = TrainingResources()
         out: dict[str, Any] = {}
         devices = resolved_devices(self, device)
         if devices != default.devices:
             out["devices"] = devices
-        for name in ("num_nodes", "strategy", "precision"):
-            if getattr(self, name) != getattr(default, name):
-                out[name] = getattr(self, name)
+        if self.num_nodes != default.num_nodes:
+            out["num_nodes"] = self.num_nodes
+        strategy = "ddp" if self.strategy == "auto" and devices * self.num_nodes > 1 else self.strategy
+        if strategy != default.strategy:
+            out["strategy"] = strategy
+        if self.precision != default.precision:
+            out["precision"] = self.precision
         return out
 
 

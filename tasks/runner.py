@@ -256,9 +256,9 @@ def trained_model(opts: RunOptions, res: Resolved, log: Callable[[str], None] = 
     summary = dict(summary or {})
     summary["fit_s"] = time.time() - t
     summary["training"] = session.summary()
-    if not session.fits and not opts.training.is_default:
+    if not session.fits and opts.training.changed():
         log(f"note: {opts.model} did not train through Lightning's Trainer: the training resources "
-            f"({', '.join(f'{k}={v}' for k, v in opts.training.key_fields(opts.device).items())}) had no effect")
+            f"({', '.join(f'{k}={v}' for k, v in opts.training.changed().items())}) had no effect")
 
     def save(tmp: Path) -> None:  # the temporary file exists (empty): save must fill exactly that path
         model.save(tmp)

@@ -153,7 +153,8 @@ def test_model_key_is_unchanged_for_default_training(tmp_path: Path) -> None:
     assert key(accelerator="cpu") == default  # like --device, the accelerator is not part of the key
     assert key(devices="auto") == default  # one process on a CPU machine
     assert key(strategy="auto") == default
-    assert len({default, key(devices=2), key(devices=2, num_nodes=2), key(devices=2, strategy="ddp"), key(precision="bf16-mixed")}) == 5
+    assert key(devices=2) == key(devices=2, strategy="ddp")  # what "auto" becomes on two processes
+    assert len({default, key(devices=2), key(devices=2, num_nodes=2), key(devices=2, strategy="fsdp"), key(precision="bf16-mixed")}) == 5
 
 
 # ------------------------------------------------------------------ real DDP processes (gloo, CPU)
