@@ -93,11 +93,6 @@ class TrainingResources:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
 
-    @property
-    def is_default(self) -> bool:
-        """True for the settings of a plain one-device training (today's behaviour)."""
-        return self == TrainingResources()
-
     def world_size(self, device: str = "cpu") -> int:
         """The number of training processes: devices per node (``"auto"`` resolved here) x nodes."""
         return resolved_devices(self, device) * self.num_nodes

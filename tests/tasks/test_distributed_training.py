@@ -291,6 +291,13 @@ def test_slurm_environment_is_lightnings_own(monkeypatch: pytest.MonkeyPatch) ->
     import lightning
     from lightning.fabric.plugins.environments import SLURMEnvironment
 
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero_only
+
+    # the DDP strategy sets this process's rank-zero-only rank globally (to 5 here): restored after
+    # the test, or every later Trainer in this pytest process would log and checkpoint nothing
+    monkeypatch.setattr(rank_zero_only, "rank", rank_zero_only.rank)
+    monkeypatch.setattr(utils_rank_zero_only, "rank", utils_rank_zero_only.rank)
     for k in [k for k in os.environ if k.startswith("SLURM_") or k in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK")]:
         monkeypatch.delenv(k)
     slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "cdvae-paper", "SLURM_NTASKS": "8", "SLURM_NTASKS_PER_NODE": "4",
