@@ -511,12 +511,20 @@ def train_module(
         ckpt_path=str(resume) if resume is not None else None,
         weights_only=True,
     )
-    csv_logger.save()
+    spawned = _trained_in_child_processes(trainer)
+    if not spawned:  # (after a fork/spawn fit, this process's logger would only add an empty version)
+        csv_logger.save()
+    epochs, global_step = int(trainer.current_epoch), int(trainer.global_step)
+    metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
+    if spawned:
+        # the child's logger chose the version; this process's logger would name the next one
+        logs = metrics_csv_files(run_dir)
+        metrics_csv = logs[-1] if logs else metrics_csv
+        epochs, global_step = _recover_child_results(metrics_csv, checkpoint_cb, epochs, global_step)
     ran = _what_ran(trainer, trainer_args["strategy"])
     if session is not None:
         session.fits.append(ran)
     metrics = dict(trainer.callback_metrics)
-    metrics_csv = Path(csv_logger.log_dir) / "metrics.csv"
     train_loss = _metric(metrics, "train_loss")
     val_loss = _metric(metrics, "val_loss") if val_loader is not None else None
     if train_loss is None:  # nothing trained in this call (already at max_epochs): use the logs
@@ -536,8 +544,8 @@ def train_module(
             module.load_state_dict(load_weights(best_path)["state_dict"])
             kept = "best"
     return {
-        "epochs": int(trainer.current_epoch),
-        "global_step": int(trainer.global_step),
+        "epochs": epochs,
+        "global_step": global_step,
         "resumed_from": str(resume) if resume is not None else None,
         "train_loss": train_loss,
         "val_loss": val_loss,
@@ -545,9 +553,40 @@ def train_module(
         "kept": kept,
         "best_epoch": best_epoch,
         "best_val_loss": best_val,
-        "skipped_steps": skip_cb.skipped if skip_cb is not None else None,
+        # (a fork/spawn strategy's children keep their count: not known here)
+        "skipped_steps": skip_cb.skipped if skip_cb is not None and not spawned else None,
         "training": ran,
     }
+
+
+def _trained_in_child_processes(trainer: Any) -> bool:
+    """True after a fork or spawn strategy (``ddp_fork``, ``ddp_spawn``, ``ddp_notebook``): the
+    fit ran in child processes, and Lightning hands back to this one only the weights, the best
+    checkpoint's path and the logged metrics, not the step counters, the best score or the
+    callbacks' state (so ``skipped_steps`` is None after such a fit)."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    return trainer.world_size > 1 and type(launcher).__name__ == "_MultiProcessingLauncher"
+
+
+def _recover_child_results(metrics_csv: Path, checkpoint_cb: Any, epochs: int, global_step: int) -> tuple[int, int]:
+    """Epochs and optimiser steps of a fit that ran in child processes, from the CSV log its rank
+    zero wrote in this call (the last logged epoch and step, 0-based; the step column holds the
+    global step minus one), and the best ``val_loss`` from the best checkpoint's own state.
+    (``last.ckpt`` cannot tell: this Lightning rewrites it only on epochs that saved a top-k file.)"""
+    if metrics_csv.is_file():
+        with metrics_csv.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        logged = [(int(float(r["epoch"])), int(float(r["step"]))) for r in rows if r.get("epoch") not in (None, "") and r.get("step") not in (None, "")]
+        if logged:
+            epochs = max(e for e, _ in logged) + 1
+            global_step = max(st for _, st in logged) + 1
+    best = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else None
+    if best is not None and best.is_file() and checkpoint_cb.best_model_score is None:
+        from benchmark.safeload import load_weights
+
+        state = (load_weights(best).get("callbacks") or {}).get(checkpoint_cb.state_key) or {}
+        checkpoint_cb.best_model_score = state.get("best_model_score")
+    return epochs, global_step
 
 
 def _checkpoint_epoch(path: Path) -> int | None:

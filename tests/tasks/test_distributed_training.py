@@ -229,11 +229,11 @@ KEEP_BEST_SCRIPT = textwrap.dedent('''
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    out = Path(sys.argv[1])
+    out, strategy = Path(sys.argv[1]), sys.argv[2]
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(32, 3), torch.randn(32, 1))
     module = Tiny()
-    with training_resources(TrainingResources(accelerator="cpu", devices=2, strategy="ddp")) as session:
+    with training_resources(TrainingResources(accelerator="cpu", devices=2, strategy=strategy)) as session:
         fit = train_module(module, DataLoader(data, batch_size=8), DataLoader(data, batch_size=8), out / "run", max_epochs=4, progress=False)
     state = {k: v for k, v in module.state_dict().items()}
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in state.values())).hexdigest()
@@ -241,27 +241,34 @@ KEEP_BEST_SCRIPT = textwrap.dedent('''
     on_disk = hashlib.sha256(b"".join(v.numpy().tobytes() for v in load_weights(best[0])["state_dict"].values())).hexdigest() if len(best) == 1 else None
     (out / f"rank{session.global_rank}.json").write_text(json.dumps({
         "kept": fit["kept"], "best_epoch": fit["best_epoch"], "digest": digest, "on_disk": on_disk,
+        "epochs": fit["epochs"], "global_step": fit["global_step"], "best_val_loss": fit["best_val_loss"],
         "world_size": session.summary()["world_size"], "files": [p.name for p in best]}))
 ''')
 
 
-def test_keep_best_loads_rank_zeros_best_weights_on_every_rank(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_fork"])
+def test_keep_best_loads_rank_zeros_best_weights_on_every_rank(strategy: str, tmp_path: Path) -> None:
     """A third-party-style script calling train_module inside training_resources: both ranks
     keep the same weights, those of the one best checkpoint rank 0 wrote, although each rank's
     own val_loss is lowest at another epoch (Lightning saves a better checkpoint only when all
-    ranks agree it is better: epoch 1 here)."""
+    ranks agree it is better: epoch 1 here). With ddp_fork the fit runs in forked children and
+    only the calling process returns: it holds the best weights too, and the fit summary's epochs,
+    steps and best score (which Lightning does not hand back) are recovered."""
     script = tmp_path / "keep_best.py"
     script.write_text(KEEP_BEST_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env=clean_env(BENCHMARK_NO_PROGRESS="1"))
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), strategy], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=clean_env(BENCHMARK_NO_PROGRESS="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("rank*.json"))]
+    assert len(ranks) == (2 if strategy == "ddp" else 1)  # ddp re-runs the script for rank 1; fork children never return to it
     assert ranks[0]["files"] == ["epoch=1-step=4.ckpt"]  # rank 0's best, the one file on disk
     for r in ranks:
         assert r["world_size"] == 2
         assert r["kept"] == "best" and r["best_epoch"] == 1
         assert r["digest"] == r["on_disk"]  # the weights held are the best checkpoint's
-    assert ranks[0]["digest"] == ranks[1]["digest"]
+        assert (r["epochs"], r["global_step"]) == (4, 8)  # 16 of the 32 rows per rank, batch 8: 2 steps x 4 epochs
+    assert ranks[0]["best_val_loss"] == 0.0  # rank 0's val_loss at epoch 1
+    assert ranks[0]["digest"] == ranks[-1]["digest"]
 
 
 def _tiny_module():  # -> lightning.LightningModule
