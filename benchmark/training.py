@@ -490,6 +490,8 @@ def train_module(
         loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
 
     trainer_args = trainer_arguments(resources, device)
+    if "spawn" in str(trainer_args["strategy"]):
+        _check_picklable(module, str(trainer_args["strategy"]))
     trainer = lightning.Trainer(
         **trainer_args,
         max_epochs=max_epochs,
@@ -557,6 +559,19 @@ def train_module(
         "skipped_steps": skip_cb.skipped if skip_cb is not None and not spawned else None,
         "training": ran,
     }
+
+
+def _check_picklable(module: Any, strategy: str) -> None:
+    """A spawn strategy pickles the module into each new process: say so plainly, before any
+    process starts, when it cannot be (the built-in models define their modules inside functions)."""
+    import pickle
+
+    try:
+        pickle.dumps(module)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ValueError(f"strategy {strategy!r} pickles the LightningModule into new processes, and "
+                         f"{type(module).__qualname__} cannot be pickled ({exc}); use 'ddp' (re-runs the command per "
+                         "device) or, on Linux without CUDA, 'ddp_fork'") from exc
 
 
 def _trained_in_child_processes(trainer: Any) -> bool:

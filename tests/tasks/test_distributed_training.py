@@ -354,3 +354,16 @@ def test_a_non_zero_rank_stops_quietly_after_fit(command: str, tmp_path: Path, m
     assert not {"model.ckpt", "fit.json", "record.json", "samples.extxyz"} & set(written), written
     assert not (tmp_path / "x.extxyz").exists()
     assert "checkpoint:" not in capsys.readouterr().out
+
+
+def test_a_spawn_strategy_with_an_unpicklable_module_says_what_to_use(tmp_path: Path) -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from benchmark.training import train_module
+
+    loader = DataLoader(TensorDataset(torch.randn(16, 3), torch.randn(16, 1)), batch_size=8)
+    with pytest.raises(ValueError, match="cannot be pickled.*use 'ddp'"):
+        train_module(_tiny_module(), loader, None, tmp_path, max_epochs=1, progress=False,
+                     resources=TrainingResources(accelerator="cpu", devices=2, strategy="ddp_spawn"))
+    assert not (tmp_path / "checkpoints").exists()
