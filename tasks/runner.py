@@ -77,6 +77,8 @@ class RunOptions:
     strategy: str | None = None
     # "I/N": this process draws only its share of the sampling batches (see the module doc)
     shard: str | None = None
+    # score on this Dask cluster (benchmark.scheduler: local, local:N, tcp://host:port, a scheduler file)
+    scheduler: str | None = None
 
 
 @dataclass
@@ -456,6 +458,7 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
         task_config=res.task_config,
         run_id=record["run_id"],
         artifacts=dict(artifacts or {}),
+        scheduler=opts.scheduler,
     )
     try:
         result = evaluate(eopts)
@@ -468,6 +471,8 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
     out["profile_settings"] = ev.get("profile_settings")
     if "fingerprints" in ev:  # which fingerprint backend computed what (what ran is what the record says)
         out["fingerprints"] = ev["fingerprints"]
+    if "scheduler" in ev:  # where the scoring ran (spec, address, workers)
+        out["scheduler"] = ev["scheduler"]
     out["metrics"] = ev["metrics"]
     out["timings"] = {**record["timings"], **ev["timings"]}
     out["notes"] = record["notes"] + ev["notes"]
