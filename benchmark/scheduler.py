@@ -73,7 +73,7 @@ class SchedulerInfo:
         return asdict(self)
 
 
-_LOCAL = re.compile(r"^local(?::(?P<n>[^:]*))?$")
+_LOCAL = re.compile(r"^local(?::(?P<n>.*))?$")
 _ADDRESS = re.compile(r"^(?P<scheme>[a-z]+)://(?P<rest>.+)$")
 
 
