@@ -133,16 +133,19 @@ class CHGNetOracle(Oracle):
                 out[k] = self.relax_one(c, settings)
                 bar.update(1)
         else:
-            from joblib import Parallel, delayed
+            from joblib import Parallel, delayed, parallel_config
 
             # biggest first, so a large crystal does not start last and leave a core idle. On Dask the
             # crystal goes in a list: joblib's dask backend would scatter a bare (weak-referenceable)
             # Crystal to one worker ahead of time, and a worker killed then would take it with it
             order = sorted(range(len(crystals)), key=lambda k: -getattr(crystals[k], "num_atoms", 0))
             jobs = (delayed(_relax_in_worker)(k, [crystals[k]], settings, self.device, self.model_version) for k in order)
-            with warnings.catch_warnings():  # loky's notice that idle workers timed out and were restarted
+            # the backend through parallel_config, not Parallel(backend="dask"): joblib 1.6 hands the
+            # string form a nesting_level that its dask backend passes on to the task as an argument
+            with warnings.catch_warnings(), parallel_config(backend="dask" if on_dask else "loky"):
+                # loky's notice that idle workers timed out and were restarted
                 warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
-                for k, r in Parallel(n_jobs=n_jobs, backend="dask" if on_dask else "loky", return_as="generator_unordered")(jobs):
+                for k, r in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
                     out[k] = r
                     bar.update(1)
         bar.close()

@@ -360,3 +360,44 @@ class _nothing:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+# ---------------------------------------------------------------------------- relaxations
+def _diamond(a: float = 3.567, shift: float = 0.0) -> Crystal:
+    lp = a / np.sqrt(2)
+    return Crystal(np.array([6, 6]), np.array([[0.0, 0.0, 0.0], [0.25 + shift, 0.25, 0.25]]), np.array([lp] * 3), np.array([60.0] * 3))
+
+
+def test_chgnet_relaxations_run_on_the_cluster_with_the_process_pool_results(cluster: Any) -> None:
+    """In a scheduler session CHGNetOracle.relax sends each crystal to a Dask worker (one torch
+    thread, like the loky workers of n_jobs > 1), so every crystal relaxes exactly as there."""
+    pytest.importorskip("chgnet")
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    from benchmark.metrics.oracles.base import RelaxSettings
+    from benchmark.registry import get_plugins
+
+    class Relaxed(SchedulerPlugin):
+        keys: list[str] = []
+
+        def transition(self, key: Any, start: str, finish: str, *args: Any, **kwargs: Any) -> None:
+            if finish == "memory" and "_relax_in_worker" in str(key):
+                self.keys.append(str(key))
+
+    oracle = get_plugins()["oracles"].get("chgnet")
+    crystals = [_diamond(3.7), object(), _diamond(shift=0.02)]
+    settings = RelaxSettings(fmax=0.05, steps=60)
+    pool = oracle.relax(crystals, settings, progress=False, n_jobs=2)
+    cluster.scheduler.add_plugin(Relaxed(), name="test-relaxed")
+    try:
+        with scheduler_session(cluster.scheduler_address):
+            on_dask = oracle.relax(crystals, settings, progress=False, n_jobs=1)  # n_jobs does not keep it here
+    finally:
+        cluster.scheduler.remove_plugin(name="test-relaxed")
+    assert Relaxed.keys, "no relaxation ran on the cluster"
+    assert [r.reason for r in on_dask] == [r.reason for r in pool]
+    assert on_dask[1].relaxed is None and "unreadable" in on_dask[1].reason
+    for a, b in zip(pool, on_dask):
+        if a.relaxed is not None:
+            assert (a.steps, a.energy_initial, a.energy_final, a.volume_final) == (b.steps, b.energy_initial, b.energy_final, b.volume_final)
+            assert np.array_equal(a.relaxed.frac_coords, b.relaxed.frac_coords)
