@@ -401,3 +401,16 @@ def test_chgnet_relaxations_run_on_the_cluster_with_the_process_pool_results(clu
         if a.relaxed is not None:
             assert (a.steps, a.energy_initial, a.energy_final, a.volume_final) == (b.steps, b.energy_initial, b.energy_final, b.volume_final)
             assert np.array_equal(a.relaxed.frac_coords, b.relaxed.frac_coords)
+
+
+def test_run_scores_on_the_scheduler_and_records_it(cluster: Any) -> None:
+    """``run --scheduler``: RunOptions carries it to the scoring step; the stored record says where
+    the scoring ran, and the numbers are those of a run without it."""
+    from benchmark.tasks.runner import RunOptions, flat_metrics, run
+
+    common = dict(model="replay", task="generation", dataset="toy", preset="smoke", progress=False, task_options={"n_samples": 32})
+    plain = run(RunOptions(**common))
+    on_dask = run(RunOptions(**common, scheduler=cluster.scheduler_address))
+    assert "scheduler" not in plain
+    assert on_dask["scheduler"]["address"] == cluster.scheduler_address and on_dask["scheduler"]["n_workers"] == 2
+    assert flat_metrics(on_dask) == flat_metrics(plain)
