@@ -127,8 +127,13 @@ def _connect(parsed: SchedulerSpec, distributed: ModuleType) -> tuple[Any, Any]:
     """(client, cluster we own or None) for a parsed spec."""
     if parsed.kind == "local":
         # no dashboard (it needs bokeh and a free port), and quiet: a worker restart is logged as a warning
-        cluster = distributed.LocalCluster(n_workers=parsed.n_workers, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+        try:
+            cluster = distributed.LocalCluster(n_workers=parsed.n_workers, threads_per_worker=1, processes=True,
+                                               dashboard_address=None, silence_logs=logging.ERROR)
+        except (RuntimeError, OSError) as exc:
+            # e.g. a script without `if __name__ == "__main__":`, which spawned worker processes re-run
+            raise SchedulerError(f"--scheduler {parsed.text}: the LocalCluster did not start: {type(exc).__name__}: {exc} (a script "
+                                 "that opens one must guard its entry point with `if __name__ == \"__main__\":`)") from exc
         try:
             return distributed.Client(cluster), cluster
         except BaseException:
