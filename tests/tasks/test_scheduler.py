@@ -177,6 +177,21 @@ def test_a_session_on_an_address_and_a_scheduler_file_runs_joblib_on_the_workers
     assert _worker_pids(cluster) and set(_worker_pids(cluster).values()) == pids  # a remote cluster is left running
 
 
+def test_backend_dask_still_uses_a_client_the_caller_opened(cluster: Any) -> None:
+    """``--backend dask`` (``backend="dask"``) keeps working for a caller with its own Client."""
+    import distributed
+
+    from benchmark.metrics.featurize import evaluate_entries
+    from benchmark.metrics.profiles import get_profile
+
+    crystals = _toy("test")[:40]
+    here = evaluate_entries(crystals, get_profile("cdvae"), n_jobs=1, progress=False)
+    with distributed.Client(cluster.scheduler_address):
+        there = evaluate_entries(crystals, get_profile("cdvae"), backend="dask", progress=False, chunk_size=8)
+    assert [(r.index, r.valid, r.struct_fp.tobytes(), r.comp_fp.tobytes()) for r in there] == \
+           [(r.index, r.valid, r.struct_fp.tobytes(), r.comp_fp.tobytes()) for r in here]
+
+
 # ---------------------------------------------------------------------------- same numbers
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
