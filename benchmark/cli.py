@@ -118,6 +118,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    problem = _scheduler_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     opts = EvaluateOptions(
         task=args.task,
         dataset=args.dataset,
@@ -142,6 +146,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         oracle=None if args.oracle == "none" else args.oracle,
         oracle_dir=args.oracle_dir,
         task_options=given,
+        scheduler=args.scheduler,
     )
     try:
         result = evaluate(opts)
@@ -285,7 +290,24 @@ def _run_options(args: argparse.Namespace, task: str = "", given: dict[str, Any]
         strategy=model_strategy,
         training=_training_resources(args, training_strategy),
         shard=getattr(args, "shard", None),
+        scheduler=getattr(args, "scheduler", None),
     )
+
+
+def _scheduler_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``--scheduler`` (a bad spec, dask.distributed missing), checked before any
+    work starts (``run`` would otherwise train and sample first); None when it can be used."""
+    spec = getattr(args, "scheduler", None)
+    if spec is None:
+        return None
+    from benchmark.scheduler import SchedulerError, parse_scheduler, require_distributed
+
+    try:
+        parse_scheduler(spec)
+        require_distributed()
+    except SchedulerError as exc:
+        return str(exc)
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -296,6 +318,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         given = _task_options(args, task, "run")
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = _scheduler_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         record = run(_run_options(args, args.task, given))
@@ -503,8 +529,12 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--train-split", default="train", help="split for novelty (default: train)")
     p.add_argument("--profile", default="cdvae", help="metric profile: cdvae (published) or modern")
     p.add_argument("--seed", type=int, default=0, help="seed of the 1,000-sample draw for property statistics (default 0)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel workers for featurisation (default: all cores)")
-    p.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"], help="joblib backend (dask needs a running distributed client)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers for featurisation, novelty and uniqueness (default: all cores)")
+    p.add_argument("--backend", default="loky", choices=["loky", "threading", "sequential", "dask"],
+                   help="joblib backend (dask: the Dask client this process already has; --scheduler opens one)")
+    p.add_argument("--scheduler", default=None, metavar="SPEC", help="score on a Dask cluster: local (a LocalCluster, one worker process per core), local:N (N workers), "
+                        "tcp://host:port (a running scheduler, e.g. dask-jobqueue's SLURMCluster) or a scheduler file; featurisation, "
+                        "novelty/uniqueness and relaxations run there (needs pip install 'crystal-gen-benchmark[dask]')")
     p.add_argument("--fingerprint-backend", default="fast", choices=["fast", "matminer"],
                    help="who computes the CrystalNN 'ops' fingerprints: fast (default; equal to matminer's to ~1e-12, a crystal it "
                         "cannot take goes to matminer) or matminer (the published code path); the run record names it")
@@ -534,6 +564,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", default=None, help="write the metrics as one JSON object")
     p.add_argument("--profile", default="cdvae", help="metric profile (default: cdvae)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers for scoring")
+    p.add_argument("--scheduler", default=None, metavar="SPEC", help="score on a Dask cluster: local (a LocalCluster, one worker process per core), local:N (N workers), "
+                        "tcp://host:port (a running scheduler, e.g. dask-jobqueue's SLURMCluster) or a scheduler file; featurisation, "
+                        "novelty/uniqueness and relaxations run there (needs pip install 'crystal-gen-benchmark[dask]')")
     p.add_argument("--fingerprint-backend", default="fast", choices=["fast", "matminer"],
                    help="who computes the CrystalNN 'ops' fingerprints when scoring (as for evaluate; the record names it)")
     p.add_argument("--properties", default=None, help="property values per sample (for SR) until an oracle is available")

@@ -47,7 +47,8 @@ def check_backend(backend: str) -> None:
         try:
             get_client()
         except ValueError:
-            raise ValueError("the dask backend needs a running dask.distributed Client (e.g. Client(scheduler_address)) in this process") from None
+            raise ValueError("the dask backend needs a running dask.distributed Client in this process: use --scheduler "
+                             "(local, local:N, tcp://host:port or a scheduler file), which opens one") from None
 
 
 def _chunk_eval(items: list[tuple[int, Crystal]], profile_name: str, fp_backend: str = DEFAULT_FINGERPRINT_BACKEND) -> list[CrystalResult]:
@@ -69,7 +70,8 @@ def evaluate_entries(
 
     Args:
         entries: ``Crystal`` or an object with ``source`` and ``reason`` (an unreadable entry).
-        n_jobs: worker count (default: all cores); 1 runs in this process.
+        n_jobs: worker count (default: all cores); 1 runs in this process. Ignored by the ``dask``
+            backend, which uses every worker of the process's Dask client.
         fp_backend: who computes the CrystalNN fingerprints, "fast" or "matminer" (same numbers).
     """
     check_fingerprint_backend(fp_backend)
@@ -82,7 +84,8 @@ def evaluate_entries(
             todo.append((i, e))
         else:
             results[i] = unreadable_result(i, getattr(e, "source", None), getattr(e, "reason", "unreadable entry"))
-    n_jobs = n_jobs or os.cpu_count() or 1
+    # on Dask the cluster's workers are the parallelism: n_jobs (a local core count) does not apply
+    n_jobs = -1 if backend == "dask" else (n_jobs or os.cpu_count() or 1)
     check_backend(backend)
     chunks = [todo[k : k + chunk_size] for k in range(0, len(todo), chunk_size)]
     bar = tqdm(total=len(todo), desc=desc, unit="crystal", disable=not progress)

@@ -43,7 +43,8 @@ def rms_distances(
     pairs = [(k, p, g) for k, (p, g, v) in enumerate(zip(preds, gts, valid)) if v and isinstance(p, Crystal) and isinstance(g, Crystal)]
     out: list[float | None] = [None] * len(preds)
     chunks = [pairs[i : i + 32] for i in range(0, len(pairs), 32)]
-    n_jobs = n_jobs or os.cpu_count() or 1
+    # on Dask (--scheduler) the cluster's workers are the parallelism, whatever n_jobs
+    n_jobs = -1 if backend == "dask" else (n_jobs or os.cpu_count() or 1)
     if n_jobs == 1 or len(chunks) <= 1 or backend == "sequential":
         results = [_rms_chunk(c, tolerances) for c in chunks]
     else:

@@ -41,6 +41,8 @@ class EvaluateOptions:
     ``run_id`` names the record (``run`` passes its own); None mints one. ``artifacts``: the
     model's per-sample arrays (``SampleBatch.artifacts``, first axis in sample-file order), handed
     to the metrics as ``EvalContext.artifacts`` (``run`` passes them; empty for a sample file).
+    ``scheduler``: a ``--scheduler`` spec (:mod:`benchmark.scheduler`); the scoring then runs on
+    that Dask cluster (``backend`` becomes ``dask``) and the record gets a ``scheduler`` section.
     """
 
     task: str
@@ -70,6 +72,7 @@ class EvaluateOptions:
     task_config: Any = None
     run_id: str | None = None
     artifacts: Mapping[str, Any] = field(default_factory=dict)
+    scheduler: str | None = None
 
 
 @dataclass
@@ -198,7 +201,22 @@ def task_config(task: Any, opts: EvaluateOptions, dataset: str) -> Any:
 
 
 def evaluate(opts: EvaluateOptions) -> EvaluationResult:
-    """Score a sample file for a task (see module doc)."""
+    """Score a sample file for a task (see module doc); with ``opts.scheduler``, on that Dask cluster
+    (opened for the evaluation, a LocalCluster closed again after it)."""
+    if opts.scheduler is None:
+        return _evaluate(opts)
+    from dataclasses import replace
+
+    from benchmark.scheduler import SchedulerError, scheduler_session
+
+    try:
+        with scheduler_session(opts.scheduler):
+            return _evaluate(replace(opts, backend="dask"))
+    except SchedulerError as exc:
+        raise EvaluationError(str(exc)) from exc
+
+
+def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
     from benchmark import settings
     from benchmark.datasets.base import DatasetNotFound
     from benchmark.files import sha256_file
@@ -465,4 +483,13 @@ def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample
         "timings": timings,
         "notes": list(notes),
         "artifacts": {},
+        **_scheduler_section(),
     }
+
+
+def _scheduler_section() -> dict[str, Any]:
+    """The record's ``scheduler`` section (spec, address, workers) when scoring ran on Dask; none without."""
+    from benchmark.scheduler import active
+
+    info = active()
+    return {} if info is None else {"scheduler": info.as_dict()}

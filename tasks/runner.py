@@ -93,6 +93,8 @@ class RunOptions:
     shard: str | None = None
     # Lightning's accelerator, devices, nodes, strategy and precision for training (defaults: one device)
     training: TrainingResources = field(default_factory=TrainingResources)
+    # score on this Dask cluster (benchmark.scheduler: local, local:N, tcp://host:port, a scheduler file)
+    scheduler: str | None = None
 
 
 @dataclass
@@ -497,6 +499,7 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
         task_config=res.task_config,
         run_id=record["run_id"],
         artifacts=dict(artifacts or {}),
+        scheduler=opts.scheduler,
     )
     try:
         result = evaluate(eopts)
@@ -509,6 +512,8 @@ def _score(opts: RunOptions, res: Resolved, record: dict[str, Any], samples_path
     out["profile_settings"] = ev.get("profile_settings")
     if "fingerprints" in ev:  # which fingerprint backend computed what (what ran is what the record says)
         out["fingerprints"] = ev["fingerprints"]
+    if "scheduler" in ev:  # where the scoring ran (spec, address, workers)
+        out["scheduler"] = ev["scheduler"]
     out["metrics"] = ev["metrics"]
     out["timings"] = {**record["timings"], **ev["timings"]}
     out["notes"] = record["notes"] + ev["notes"]

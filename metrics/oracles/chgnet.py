@@ -115,24 +115,37 @@ class CHGNetOracle(Oracle):
         copy of the model: CHGNet's small graphs use intra-op threads poorly (on 2 cores, one
         process with 2 threads was slower than one with 1 thread), so processes scale better.
         None: one process per core.
+
+        Inside a ``--scheduler`` session (:func:`benchmark.scheduler.active`) the relaxations run on
+        the Dask cluster's workers instead, whatever ``n_jobs``: the same function per crystal, so
+        the same result per crystal (a crystal lost with a killed worker is relaxed again from its
+        input, not resumed).
         """
+        from benchmark.scheduler import active
+
         settings = settings or RelaxSettings()
         bar = _bar(len(crystals), f"chgnet relax ({settings.optimizer}, fmax {settings.fmax:g})", progress)
-        n_jobs = max(1, min(n_jobs or os.cpu_count() or 1, len(crystals)))
+        on_dask = active() is not None and len(crystals) > 0
+        n_jobs = -1 if on_dask else max(1, min(n_jobs or os.cpu_count() or 1, len(crystals)))
         out: list[Relaxation | None] = [None] * len(crystals)
         if n_jobs == 1:
             for k, c in enumerate(crystals):
                 out[k] = self.relax_one(c, settings)
                 bar.update(1)
         else:
-            from joblib import Parallel, delayed
+            from joblib import Parallel, delayed, parallel_config
 
-            # biggest first, so a large crystal does not start last and leave a core idle
+            # biggest first, so a large crystal does not start last and leave a core idle. On Dask the
+            # crystal goes in a list: joblib's dask backend would scatter a bare (weak-referenceable)
+            # Crystal to one worker ahead of time, and a worker killed then would take it with it
             order = sorted(range(len(crystals)), key=lambda k: -getattr(crystals[k], "num_atoms", 0))
-            jobs = (delayed(_relax_in_worker)(k, crystals[k], settings, self.device, self.model_version) for k in order)
-            with warnings.catch_warnings():  # loky's notice that idle workers timed out and were restarted
+            jobs = (delayed(_relax_in_worker)(k, [crystals[k]], settings, self.device, self.model_version) for k in order)
+            # the backend through parallel_config, not Parallel(backend="dask"): joblib 1.6 hands the
+            # string form a nesting_level that its dask backend passes on to the task as an argument
+            with warnings.catch_warnings(), parallel_config(backend="dask" if on_dask else "loky"):
+                # loky's notice that idle workers timed out and were restarted
                 warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given")
-                for k, r in Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")(jobs):
+                for k, r in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
                     out[k] = r
                     bar.update(1)
         bar.close()
@@ -200,15 +213,16 @@ class CHGNetOracle(Oracle):
 _WORKER_ORACLE: CHGNetOracle | None = None
 
 
-def _relax_in_worker(k: int, crystal: Any, settings: RelaxSettings, device: str, model_version: str | None) -> tuple[int, Relaxation]:
-    """One relaxation in a worker process (model loaded once per process, one torch thread)."""
+def _relax_in_worker(k: int, crystal: list[Any], settings: RelaxSettings, device: str, model_version: str | None) -> tuple[int, Relaxation]:
+    """One relaxation (``crystal``: a list of the one crystal) in a worker process (model loaded
+    once per process, one torch thread)."""
     global _WORKER_ORACLE
     if _WORKER_ORACLE is None:
         import torch
 
         torch.set_num_threads(1)
         _WORKER_ORACLE = CHGNetOracle(device=device, model_version=model_version)
-    return k, _WORKER_ORACLE.relax_one(crystal, settings)
+    return k, _WORKER_ORACLE.relax_one(crystal[0], settings)
 
 
 class _NoBar:
