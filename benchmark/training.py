@@ -473,13 +473,15 @@ def train_module(
     run_dir.mkdir(parents=True, exist_ok=True)
     lightning.seed_everything(seed, workers=True, verbose=False)
 
-    checkpoint_cb = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
-        save_last=True,
-        save_top_k=1,
-        monitor="val_loss" if val_loader is not None else None,
-        every_n_epochs=1,
-    )
+    # Two callbacks, not one with save_last=True: with a monitored top-1 checkpoint, Lightning 2.6
+    # rewrites last.ckpt only on epochs that set a new best, so a run whose val_loss rose after
+    # epoch 0 kept last.ckpt at epoch 0 and a resumed run trained those epochs again. Here
+    # last.ckpt is rewritten after every epoch, and the best epoch has its own file.
+    last_cb = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename=Path(LAST_CHECKPOINT).stem, monitor=None, save_top_k=1,
+                              every_n_epochs=1, enable_version_counter=False)
+    best_cb = (ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_top_k=1, monitor="val_loss", every_n_epochs=1)
+               if val_loader is not None else None)
+    checkpoint_cb = best_cb if best_cb is not None else last_cb  # whose best_model_path is the kept weights
     skip_cb = _skip_callback_class()() if skip_nonfinite else None
     # flush every logging call: the log of a killed run keeps every epoch it finished
     csv_logger = CSVLogger(run_dir, name=LOG_NAME, flush_logs_every_n_steps=1)
@@ -495,7 +497,8 @@ def train_module(
     trainer = lightning.Trainer(
         **trainer_args,
         max_epochs=max_epochs,
-        callbacks=[checkpoint_cb] + ([skip_cb] if skip_cb is not None else []),
+        # the best callback first: it is trainer.checkpoint_callback, whose best path a fork/spawn launcher hands back
+        callbacks=([best_cb] if best_cb is not None else []) + [last_cb] + ([skip_cb] if skip_cb is not None else []),
         logger=loggers,
         # BENCHMARK_NO_PROGRESS: set by the runner for `--no-progress`, since Model.fit has no such argument
         enable_progress_bar=progress and not _no_progress(),
@@ -587,7 +590,8 @@ def _recover_child_results(metrics_csv: Path, checkpoint_cb: Any, epochs: int, g
     """Epochs and optimiser steps of a fit that ran in child processes, from the CSV log its rank
     zero wrote in this call (the last logged epoch and step, 0-based; the step column holds the
     global step minus one), and the best ``val_loss`` from the best checkpoint's own state.
-    (``last.ckpt`` cannot tell: this Lightning rewrites it only on epochs that saved a top-k file.)"""
+    (``last.ckpt`` holds the last epoch, but a fork/spawn launcher hands back only the first
+    checkpoint callback's best path and score.)"""
     if metrics_csv.is_file():
         with metrics_csv.open(newline="") as fh:
             rows = list(csv.DictReader(fh))

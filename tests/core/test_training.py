@@ -167,6 +167,21 @@ def test_the_best_validation_epoch_is_kept(tmp_path, keep):
     assert float(again.w) == pytest.approx(float(module.w), rel=1e-6)
 
 
+def test_last_checkpoint_is_the_last_epoch_when_validation_gets_worse(tmp_path):
+    """last.ckpt is rewritten after every epoch, not only on a new best: with val_loss rising after
+    epoch 1, a run stopped after 4 epochs resumes at epoch 4 (Lightning's save_last=True beside a
+    monitored top-1 checkpoint left last.ckpt at the best epoch, and a resume trained epochs again)."""
+    train_module(DriftingAway(), _one_batch(), _one_batch(), tmp_path, max_epochs=4, progress=False)
+    state = torch.load(last_checkpoint(tmp_path), weights_only=True)
+    assert state["epoch"] == 3 and state["global_step"] == 4
+    assert float(state["state_dict"]["w"]) == pytest.approx(5.0 - 5.0 * 0.9 ** 4, rel=1e-5)
+    assert len(list((tmp_path / "checkpoints").glob("epoch=1-*.ckpt"))) == 1  # the best epoch keeps its own file
+    resumed = train_module(DriftingAway(), _one_batch(), _one_batch(), tmp_path, max_epochs=8, progress=False)
+    assert resumed["global_step"] == 8 and resumed["best_epoch"] == 1
+    second_call = [r["epoch"] for r in read_loss_curve(tmp_path) if r["version"] == 1 and "train_loss" in r]
+    assert second_call == [4, 5, 6, 7]  # only the epochs not yet trained
+
+
 def test_gradient_clipping_by_value(tmp_path):
     """gradient_clip_algorithm="value" clips each gradient element (CDVAE's released trainer): with
     the gradient 2 (w - 5) = -10 clipped to -0.5, one SGD step at lr 0.05 moves w by 0.025."""
