@@ -202,7 +202,7 @@ class ShardPending(Exception):
         self.shard, self.n_batches, self.missing = shard, n_batches, list(missing)
         shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         super().__init__(f"shard {shard}: its {len(range(shard.index, n_batches, shard.count))} batches are written; "
-                         f"{len(missing)} of the run's {n_batches} batches are still missing ({shown}), drawn by the other shards. "
+                         f"still missing, drawn by the other shards: {len(missing)} of the run's {n_batches} batches ({shown}). "
                          "The shard that writes the last batch scores the run (or rerun the command without --shard once all are written)")
 
 
