@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,38 @@ def _read_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> ReadResul
     return ReadResult([_crystal_from_atoms(a, f"{path.name}:frame {i}", i) for i, a in enumerate(frames)])
 
 
+def _iter_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> Iterator[SampleEntry]:
+    """The entries :func:`_read_extxyz` returns, one frame at a time (``ase.io.iread``: ASE's
+    ``read`` with a slice is ``list(iread(...))``, so the frames are the same)."""
+    import ase.io
+
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if is_binary(head):
+        raise SampleFileError(path, "not an extended XYZ file (binary data)")
+    if limit == 0:
+        return
+    index = ":" if limit is None else f":{int(limit)}"
+    frames = None
+    i = 0
+    while True:
+        # warnings are silenced while ASE parses a frame only, never while the caller holds one
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if frames is None:
+                    frames = ase.io.iread(str(path), index=index, format="extxyz")
+                atoms = next(frames)
+        except StopIteration:
+            break
+        except Exception as exc:
+            raise SampleFileError(path, f"not a readable extended XYZ file ({exc_text(exc)})") from None
+        yield _crystal_from_atoms(atoms, f"{path.name}:frame {i}", i)
+        i += 1
+    if i == 0:
+        raise SampleFileError(path, "empty: no frames in extended XYZ file")
+
+
 def _sniff(probe: Probe) -> Match:
     if probe.is_dir:
         return Match.NONE
@@ -123,4 +155,5 @@ EXTXYZ = SampleFormat(
     suffixes=SUFFIXES,
     sniff=_sniff,
     write=write_extxyz,
+    iterate=_iter_extxyz,
 )
