@@ -25,7 +25,7 @@ N_COMP_FP = 132
 _ROW = N_STRUCT_FP + N_COMP_FP  # float64 values per sample in the fingerprint file
 _FLOATS = ("density", "n_elems", "min_dist", "volume")  # optional numbers: value + present flag
 _STRINGS = ("label", "formula", "fp_backend", "fp_fallback")  # repeated ones stored once (None allowed)
-ITER_BLOCK = 4096  # samples whose fingerprints one read brings in while iterating
+ITER_BLOCK = 1024  # samples whose fingerprints one read brings in while iterating (1.5 MB)
 
 
 class CompactResults(Sequence[CrystalResult]):

@@ -90,9 +90,38 @@ def _read_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> ReadResul
     return ReadResult([_crystal_from_atoms(a, f"{path.name}:frame {i}", i) for i, a in enumerate(frames)])
 
 
+def _frame_texts(path: Path) -> Iterator[str]:
+    """The text of each frame of an extended XYZ file, one at a time, split where ASE's reader
+    splits them (an atom-count line, a comment line, that many atom lines, up to three ``VEC``
+    lines; a blank line ends the file). ASE's own ``iread`` first indexes every frame of the file
+    and keeps the index (about 700 bytes a frame), which is what streaming avoids."""
+    with open(path, "r") as fh:
+        while True:
+            head = fh.readline()
+            if head.strip() == "":
+                return
+            try:
+                natoms = int(head)
+            except ValueError as exc:
+                raise SampleFileError(path, f"not a readable extended XYZ file (XYZError: ase.io.extxyz: Expected xyz header but got: {exc})") from None
+            lines = [head, fh.readline()]
+            lines.extend(fh.readline() for _ in range(natoms))
+            while True:
+                pos = fh.tell()
+                line = fh.readline()
+                if line.lstrip().startswith("VEC"):
+                    lines.append(line)
+                else:
+                    fh.seek(pos)
+                    break
+            yield "".join(lines)
+
+
 def _iter_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> Iterator[SampleEntry]:
-    """The entries :func:`_read_extxyz` returns, one frame at a time (``ase.io.iread``: ASE's
-    ``read`` with a slice is ``list(iread(...))``, so the frames are the same)."""
+    """The entries :func:`_read_extxyz` returns, one frame at a time: each frame's text is parsed
+    by ``ase.io.read`` as a one-frame file, which is how ASE parses every frame of a whole file."""
+    import io
+
     import ase.io
 
     with open(path, "rb") as fh:
@@ -101,19 +130,15 @@ def _iter_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> Iterator[
         raise SampleFileError(path, "not an extended XYZ file (binary data)")
     if limit == 0:
         return
-    index = ":" if limit is None else f":{int(limit)}"
-    frames = None
     i = 0
-    while True:
-        # warnings are silenced while ASE parses a frame only, never while the caller holds one
+    for text in _frame_texts(path):
+        if limit is not None and i >= limit:
+            return
+        # warnings are silenced while ASE parses the frame only, never while the caller holds it
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if frames is None:
-                    frames = ase.io.iread(str(path), index=index, format="extxyz")
-                atoms = next(frames)
-        except StopIteration:
-            break
+                atoms = ase.io.read(io.StringIO(text), index=0, format="extxyz")
         except Exception as exc:
             raise SampleFileError(path, f"not a readable extended XYZ file ({exc_text(exc)})") from None
         yield _crystal_from_atoms(atoms, f"{path.name}:frame {i}", i)
