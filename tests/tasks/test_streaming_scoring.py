@@ -228,3 +228,31 @@ def test_memory_of_streamed_scoring_grows_only_by_per_sample_numbers(tmp_path: P
     per_sample = (_peak_of_scoring(big, 8) - _peak_of_scoring(small, 8)) / 60
     print(f"streamed scoring grows by {per_sample:.0f} bytes per sample")
     assert per_sample < 2500, f"streamed scoring grows by {per_sample:.0f} bytes per sample"
+
+
+def test_uniqueness_with_a_tiny_structure_cache_matches_keeping_every_structure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uniqueness keeps the unique samples as slim crystals and only a few built structures; the
+    flags must be those of the published way, every unique structure kept built."""
+    from collections import defaultdict
+
+    from benchmark.metrics import novelty
+
+    base = toy("val")[:30]
+    crystals = base + jittered(base, 2, 0.002) + jittered(base[:15], 3, 0.2) + base[:5]  # near-copies, new structures, exact repeats
+    profile = get_profile("cdvae")
+    samples = [CrystalResult(k, None, c.num_atoms, "", True, True, True, True) for k, c in enumerate(crystals)]
+    ctx = EvalContext(task="generation", dataset="toy", family=None, profile=profile, seed=0, samples=samples, sample_crystals=crystals)
+    monkeypatch.setattr(novelty, "STRUCTURE_CACHE", 2)
+    got = novelty.uniqueness(ctx)
+    # the published way: every unique structure kept, compared in file order within its formula
+    matcher = novelty._matcher(profile.novelty_matcher)
+    seen: dict[object, list[object]] = defaultdict(list)
+    expected = []
+    for c in crystals:
+        s = c.to_structure()
+        dup = any(novelty._fits(matcher, s, t) for t in seen[novelty._formula_key(c)])
+        if not dup:
+            seen[novelty._formula_key(c)].append(s)
+        expected.append(not dup)
+    assert ctx.per_structure["unique"] == expected
+    assert got["uniqueness"].value == sum(expected) / len(crystals) and 0 < sum(expected) < len(crystals)
