@@ -478,6 +478,41 @@ class SampleStream:
             raise SampleFileError(self.path, f"cannot read: {exc_text(exc)}") from None
         self._n = count
 
+    def take(self, indices: Sequence[int]) -> dict[int, SampleEntry]:
+        """The entries at ``indices`` (file positions), in one pass: {index: entry}."""
+        wanted = {int(k) for k in indices}
+        if self._entries is not None:
+            return {k: self._entries[k] for k in wanted}
+        out: dict[int, SampleEntry] = {}
+        last = max(wanted, default=-1)
+        if last < 0:
+            return out
+        for k, entry in enumerate(self):
+            if k in wanted:
+                out[k] = entry
+            if k >= last:
+                break
+        missing = wanted - out.keys()
+        if missing:
+            raise IndexError(f"{self.path}: no entry {min(missing)} (the file has fewer)")
+        return out
+
+    def __getitem__(self, k: Any) -> Any:
+        """An entry (or a list for a slice). A streamed file is read up to it: a pass per call, so
+        metrics that need many entries iterate instead (or use :meth:`take`)."""
+        if isinstance(k, slice):
+            if self._entries is not None:
+                return self._entries[k]
+            positions = range(*k.indices(self.n))
+            got = self.take(positions)
+            return [got[i] for i in positions]
+        k = int(k)
+        if k < 0:
+            k += self.n
+        if k < 0:
+            raise IndexError(k)
+        return self.take([k])[k]
+
     def chunks(self, size: int) -> Iterator[list[SampleEntry]]:
         """The entries in file order, ``size`` at a time (the last chunk may be shorter)."""
         if size <= 0:
