@@ -241,7 +241,8 @@ def test_uniqueness_with_a_tiny_structure_cache_matches_keeping_every_structure(
     crystals = base + jittered(base, 2, 0.002) + jittered(base[:15], 3, 0.2) + base[:5]  # near-copies, new structures, exact repeats
     profile = get_profile("cdvae")
     samples = [CrystalResult(k, None, c.num_atoms, "", True, True, True, True) for k, c in enumerate(crystals)]
-    ctx = EvalContext(task="generation", dataset="toy", family=None, profile=profile, seed=0, samples=samples, sample_crystals=crystals)
+    ctx = EvalContext(task="generation", dataset="toy", family=None, profile=profile, seed=0, samples=samples, sample_crystals=crystals,
+                      options={"backend": "sequential"})
     monkeypatch.setattr(novelty, "STRUCTURE_CACHE", 2)
     got = novelty.uniqueness(ctx)
     # the published way: every unique structure kept, compared in file order within its formula
