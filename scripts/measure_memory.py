@@ -59,7 +59,7 @@ def main() -> None:
         samples = work / f"toy-random-{n}.extxyz"
         if not samples.exists():
             subprocess.run([py, "-m", "benchmark", "sample", "--model", "random", "--dataset", "toy", "--preset", "smoke", "--n", str(n),
-                            "--out", str(samples), "--runs-dir", str(work / "runs")], check=True, stdout=subprocess.DEVNULL)
+                            "--out", str(samples), "--runs-dir", str(work / "runs")], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         metric_args = [a for m in args.metric for a in ("--metric", m)]
         cmd = [py, "-m", "benchmark", "evaluate", "--task", "generation", "--dataset", "toy", "--samples", str(samples), "--jobs", "1",
                "--no-progress", "--runs-dir", str(work / "runs"), *metric_args]
