@@ -44,11 +44,14 @@ class EvalContext:
     Attributes:
         task: ``generation`` | ``reconstruction`` | ``property_optimization``.
         dataset: dataset name; ``family`` its protocol family (``perov_5``...) or None.
-        samples: per-crystal results of the sample file, in file order.
+        samples: per-crystal results of the sample file, in file order (a list, or for a file
+            scored in chunks a :class:`~benchmark.metrics.result_store.CompactResults`).
         reference: per-crystal results of the reference split (generation), or the paired ground
             truth (reconstruction); None when not needed.
         train: crystals of the training split (novelty), or None.
-        sample_crystals: the sample entries themselves (Crystal or unreadable), in file order.
+        sample_crystals: the sample entries themselves (Crystal or unreadable), in file order;
+            for a file scored in chunks the :class:`~benchmark.samples.SampleStream`, which reads
+            the file again on each pass: iterate it, or ``take`` many indices in one pass.
         reference_crystals: the reference / ground-truth crystals, in order.
         properties: property values per sample (NaN where unknown), for SR and property statistics.
         reference_properties: property values per reference crystal (NaN where unknown).
@@ -64,7 +67,7 @@ class EvalContext:
     family: str | None
     profile: MetricProfile
     seed: int
-    samples: list[CrystalResult]
+    samples: Sequence[CrystalResult]
     reference: list[CrystalResult] | None = None
     sample_crystals: Sequence[Any] = ()
     reference_crystals: Sequence[Any] = ()

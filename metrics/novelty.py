@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any, Callable, Sequence
 
 from benchmark.crystal import Crystal
@@ -39,6 +39,9 @@ Tolerances = tuple[float, float, float]
 MIN_PARALLEL_FITS = 2000
 #: tasks per worker: enough to even out formula buckets of very different sizes
 TASKS_PER_WORKER = 4
+#: built pymatgen Structures uniqueness keeps per bucket (about 11 KB each for a 5-atom cell, ten
+#: times the Crystal): a bucket's unique samples are kept as Crystals and rebuilt when evicted
+STRUCTURE_CACHE = 2048
 
 
 def _formula_key(c: Crystal) -> FormulaKey:
@@ -73,15 +76,40 @@ def _by_formula(items: Sequence[Item]) -> dict[FormulaKey, list[Item]]:
 
 
 # ------------------------------------------------------------------ the tasks (run in workers)
+class _Structures:
+    """Structures of crystals by position, built on demand, the ``size`` most recently used kept
+    built (``Crystal.to_structure`` is deterministic: a rebuilt structure compares as the first did),
+    so that tens of thousands of unique samples do not hold 11 KB of pymatgen objects each."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.built: OrderedDict[int, Any] = OrderedDict()
+
+    def get(self, j: int, crystal: Crystal) -> Any:
+        if j in self.built:
+            self.built.move_to_end(j)
+            return self.built[j]
+        s = crystal.to_structure()
+        self.put(j, s)
+        return s
+
+    def put(self, j: int, structure: Any) -> None:
+        self.built[j] = structure
+        if len(self.built) > self.size:
+            self.built.popitem(last=False)
+
+
 def _unique_in_bucket(matcher: Any, bucket: Sequence[Item]) -> list[tuple[int, bool]]:
     """One formula's samples in sample order: each is unique if it matches none of the unique ones before it."""
-    kept: list[Any] = []
+    kept: list[Crystal] = []  # the unique ones so far; their structures through a bounded cache
+    structures = _Structures(STRUCTURE_CACHE)
     out = []
     for k, c in bucket:
         s = c.to_structure()
-        dup = any(_fits(matcher, s, t) for t in kept)
+        dup = any(_fits(matcher, s, structures.get(j, t)) for j, t in enumerate(kept))
         if not dup:
-            kept.append(s)
+            structures.put(len(kept), s)
+            kept.append(c)
         out.append((k, not dup))
     return out
 

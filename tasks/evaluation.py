@@ -43,6 +43,8 @@ class EvaluateOptions:
     to the metrics as ``EvalContext.artifacts`` (``run`` passes them; empty for a sample file).
     ``scheduler``: a ``--scheduler`` spec (:mod:`benchmark.scheduler`); the scoring then runs on
     that Dask cluster (``backend`` becomes ``dask``) and the record gets a ``scheduler`` section.
+    ``chunk_size``: samples read and featurised at a time, so that memory does not grow with the
+    file (:func:`featurise_samples`); None reads the whole file first (same numbers).
     """
 
     task: str
@@ -73,6 +75,7 @@ class EvaluateOptions:
     run_id: str | None = None
     artifacts: Mapping[str, Any] = field(default_factory=dict)
     scheduler: str | None = None
+    chunk_size: int | None = 2000
 
 
 @dataclass
@@ -146,6 +149,12 @@ def _load_properties(path: str, n: int, name: str | None) -> np.ndarray:
 def _properties_from_entries(entries: Sequence[Any], name: str | None) -> np.ndarray | None:
     if not name:
         return None
+    arr = _property_values(entries, name)
+    return arr if np.isfinite(arr).any() else None
+
+
+def _property_values(entries: Sequence[Any], name: str) -> np.ndarray:
+    """The samples' own values of property ``name`` (NaN where missing)."""
     vals = []
     for e in entries:
         v = getattr(e, "properties", {}).get(name) if hasattr(e, "properties") else None
@@ -153,19 +162,110 @@ def _properties_from_entries(entries: Sequence[Any], name: str | None) -> np.nda
             vals.append(float(v) if v is not None else np.nan)
         except (TypeError, ValueError):
             vals.append(np.nan)
-    arr = np.array(vals, dtype=np.float64)
-    return arr if np.isfinite(arr).any() else None
+    return np.array(vals, dtype=np.float64)
+
+
+@dataclass
+class FeaturisedSamples:
+    """What :func:`featurise_samples` returns.
+
+    Attributes:
+        results: per-sample results in file order (a list, or for a streamed file a
+            :class:`~benchmark.metrics.result_store.CompactResults` with its fingerprints on disk).
+        entries: the entries in file order (a list, or the :class:`~benchmark.samples.SampleStream`,
+            which reads them again from the file when a metric asks).
+        n_unreadable: entries that could not be read.
+        properties: the samples' own values of the property asked for (None: not asked, or none).
+    """
+
+    results: Sequence[CrystalResult]
+    entries: Sequence[Any]
+    n_unreadable: int
+    properties: np.ndarray | None
+    read_s: float
+    featurise_s: float
+
+
+def _n_unreadable(results: Sequence[CrystalResult]) -> int:
+    return sum(1 for r in results if r.reasons and r.reasons[0].startswith("unreadable"))
+
+
+def featurise_samples(sample_set: Any, profile: Any, opts: EvaluateOptions, property_name: str | None) -> FeaturisedSamples:
+    """Evaluate every sample of a :class:`~benchmark.samples.SampleSet` (all at once) or a
+    :class:`~benchmark.samples.SampleStream` (``opts.chunk_size`` entries at a time: only one
+    chunk of crystals is in memory, and the results are kept compactly, fingerprints on disk).
+    The results are the same either way: each crystal is evaluated by the same function, and a
+    chunk's results get the indices they have in the whole file.
+
+    Raises:
+        EvaluationError: the file holds no entries, or a streamed file turns out unreadable.
+    """
+    from benchmark.metrics.featurize import evaluate_entries
+    from benchmark.samples import SampleFileError, SampleStream
+
+    feat = dict(n_jobs=opts.n_jobs, backend=opts.backend, fp_backend=opts.fingerprint_backend)
+    if not isinstance(sample_set, SampleStream):
+        entries = list(sample_set.entries)
+        if not entries:
+            raise EvaluationError(f"{opts.samples}: no crystals to evaluate")
+        t = time.time()
+        results = evaluate_entries(entries, profile, progress=opts.progress, desc="featurising samples", **feat)
+        props = _properties_from_entries(entries, property_name)
+        return FeaturisedSamples(results, entries, _n_unreadable(results), props, 0.0, time.time() - t)
+
+    from tqdm.auto import tqdm
+
+    from benchmark.metrics.result_store import CompactResults
+
+    compact = CompactResults()
+    values: list[np.ndarray] = []
+    n_unreadable = offset = 0
+    read_s = featurise_s = 0.0
+    bar = tqdm(desc="featurising samples", unit="crystal", disable=not opts.progress)
+    chunks = sample_set.chunks(int(opts.chunk_size or 1))
+    while True:
+        t = time.time()
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            break
+        except SampleFileError as exc:
+            raise EvaluationError(str(exc)) from exc
+        read_s += time.time() - t
+        t = time.time()
+        part = evaluate_entries(chunk, profile, progress=False, **feat)
+        for r in part:  # evaluate_entries numbers the chunk from 0
+            r.index += offset
+        compact.extend(part)
+        n_unreadable += _n_unreadable(part)
+        if property_name:
+            values.append(_property_values(chunk, property_name))
+        featurise_s += time.time() - t
+        offset += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    if offset == 0:
+        raise EvaluationError(f"{opts.samples}: no crystals to evaluate")
+    props = None
+    if property_name:
+        arr = np.concatenate(values)
+        props = arr if np.isfinite(arr).any() else None
+    return FeaturisedSamples(compact, sample_set, n_unreadable, props, read_s, featurise_s)
 
 
 PER_STRUCTURE_FIELDS = ("index", "label", "formula", "n_atoms", "constructed", "comp_valid", "struct_valid", "valid",
                         "reason", "density", "n_elems", "min_dist", "volume")
 
 
-def per_structure_table(results: list[CrystalResult], extra: dict[str, list[Any]]) -> Any:
+def per_structure_table(results: Sequence[CrystalResult], extra: dict[str, list[Any]]) -> Any:
     """One row per sample: its CrystalResult fields, then the columns the metrics added."""
     import pandas as pd
 
-    rows: dict[str, list[Any]] = {name: [getattr(r, name) for r in results] for name in PER_STRUCTURE_FIELDS}
+    column = getattr(results, "column", None)  # CompactResults: straight from its columns
+    if column is not None:
+        rows: dict[str, list[Any]] = {name: column(name) for name in PER_STRUCTURE_FIELDS}
+    else:
+        rows = {name: [getattr(r, name) for r in results] for name in PER_STRUCTURE_FIELDS}
     rows.update(extra)
     return pd.DataFrame(rows)
 
@@ -221,10 +321,10 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
     from benchmark.datasets.base import DatasetNotFound
     from benchmark.files import sha256_file
     from benchmark.metrics.crystal_eval import check_fingerprint_backend
-    from benchmark.metrics.featurize import check_backend, evaluate_entries, evaluate_reference
+    from benchmark.metrics.featurize import check_backend, evaluate_reference
     from benchmark.metrics.profiles import get_profile
     from benchmark.registry import get_plugins
-    from benchmark.samples import SampleFileError, read_samples
+    from benchmark.samples import SampleFileError, open_samples, read_samples
     from benchmark.tasks.base import TaskError
 
     t_start = time.time()
@@ -253,22 +353,24 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
         raise EvaluationError(str(exc)) from exc
     timings: dict[str, float] = {}
 
-    # ---- samples
+    # ---- samples: read whole, or (opts.chunk_size) streamed from the file a chunk at a time
     t = time.time()
     try:
-        sample_set = read_samples(opts.samples, limit=opts.limit, batch_idx=opts.batch_idx)
+        if opts.chunk_size:
+            sample_set = open_samples(opts.samples, limit=opts.limit, batch_idx=opts.batch_idx)
+        else:
+            sample_set = read_samples(opts.samples, limit=opts.limit, batch_idx=opts.batch_idx)
     except SampleFileError as exc:
         raise EvaluationError(str(exc)) from exc
-    entries = list(sample_set.entries)
-    if not entries:
-        raise EvaluationError(f"{opts.samples}: no crystals to evaluate")
-    timings["read_samples_s"] = time.time() - t
-    t = time.time()
-    results = evaluate_entries(entries, profile, n_jobs=opts.n_jobs, backend=opts.backend, progress=opts.progress, desc="featurising samples",
-                               fp_backend=opts.fingerprint_backend)
-    timings["featurise_samples_s"] = time.time() - t
+    opened_s = time.time() - t
+    prop_name = opts.property_name or dataset.target
+    featurised = featurise_samples(sample_set, profile, opts, prop_name if task.properties_from_samples and not opts.properties else None)
+    results, entries = featurised.results, featurised.entries
+    n_samples = len(results)
+    timings["read_samples_s"] = opened_s + featurised.read_s
+    timings["featurise_samples_s"] = featurised.featurise_s
     notes: list[str] = []
-    n_unreadable = sum(1 for r in results if r.reasons and r.reasons[0].startswith("unreadable"))
+    n_unreadable = featurised.n_unreadable
     if n_unreadable:
         notes.append(f"{n_unreadable} entries of the sample file could not be read; counted as invalid")
 
@@ -295,7 +397,7 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
                 ref_info = {"name": dataset.name, "reference_split": "input_data_batch of the sample file", "n_reference": len(ref_crystals)}
             else:
                 path = dataset.file_path(opts.reference_split, opts.data_dir)
-                ref_crystals = dataset.load(opts.reference_split, opts.data_dir, progress=opts.progress)[: len(entries)]
+                ref_crystals = dataset.load(opts.reference_split, opts.data_dir, progress=opts.progress)[:n_samples]
                 ref_info = {"name": dataset.name, "reference_split": opts.reference_split, "file": str(path), "sha256": sha256_file(path), "n_reference": len(ref_crystals)}
                 notes.append(f"reconstructions paired in order with the first {len(ref_crystals)} crystals of {dataset.name}/{opts.reference_split}")
     except DatasetNotFound as exc:
@@ -309,11 +411,10 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
             train = dataset.load(opts.train_split, opts.data_dir, progress=opts.progress) if opts.train_split in dataset.splits else None
         except DatasetNotFound:
             train = None
-    prop_name = opts.property_name or dataset.target
     if opts.properties:
-        properties = _load_properties(opts.properties, len(entries), prop_name)
+        properties = _load_properties(opts.properties, n_samples, prop_name)
     elif task.properties_from_samples:
-        properties = _properties_from_entries(entries, prop_name)
+        properties = featurised.properties
     else:
         properties = None
 
@@ -355,6 +456,9 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
     record = _record(opts, task.name, dataset.name, profile, sample_set, ref_info, values, timings, notes, started_at, ctx, config)
     record["fingerprints"] = fingerprint_summary(opts.fingerprint_backend, results, reference)
     record.update(extras)
+    close = getattr(results, "close", None)  # CompactResults: drop its fingerprint file; the table and record are made
+    if close is not None:
+        close()
     run_dir = None
     if opts.store:
         from benchmark.store import ResultsStore
@@ -367,13 +471,13 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
     return EvaluationResult(values, table, record, run_dir, notes, writers, extras)
 
 
-def fingerprint_summary(requested: str, samples: list[CrystalResult], reference: list[CrystalResult] | None) -> dict[str, Any]:
+def fingerprint_summary(requested: str, samples: Sequence[CrystalResult], reference: list[CrystalResult] | None) -> dict[str, Any]:
     """Which backend computed the CrystalNN fingerprints (the run record's ``fingerprints``): the one
     requested, and per set the crystals each backend computed and why the fast one handed crystals
     to matminer. A cached reference keeps the backends that computed it."""
     from collections import Counter
 
-    def counts(results: list[CrystalResult]) -> dict[str, Any]:
+    def counts(results: Sequence[CrystalResult]) -> dict[str, Any]:
         by = Counter(r.fp_backend for r in results if r.fp_backend)
         why = Counter(r.fp_fallback for r in results if r.fp_fallback)
         return {"by_backend": dict(sorted(by.items())), "fallbacks": dict(sorted(why.items()))}
@@ -423,8 +527,11 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
         return
     wanted = task.property_indices(ctx)
     props = np.full(len(ctx.samples), np.nan)
-    keys = [k for k in wanted if isinstance(ctx.sample_crystals[k], Crystal)]
-    crystals = [ctx.sample_crystals[k] for k in keys]
+    # one pass over a streamed sample file for all of them, in the order the task gave
+    take = getattr(ctx.sample_crystals, "take", None)
+    picked = take(wanted) if take is not None else {k: ctx.sample_crystals[k] for k in wanted}
+    keys = [k for k in wanted if isinstance(picked[k], Crystal)]
+    crystals = [picked[k] for k in keys]
     n_jobs = 1 if opts.backend == "sequential" else opts.n_jobs
     for k, p in zip(keys, oracle.predict(crystals, progress=opts.progress, n_jobs=n_jobs)):
         props[k] = np.nan if p is None else p
@@ -471,7 +578,7 @@ def _record(opts: EvaluateOptions, task: str, dataset: str, profile: Any, sample
         "status": "ok",
         "dataset": ref_info,
         "model": {"name": opts.model_name or sample_path.stem, "version": None, "config": {}, "checkpoint_sha256": None},
-        "samples": {"path": str(sample_path.resolve()), "sha256": sample_hash, "format": sample_set.fmt, "n": len(sample_set.entries), "limit": opts.limit},
+        "samples": {"path": str(sample_path.resolve()), "sha256": sample_hash, "format": sample_set.fmt, "n": len(ctx.samples), "limit": opts.limit},
         "profile": profile.name,
         "profile_settings": settings_used,
         "seed": opts.seed,

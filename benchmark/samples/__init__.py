@@ -18,6 +18,10 @@ a writer. Built-in formats (``python -m benchmark list formats``):
 A whole file that cannot be read raises :class:`SampleFileError` (one line naming the file); one
 entry that cannot be turned into a :class:`~benchmark.crystal.Crystal` becomes an
 :class:`Unreadable` entry in its place, so that the metrics count it as invalid.
+
+:func:`open_samples` gives the same entries as a :class:`SampleStream`, read chunk by chunk on
+each pass (extended XYZ and CSV; other formats are read whole), so that scoring 100,000 samples
+does not hold 100,000 crystals in memory.
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from benchmark.samples.base import (
     SampleFileError,
     SampleFormat,
     SampleSet,
+    SampleStream,
     Unreadable,
     available_formats,
+    open_samples,
     read_samples,
     sniff_format,
     write_samples,
@@ -47,8 +53,10 @@ __all__ = [
     "SampleFileError",
     "SampleFormat",
     "SampleSet",
+    "SampleStream",
     "Unreadable",
     "available_formats",
+    "open_samples",
     "read_samples",
     "sniff_format",
     "write_cifs",

@@ -27,7 +27,7 @@ import difflib
 import enum
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -46,7 +46,9 @@ __all__ = [
     "SampleFormat",
     "SampleSet",
     "Unreadable",
+    "SampleStream",
     "available_formats",
+    "open_samples",
     "read_samples",
     "sniff_format",
     "write_samples",
@@ -211,6 +213,8 @@ class Probe:
 
 Reader = Callable[[Path, int | None, int], ReadResult]
 Writer = Callable[[Sequence[Crystal], Path], Path]
+# iterate(path, limit, batch_idx) -> the entries one at a time, in file order (the same ones ``read`` returns)
+Iterate = Callable[[Path, int | None, int], Iterator["SampleEntry"]]
 
 
 @dataclass(frozen=True)
@@ -230,6 +234,11 @@ class SampleFormat:
             (and, with ``directory``, any directory).
         write: ``write(crystals, path) -> path`` if the format can be written.
         directory: the format reads a directory rather than a file.
+        iterate: ``iterate(path, limit, batch_idx) -> iterator of entries``: the entries ``read``
+            returns, exactly, but one at a time from the file, so that :func:`open_samples` can
+            stream a file of any size in bounded memory (None: the format is read whole). Like
+            ``read`` it raises :class:`SampleFileError` for an unusable file, possibly only once
+            iteration reaches the bad part.
     """
 
     name: str
@@ -239,6 +248,7 @@ class SampleFormat:
     sniff: Callable[[Probe], Match] | None = None
     write: Writer | None = None
     directory: bool = False
+    iterate: Iterate | None = None
 
     def match(self, probe: Probe) -> Match:
         """How strongly this format claims the probed path."""
@@ -402,6 +412,123 @@ def read_samples(
         ValueError: ``fmt`` or ``limit`` is invalid.
     """
     p = Path(path)
+    sample_format = _resolve_format(p, fmt, limit)
+    result = _read_whole(p, sample_format, limit, int(batch_idx))
+    entries, references = result.entries, result.references
+    return SampleSet(entries=entries, fmt=sample_format.name, path=p, references=references, meta=result.meta)
+
+
+class SampleStream:
+    """A sample file read in chunks, again on each pass (:func:`open_samples`).
+
+    Iterating it (or :meth:`chunks`) reads the file from its start, so only one chunk of entries
+    is in memory at a time; :attr:`n` is known after the first full pass. A format without an
+    ``iterate`` is read whole once and its entries are kept (``streamed`` is False), so every
+    format works, the big ones in bounded memory.
+
+    Attributes:
+        fmt: the format's name; ``path``: the file; ``references``/``meta``: as in :class:`SampleSet`
+            (a streamed format has neither).
+    """
+
+    def __init__(self, path: Path, sample_format: SampleFormat, limit: int | None, batch_idx: int) -> None:
+        self.path = path
+        self.fmt = sample_format.name
+        self._format = sample_format
+        self._limit = limit
+        self._batch_idx = batch_idx
+        self.references: list[SampleEntry] | None = None
+        self.meta: dict = {}
+        self._entries: list[SampleEntry] | None = None
+        self._n: int | None = None
+        if sample_format.iterate is None:  # no streaming reader: read whole, as read_samples does
+            whole = _read_whole(path, sample_format, limit, batch_idx)
+            self._entries, self.references, self.meta = whole.entries, whole.references, whole.meta
+            self._n = len(self._entries)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether passes read the file (True) or a list read once (False)."""
+        return self._entries is None
+
+    @property
+    def n(self) -> int:
+        """The number of entries (one full pass the first time it is asked, if none was made yet)."""
+        if self._n is None:
+            self._n = sum(1 for _ in self)
+        return self._n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[SampleEntry]:
+        if self._entries is not None:
+            yield from self._entries
+            return
+        count = 0
+        try:
+            for entry in self._format.iterate(self.path, self._limit, self._batch_idx):  # type: ignore[misc]
+                if self._limit is not None and count >= self._limit:  # an iterator that reads more than asked is cut here
+                    break
+                count += 1
+                yield entry
+        except SampleFileError:
+            raise
+        except OSError as exc:
+            raise SampleFileError(self.path, f"cannot read: {exc_text(exc)}") from None
+        self._n = count
+
+    def take(self, indices: Sequence[int]) -> dict[int, SampleEntry]:
+        """The entries at ``indices`` (file positions), in one pass: {index: entry}."""
+        wanted = {int(k) for k in indices}
+        if self._entries is not None:
+            return {k: self._entries[k] for k in wanted}
+        out: dict[int, SampleEntry] = {}
+        last = max(wanted, default=-1)
+        if last < 0:
+            return out
+        for k, entry in enumerate(self):
+            if k in wanted:
+                out[k] = entry
+            if k >= last:
+                break
+        missing = wanted - out.keys()
+        if missing:
+            raise IndexError(f"{self.path}: no entry {min(missing)} (the file has fewer)")
+        return out
+
+    def __getitem__(self, k: Any) -> Any:
+        """An entry (or a list for a slice). A streamed file is read up to it: a pass per call, so
+        metrics that need many entries iterate instead (or use :meth:`take`)."""
+        if isinstance(k, slice):
+            if self._entries is not None:
+                return self._entries[k]
+            positions = range(*k.indices(self.n))
+            got = self.take(positions)
+            return [got[i] for i in positions]
+        k = int(k)
+        if k < 0:
+            k += self.n
+        if k < 0:
+            raise IndexError(k)
+        return self.take([k])[k]
+
+    def chunks(self, size: int) -> Iterator[list[SampleEntry]]:
+        """The entries in file order, ``size`` at a time (the last chunk may be shorter)."""
+        if size <= 0:
+            raise ValueError(f"chunk size must be positive, got {size}")
+        chunk: list[SampleEntry] = []
+        for entry in self:
+            chunk.append(entry)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _resolve_format(p: Path, fmt: str | None, limit: int | None) -> SampleFormat:
+    """The format of ``p`` (given or sniffed), with the checks :func:`read_samples` makes."""
     _check_limit(limit)
     formats = available_formats()
     if fmt is not None and fmt not in formats:
@@ -412,6 +539,11 @@ def read_samples(
         raise SampleFileError(p, f"format {sample_format.name} needs a directory")
     if not sample_format.directory and p.is_dir():
         raise SampleFileError(p, f"is a directory, not a {sample_format.name} file")
+    return sample_format
+
+
+def _read_whole(p: Path, sample_format: SampleFormat, limit: int | None, batch_idx: int) -> ReadResult:
+    """``sample_format.read``, checked and cut to ``limit``."""
     try:
         result = sample_format.read(p, limit, int(batch_idx))
     except SampleFileError:
@@ -425,7 +557,19 @@ def read_samples(
     if limit is not None:  # a reader that reads more than asked is cut here
         entries = entries[:limit]
         references = None if references is None else references[:limit]
-    return SampleSet(entries=entries, fmt=sample_format.name, path=p, references=references, meta=dict(result.meta))
+    return ReadResult(entries, references, dict(result.meta))
+
+
+def open_samples(
+    path: str | os.PathLike[str], *, fmt: str | None = None, limit: int | None = None, batch_idx: int = 0
+) -> SampleStream:
+    """A sample file as a :class:`SampleStream`: the entries :func:`read_samples` would return, in
+    the same order, read chunk by chunk on each pass for formats that can stream (extended XYZ,
+    CSV), read whole for the others. Arguments and errors as :func:`read_samples` (a streamed
+    file's problems may surface only during a pass)."""
+    p = Path(path)
+    sample_format = _resolve_format(p, fmt, limit)
+    return SampleStream(p, sample_format, limit, int(batch_idx))
 
 
 def write_samples(crystals: Sequence[Crystal], path: str | os.PathLike[str], fmt: str | None = None) -> Path:

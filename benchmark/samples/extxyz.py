@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,63 @@ def _read_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> ReadResul
     return ReadResult([_crystal_from_atoms(a, f"{path.name}:frame {i}", i) for i, a in enumerate(frames)])
 
 
+def _frame_texts(path: Path) -> Iterator[str]:
+    """The text of each frame of an extended XYZ file, one at a time, split where ASE's reader
+    splits them (an atom-count line, a comment line, that many atom lines, up to three ``VEC``
+    lines; a blank line ends the file). ASE's own ``iread`` first indexes every frame of the file
+    and keeps the index (about 700 bytes a frame), which is what streaming avoids."""
+    with open(path, "r") as fh:
+        while True:
+            head = fh.readline()
+            if head.strip() == "":
+                return
+            try:
+                natoms = int(head)
+            except ValueError as exc:
+                raise SampleFileError(path, f"not a readable extended XYZ file (XYZError: ase.io.extxyz: Expected xyz header but got: {exc})") from None
+            lines = [head, fh.readline()]
+            lines.extend(fh.readline() for _ in range(natoms))
+            while True:
+                pos = fh.tell()
+                line = fh.readline()
+                if line.lstrip().startswith("VEC"):
+                    lines.append(line)
+                else:
+                    fh.seek(pos)
+                    break
+            yield "".join(lines)
+
+
+def _iter_extxyz(path: Path, limit: int | None, batch_idx: int = 0) -> Iterator[SampleEntry]:
+    """The entries :func:`_read_extxyz` returns, one frame at a time: each frame's text is parsed
+    by ``ase.io.read`` as a one-frame file, which is how ASE parses every frame of a whole file."""
+    import io
+
+    import ase.io
+
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if is_binary(head):
+        raise SampleFileError(path, "not an extended XYZ file (binary data)")
+    if limit == 0:
+        return
+    i = 0
+    for text in _frame_texts(path):
+        if limit is not None and i >= limit:
+            return
+        # warnings are silenced while ASE parses the frame only, never while the caller holds it
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                atoms = ase.io.read(io.StringIO(text), index=0, format="extxyz")
+        except Exception as exc:
+            raise SampleFileError(path, f"not a readable extended XYZ file ({exc_text(exc)})") from None
+        yield _crystal_from_atoms(atoms, f"{path.name}:frame {i}", i)
+        i += 1
+    if i == 0:
+        raise SampleFileError(path, "empty: no frames in extended XYZ file")
+
+
 def _sniff(probe: Probe) -> Match:
     if probe.is_dir:
         return Match.NONE
@@ -123,4 +180,5 @@ EXTXYZ = SampleFormat(
     suffixes=SUFFIXES,
     sniff=_sniff,
     write=write_extxyz,
+    iterate=_iter_extxyz,
 )
