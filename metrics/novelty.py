@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from typing import Any, Callable, Sequence
 
 from benchmark.crystal import Crystal
@@ -231,8 +231,19 @@ def novelty_flags(crystals: Sequence[Crystal], train: Sequence[Crystal], tol: To
 
 
 # ------------------------------------------------------------------ the metrics
-def _valid_crystals(ctx: EvalContext) -> list[tuple[int, Crystal]]:
-    return [(k, c) for k, (c, r) in enumerate(zip(ctx.sample_crystals, ctx.samples)) if r.valid and isinstance(c, Crystal)]
+def _valid_items(ctx: EvalContext, wanted: Callable[[FormulaKey], bool]) -> tuple[list[Item], list[int]]:
+    """One pass over the valid samples: the indices of all of them, and ``(index, crystal)`` only
+    for those whose reduced formula is ``wanted`` (the ones a matcher may have to compare). Only
+    those crystals are held, so a streamed sample file of mostly novel, distinct formulas is not
+    kept in memory (the others' flags are known without a matcher call)."""
+    valid: list[int] = []
+    items: list[Item] = []
+    for k, (c, r) in enumerate(zip(ctx.sample_crystals, ctx.samples)):
+        if r.valid and isinstance(c, Crystal):
+            valid.append(k)
+            if wanted(_formula_key(c)):
+                items.append((k, c))
+    return items, valid
 
 
 def _parallelism(ctx: EvalContext) -> dict[str, Any]:
@@ -240,27 +251,36 @@ def _parallelism(ctx: EvalContext) -> dict[str, Any]:
 
 
 def uniqueness(ctx: EvalContext) -> dict[str, MetricValue]:
-    items = _valid_crystals(ctx)
-    if not items:
+    # first pass: how many valid samples share each formula (a formula seen once is unique)
+    counts: Counter[FormulaKey] = Counter(_formula_key(c) for c, r in zip(ctx.sample_crystals, ctx.samples)
+                                          if r.valid and isinstance(c, Crystal))
+    items, valid = _valid_items(ctx, lambda key: counts[key] > 1)
+    if not valid:
         return {}
-    flags = uniqueness_flags([c for _, c in items], ctx.profile.novelty_matcher, **_parallelism(ctx))
     unique: list[bool | None] = [None] * len(ctx.samples)
+    for k in valid:
+        unique[k] = True
+    flags = uniqueness_flags([c for _, c in items], ctx.profile.novelty_matcher, **_parallelism(ctx))
     for (k, _), f in zip(items, flags):
         unique[k] = f
     ctx.column("unique", unique)
-    return {"uniqueness": MetricValue(sum(flags) / len(items), len(items))}
+    return {"uniqueness": MetricValue(sum(bool(unique[k]) for k in valid) / len(valid), len(valid))}
 
 
 def novelty(ctx: EvalContext) -> dict[str, MetricValue]:
     if ctx.train is None:
         ctx.notes.append("novelty skipped: training split not available")
         return {}
-    items = _valid_crystals(ctx)
-    if not items:
+    train = list(ctx.train)
+    in_train = {_formula_key(c) for c in train}
+    items, valid = _valid_items(ctx, lambda key: key in in_train)  # a formula absent from train is novel
+    if not valid:
         return {}
-    flags = novelty_flags([c for _, c in items], list(ctx.train), ctx.profile.novelty_matcher, **_parallelism(ctx))
     novel: list[bool | None] = [None] * len(ctx.samples)
+    for k in valid:
+        novel[k] = True
+    flags = novelty_flags([c for _, c in items], train, ctx.profile.novelty_matcher, **_parallelism(ctx))
     for (k, _), f in zip(items, flags):
         novel[k] = f
     ctx.column("novel", novel)
-    return {"novelty": MetricValue(sum(flags) / len(items), len(items))}
+    return {"novelty": MetricValue(sum(bool(novel[k]) for k in valid) / len(valid), len(valid))}
