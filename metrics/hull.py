@@ -159,3 +159,109 @@ class Hull:
         """What a record says about the hull: name, hash, size, elements, excluded entries."""
         return {"name": self.name, "sha256": self.sha256, "n_entries": len(self.entries), "elements": sorted(self.elements),
                 "n_excluded": len(self.excluded), "excluded": [{"label": lab, "reason": why} for lab, why in self.excluded[:20]]}
+
+
+# ------------------------------------------------------------------ a hull from a file of entries
+#: what the energies of an entries file are taken as: ``as_given`` (each entry's energy plus its
+#: stated correction, e.g. the Materials Project's MP2020-corrected energies) or ``uncorrected``
+#: (the raw energies, corrections dropped); the user says which matches the energy model's scale
+CORRECTIONS = ("as_given", "uncorrected")
+#: the entry kinds read (by their "@class"); anything else in the file is refused, not imported
+ENTRY_CLASSES = ("ComputedEntry", "ComputedStructureEntry", "PDEntry", "GibbsComputedStructureEntry", "TransformedPDEntry")
+
+
+class HullFileError(ValueError):
+    """An entries file that cannot be read as a hull (not JSON, no entries, an unknown kind)."""
+
+
+def _entry_dicts(data: Any) -> list[Mapping[str, Any]]:
+    """The entry dicts of a JSON document: a list of entries, a PhaseDiagram's ``as_dict()``
+    (``computed_data.all_entries``), or a dict with ``entries`` / ``all_entries``."""
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict):
+        for path in (("computed_data", "all_entries"), ("all_entries",), ("entries",)):
+            node: Any = data
+            for key in path:
+                node = node.get(key) if isinstance(node, dict) else None
+            if isinstance(node, list):
+                return node
+    raise HullFileError("expected a JSON list of pymatgen entries, a PhaseDiagram.as_dict() or {\"entries\": [...]}")
+
+
+def read_entries_file(path: str, corrections: str = "as_given") -> tuple[list[HullEntry], str]:
+    """The entries of a pymatgen entries JSON file (ComputedEntry / PDEntry dicts, e.g. exported
+    from the Materials Project) as :class:`HullEntry` values, and the file's SHA-256.
+
+    The JSON is read as data: each entry's ``composition``, ``energy`` and ``correction`` (or the sum
+    of its ``energy_adjustments``) are taken from the dict; no class named in the file is imported
+    or instantiated (monty's decoder would import whatever module a file names). ``corrections``:
+    see :data:`CORRECTIONS`.
+    """
+    from pathlib import Path
+
+    from benchmark.files import sha256_file
+
+    if corrections not in CORRECTIONS:
+        raise HullFileError(f"corrections {corrections!r}: choose {' or '.join(CORRECTIONS)} (what the file's energies are taken as)")
+    p = Path(path)
+    if not p.is_file():
+        raise HullFileError(f"{path}: no such file")
+    try:
+        data = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HullFileError(f"{path}: not a JSON file of pymatgen entries ({exc})") from exc
+    out: list[HullEntry] = []
+    for k, d in enumerate(_entry_dicts(data)):
+        if not isinstance(d, dict):
+            raise HullFileError(f"{path}: entry {k} is not an object")
+        kind = d.get("@class", "PDEntry")
+        if kind not in ENTRY_CLASSES:
+            raise HullFileError(f"{path}: entry {k} is a {kind!r}; entries of kinds {', '.join(ENTRY_CLASSES)} are read")
+        try:
+            comp = {str(el): float(x) for el, x in dict(d["composition"]).items()}
+            energy = float(d["energy"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HullFileError(f"{path}: entry {k} has no readable composition and energy ({exc})") from exc
+        if corrections == "as_given":
+            if "correction" in d and d["correction"] is not None:
+                energy += float(d["correction"])
+            else:
+                energy += sum(float(a.get("value", 0.0)) for a in d.get("energy_adjustments") or [] if isinstance(a, dict))
+        label = str(d.get("entry_id") or d.get("name") or f"entry {k}")
+        out.append(HullEntry(comp, energy, label))
+    if not out:
+        raise HullFileError(f"{path}: no entries")
+    return out, sha256_file(p)
+
+
+def energy_scale_differences(hull: Hull, elemental_energies: Mapping[str, float]) -> dict[str, float]:
+    """Per element, the hull's elemental ground-state energy per atom minus the energy model's own
+    (``elemental_energies``: symbol -> eV/atom of the model's elemental reference), for the
+    elements both have. Energies from two scales (e.g. MP2020-corrected DFT against a potential's
+    raw predictions, or another functional) differ here by far more than either's error."""
+    out: dict[str, float] = {}
+    for el, e_model in elemental_energies.items():
+        if el in hull.elements and math.isfinite(e_model):
+            ref = hull.phase_diagram.el_refs
+            for element, entry in ref.items():
+                if element.symbol == el:
+                    out[el] = float(entry.energy_per_atom) - float(e_model)
+    return out
+
+
+def check_energy_scale(hull: Hull, elemental_energies: Mapping[str, float], tolerance: float = 0.5) -> dict[str, float]:
+    """Raise :class:`HullFileError` when the hull's elemental references and the energy model's
+    differ by more than ``tolerance`` eV/atom on average (the file's energies are not on the model's
+    scale: a different functional, potential or reference); else the differences. A correction
+    scheme that moves only compounds' energies (MP2020's anion and U corrections leave the elements
+    alone) does not show here, which is why the user states the scheme (:data:`CORRECTIONS`)."""
+    diffs = energy_scale_differences(hull, elemental_energies)
+    if diffs:
+        mean_abs = sum(abs(v) for v in diffs.values()) / len(diffs)
+        if mean_abs > tolerance:
+            shown = ", ".join(f"{el} {v:+.3f}" for el, v in sorted(diffs.items(), key=lambda kv: -abs(kv[1]))[:8])
+            raise HullFileError(f"hull {hull.name!r}: its elemental energies differ from the energy model's by {mean_abs:.3f} eV/atom on average "
+                                f"(more than {tolerance:g}; {shown}): the file's energies are not on the model's scale. State how they were "
+                                f"corrected (corrections: {' or '.join(CORRECTIONS)}) or use a hull computed with the same model")
+    return diffs

@@ -77,3 +77,75 @@ def test_the_hash_names_the_entries_not_their_order(hull: Hull) -> None:
 def test_a_hull_with_nothing_usable_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="elemental entry"):
         Hull([HullEntry({"Li": 1, "O": 1}, -5.0, "LiO")])
+
+
+# ------------------------------------------------------------------ entries files
+def _computed_entries_json(tmp_path):
+    import json
+
+    from pymatgen.entries.computed_entries import ComputedEntry, ConstantEnergyAdjustment
+
+    entries = [ComputedEntry("Li", -1.0, entry_id="mp-Li"), ComputedEntry("O2", -4.0, entry_id="mp-O2"),
+               ComputedEntry("LiO", -4.6, energy_adjustments=[ConstantEnergyAdjustment(-0.4, name="anion")], entry_id="mp-LiO")]
+    path = tmp_path / "entries.json"
+    path.write_text(json.dumps([e.as_dict() for e in entries]))
+    return path
+
+
+def test_a_computed_entries_file_gives_the_hull_with_its_corrections_as_stated(tmp_path) -> None:
+    from benchmark.files import sha256_file
+    from benchmark.metrics.hull import read_entries_file
+
+    path = _computed_entries_json(tmp_path)
+    entries, digest = read_entries_file(str(path))
+    assert digest == sha256_file(path)
+    by = {e.label: e for e in entries}
+    assert by["mp-LiO"].energy == pytest.approx(-5.0)  # -4.6 plus its -0.4 correction: as given
+    assert Hull(entries).e_above_hull({"Li": 1, "O": 1}, -2.4).e_above_hull == pytest.approx(0.1, abs=1e-9)
+    raw, _ = read_entries_file(str(path), corrections="uncorrected")
+    assert {e.label: e for e in raw}["mp-LiO"].energy == pytest.approx(-4.6)
+    assert Hull(raw).e_above_hull({"Li": 1, "O": 1}, -2.4).e_above_hull == pytest.approx(-0.1, abs=1e-9)
+
+
+def test_a_phase_diagram_file_is_read_too(tmp_path) -> None:
+    import json
+
+    from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+    from benchmark.metrics.hull import read_entries_file
+
+    pd = PhaseDiagram([PDEntry("Li", -1.0, name="Li"), PDEntry("O2", -4.0, name="O2"), PDEntry("LiO", -5.0, name="LiO")])
+    from monty.json import MontyEncoder
+
+    path = tmp_path / "pd.json"
+    path.write_text(json.dumps(pd.as_dict(), cls=MontyEncoder))  # as pymatgen writes one (dumpfn / MontyEncoder)
+    entries, _ = read_entries_file(str(path))
+    assert Hull(entries).e_above_hull({"Li": 3, "O": 1}, -1.70).e_above_hull == pytest.approx(0.05, abs=1e-9)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", "not a JSON file"),
+    ('{"something": 1}', "expected a JSON list"),
+    ('[{"@module": "os", "@class": "system", "composition": {"Li": 1}, "energy": 1}]', "'system'"),
+    ('[{"composition": {"Li": 1}}]', "no readable composition and energy"),
+    ("[]", "no entries"),
+])
+def test_a_bad_entries_file_is_a_clear_error_and_nothing_is_imported(tmp_path, content, message) -> None:
+    from benchmark.metrics.hull import HullFileError, read_entries_file
+
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(HullFileError, match=message):
+        read_entries_file(str(path))
+    with pytest.raises(HullFileError, match="no such file"):
+        read_entries_file(str(tmp_path / "missing.json"))
+    with pytest.raises(HullFileError, match="choose"):
+        read_entries_file(str(path), corrections="mp2020")
+
+
+def test_energies_on_another_scale_are_refused(hull: Hull) -> None:
+    from benchmark.metrics.hull import HullFileError, check_energy_scale
+
+    assert check_energy_scale(hull, {"Li": -1.02, "O": -1.97, "Fe": -8.0}) == pytest.approx({"Li": 0.02, "O": -0.03})
+    with pytest.raises(HullFileError, match="not on the model's scale"):
+        check_energy_scale(hull, {"Li": -3.0, "O": -6.5})
