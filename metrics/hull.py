@@ -141,10 +141,10 @@ class Hull:
             decomp, e_hull = self.phase_diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
         except ValueError as exc:  # pymatgen could not decompose it (a degenerate hull): a reason, not a crash
             return HullResult(None, f"no decomposition on the hull: {exc}")
-        fractions = {self._label(p): float(x) for p, x in decomp.items()}
+        fractions = {self.label_of(p): float(x) for p, x in decomp.items()}
         return HullResult(float(e_hull), None, fractions)
 
-    def _label(self, entry: Any) -> str:
+    def label_of(self, entry: Any) -> str:
         """The hull entry's label. pymatgen hands back the queried entry itself when it equals a
         stable entry (same composition and energy): then the label of that stable entry."""
         if id(entry) in self._labels:

@@ -1,0 +1,134 @@
+"""The ``reference`` hull: a dataset's own crystals plus elemental references, every energy from
+the same energy model and settings (issue 18, item 2; the offline default hull).
+
+Energies come from an oracle with the ``relax`` capability (CHGNet by default), either after a
+relaxation (cell and positions, :class:`~benchmark.metrics.oracles.base.RelaxSettings`) or as a
+single point on the structure as given. Only converged relaxations give an energy; every crystal
+left out has a reason. Per element, every candidate (the dataset's elemental crystals and
+:func:`~benchmark.metrics.elemental_refs.standard_candidates`) goes into the hull, so the lowest
+one is the element's reference; :func:`reference_hull` says which one each element got.
+
+Energies of the dataset's crystals are cached (:class:`benchmark.files.ArrayCache`) under a key the
+caller gives (the data files' hashes) plus the energy model's description and the settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping, Sequence
+
+import numpy as np
+
+from benchmark.crystal import Crystal
+from benchmark.metrics.elemental_refs import standard_candidates
+from benchmark.metrics.hull import Hull, HullEntry
+from benchmark.metrics.oracles.base import RelaxSettings
+
+#: bump when how reference energies are computed changes (part of every cache key)
+REFERENCE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    """How the energy model gives an energy: ``relax`` (relax, then the final energy) or
+    ``single_point`` (the structure as given), with the relaxation's settings."""
+
+    mode: Literal["relax", "single_point"] = "relax"
+    relax: RelaxSettings = field(default_factory=RelaxSettings)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("relax", "single_point"):
+            raise ValueError(f"energy mode {self.mode!r}: relax or single_point")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "relax": dataclasses.asdict(self.relax) if self.mode == "relax" else None}
+
+
+@dataclass(frozen=True)
+class Energy:
+    """One crystal's energy from the model: eV/atom (None with a reason when there is none), and
+    the relaxed crystal (``relax`` mode)."""
+
+    energy_per_atom: float | None
+    reason: str | None = None
+    relaxed: Crystal | None = None
+    steps: int = 0
+
+
+def model_energies(crystals: Sequence[Crystal], model: Any, settings: EnergySettings, *, progress: bool = True,
+                   n_jobs: int | None = 1) -> list[Energy]:
+    """The energy model's energy of each crystal, in order (see :class:`EnergySettings`)."""
+    if settings.mode == "single_point":
+        preds = model.predict(list(crystals), progress=progress)
+        return [Energy(e, None if e is not None else "no finite energy from the model") for e in preds]
+    out = []
+    for r in model.relax(list(crystals), settings.relax, progress=progress, n_jobs=n_jobs):
+        if r.relaxed is not None and r.converged and r.energy_final is not None and np.isfinite(r.energy_final):
+            out.append(Energy(float(r.energy_final), None, r.relaxed, r.steps))
+        else:
+            out.append(Energy(None, r.reason or "relaxation failed", r.relaxed, r.steps))
+    return out
+
+
+def composition(c: Crystal) -> dict[str, float]:
+    """Element symbol -> number of atoms in the cell."""
+    from collections import Counter
+
+    from ase.data import chemical_symbols
+
+    return {chemical_symbols[int(z)]: float(n) for z, n in Counter(c.atomic_numbers.tolist()).items()}
+
+
+def _cached_energies(crystals: Sequence[Crystal], model: Any, settings: EnergySettings, cache_key: Mapping[str, Any] | None,
+                     progress: bool, n_jobs: int | None) -> tuple[list[Energy], bool]:
+    """Energies of the dataset's crystals, from the cache when its key matches (no relaxed
+    crystals then: the hull needs only the energies)."""
+    from benchmark.files import ArrayCache
+
+    cache = None
+    if cache_key is not None:
+        key = {"data": dict(cache_key), "model": model.describe(), "settings": settings.as_dict(), "n": len(crystals), "version": REFERENCE_VERSION}
+        cache = ArrayCache("hull_energies", key)
+        arrays = cache.load()
+        if arrays is not None and len(arrays.get("energy", ())) == len(crystals):
+            return [Energy(None if np.isnan(e) else float(e), str(r) or None) for e, r in zip(arrays["energy"], arrays["reason"])], True
+    energies = model_energies(crystals, model, settings, progress=progress, n_jobs=n_jobs)
+    if cache is not None:
+        cache.save({"energy": np.array([np.nan if e.energy_per_atom is None else e.energy_per_atom for e in energies], dtype=np.float64),
+                    "reason": np.array([e.reason or "" for e in energies], dtype=str)})
+    return energies, False
+
+
+def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySettings | None = None, *, name: str = "reference",
+                   cache_key: Mapping[str, Any] | None = None, progress: bool = True, n_jobs: int | None = 1) -> tuple[Hull, dict[str, Any]]:
+    """The reference hull of ``crystals`` (a dataset's splits at hand) and what a record says of it.
+
+    Returns ``(hull, info)``; ``info``: ``hull`` (:meth:`Hull.describe`), ``elemental_references``
+    (element -> the winning candidate's label and its energy per atom), ``n_crystals`` and
+    ``n_placed`` (crystals with an energy), ``left_out`` (reason -> count), ``cached``.
+    """
+    settings = settings or EnergySettings()
+    energies, cached = _cached_energies(crystals, model, settings, cache_key, progress, n_jobs)
+    entries: list[HullEntry] = []
+    left_out: dict[str, int] = {}
+    for k, (c, e) in enumerate(zip(crystals, energies)):
+        if e.energy_per_atom is None:
+            left_out[e.reason or "no energy"] = left_out.get(e.reason or "no energy", 0) + 1
+            continue
+        entries.append(HullEntry(composition(c), e.energy_per_atom * c.num_atoms, f"dataset:{c.label if c.label is not None else k}"))
+    elements = sorted({el for c in crystals for el in composition(c)})
+    own = {el for el in elements if any(set(composition(c)) == {el} for c in crystals)}
+    candidates = [c for el in elements for c in standard_candidates(el, have_dataset_crystal=el in own)]
+    for c, e in zip(candidates, model_energies(candidates, model, settings, progress=progress, n_jobs=n_jobs)):
+        if e.energy_per_atom is None:
+            left_out[f"elemental candidate: {e.reason}"] = left_out.get(f"elemental candidate: {e.reason}", 0) + 1
+            continue
+        entries.append(HullEntry(composition(c), e.energy_per_atom * c.num_atoms, f"standard:{c.label}"))
+    hull = Hull(entries, name=name)
+    refs = {}
+    for el_obj, entry in hull.phase_diagram.el_refs.items():
+        refs[el_obj.symbol] = {"label": hull.label_of(entry), "energy_per_atom": float(entry.energy_per_atom)}
+    info = {"hull": hull.describe(), "energy": {"model": model.describe(), **settings.as_dict()}, "elemental_references": dict(sorted(refs.items())),
+            "n_crystals": len(crystals), "n_placed": sum(e.energy_per_atom is not None for e in energies), "left_out": left_out, "cached": cached}
+    return hull, info
