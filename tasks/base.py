@@ -27,6 +27,7 @@ for it unchanged.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -455,6 +456,27 @@ class Produced:
     notes: list[str] = field(default_factory=list)
 
 
+
+# ------------------------------------------------------------------------------------ protocol fingerprints
+def protocol_fingerprint(fields: Mapping[str, Any]) -> str:
+    """The fingerprint of a run's scoring protocol (energy model, settings, reference data,
+    thresholds, versions): the SHA-256 hex digest of ``fields`` as canonical JSON (sorted keys, no
+    spaces; a value JSON cannot hold is written as its ``str``). Equal fields give equal
+    fingerprints whether computed before the record is stored or from the stored JSON."""
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def protocol_section(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """A run record's ``protocol`` section (``{"fingerprint": str, "fields": {...}}``), or None
+    when it has none or it is malformed (no string ``fingerprint`` or no mapping ``fields``)."""
+    section = record.get("protocol")
+    if not isinstance(section, Mapping):
+        return None
+    fingerprint, fields = section.get("fingerprint"), section.get("fields")
+    return section if isinstance(fingerprint, str) and fingerprint and isinstance(fields, Mapping) else None
+
+
 # ------------------------------------------------------------------------------------ the task
 class Task:
     """Base class of every task (see the module doc). Subclasses set the class attributes and
@@ -575,8 +597,19 @@ class Task:
         return values
 
     def merge_key(self, record: Mapping[str, Any]) -> str | None:
-        """Runs with the same key (not None) are merged into one leaderboard row (default: never)."""
+        """Runs with the same key (not None) are merged into one leaderboard row (default: never);
+        runs with different :meth:`protocol_of` fingerprints never are."""
         return None
+
+    def protocol_of(self, record: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        """The scoring protocol a stored run was measured under, ``{"fingerprint", "fields"}``, or
+        None. The leaderboard ranks only rows of one fingerprint against each other: rows of
+        different fingerprints are shown in separate groups with the differing fields listed, and
+        ``leaderboard --strict`` refuses to print them together. A task opts in by writing a
+        ``protocol`` section into its records (fingerprint from :func:`protocol_fingerprint`);
+        default: that section when well formed (:func:`protocol_section`). A task may override it
+        to derive a protocol from records that predate the section."""
+        return protocol_section(record)
 
     def table_columns(self, keys: Iterable[str]) -> list[str]:
         """The columns for a table whose rows hold ``keys`` (default: :attr:`columns`, or every
@@ -592,5 +625,5 @@ class Task:
 
 __all__ = [
     "BatchError", "CliOption", "OptionSpec", "Produced", "RunContext", "Shard", "ShardPending", "StopRule", "Task", "TaskConfig", "TaskError",
-    "batched", "cli_options", "derive_seed", "merged_options", "option",
+    "batched", "cli_options", "derive_seed", "merged_options", "option", "protocol_fingerprint", "protocol_section",
 ]
