@@ -11,6 +11,14 @@ notes from the task (:class:`benchmark.tasks.base.Task`), a column's label, unit
 display from the metric that writes the key (:class:`benchmark.metrics.base.MetricKey`). Values are
 kept in the project's units (fractions for rates); percentages are only applied when rendering for
 humans (Markdown, LaTeX, HTML, through tabulate). CSV output carries raw full-precision values.
+
+Runs measured under different scoring protocols (a record's ``protocol`` section, read by
+:meth:`~benchmark.tasks.base.Task.protocol_of`: energy model, relaxation, hull, thresholds,
+versions, and their fingerprint) are not comparable: a table whose rows of one dataset carry more
+than one fingerprint shows them in labelled groups ("protocol A", "protocol B", "no protocol
+recorded"), ranks and merges rows only within a group, and lists under the table the fields that
+differ between the groups. :func:`leaderboard_tables` with ``strict=True`` refuses such a table
+(:class:`ProtocolMixError`).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -154,6 +163,11 @@ class Row:
     best: set[str] = field(default_factory=set)  # metric keys where this row holds the best value
     profile: str | None = None
     run_id: str | None = None
+    protocol: str | None = None  # the run's protocol fingerprint (None: not recorded, e.g. reported rows)
+
+
+class ProtocolMixError(ValueError):
+    """A table would rank rows measured under different scoring protocols side by side."""
 
 
 @dataclass
@@ -167,6 +181,30 @@ class Table:
     notes: list[str] = field(default_factory=list)
     # column -> its declaration (label, direction, display), resolved when the table is built
     keys: dict[str, MetricKey] = field(default_factory=dict)
+    # protocol fingerprint -> its fields, in group order (protocol A, B, ...); empty when no row has one
+    protocols: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    # each dataset whose rows carry more than one protocol (None counts once any row has one), with them
+    mixed: list[tuple[str | None, list[str | None]]] = field(default_factory=list)
+    # lines under the table: the protocol groups and the fields that differ between them
+    protocol_lines: list[str] = field(default_factory=list)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the rows are shown in protocol groups (some dataset's rows mix protocols)."""
+        return bool(self.mixed)
+
+    def protocol_label(self, fingerprint: str | None) -> str:
+        """``"A"``, ``"B"``, ... by the group's order in the table; ``"none"`` for rows without one."""
+        if fingerprint is None or fingerprint not in self.protocols:
+            return "none"
+        index = list(self.protocols).index(fingerprint)
+        return chr(ord("A") + index) if index < 26 else f"P{index + 1}"
+
+    def group_title(self, fingerprint: str | None) -> str:
+        """The caption of a group of rows: ``protocol A (0123456789ab)`` or ``no protocol recorded``."""
+        if fingerprint is None:
+            return "no protocol recorded"
+        return f"protocol {self.protocol_label(fingerprint)} ({fingerprint[:12]})"
 
     @property
     def higher_is_better(self) -> dict[str, bool | None]:
@@ -264,18 +302,19 @@ def _reported_row(row: Mapping[str, Any], task: Any | None) -> Row:
 
 
 def _merge_rows(rows: list[Row], records: list[Mapping[str, Any]], task: Any) -> list[Row]:
-    """The ``ok`` runs with the same :meth:`~benchmark.tasks.base.Task.merge_key` become one row
-    (a later run's value wins when two runs fill the same column)."""
-    merged: dict[str, Row] = {}
+    """The ``ok`` runs with the same :meth:`~benchmark.tasks.base.Task.merge_key` and the same
+    protocol fingerprint become one row (a later run's value wins when two runs fill the same
+    column)."""
+    merged: dict[tuple[str, str | None], Row] = {}
     out: list[Row] = []
     for row, record in zip(rows, records):
         key = task.merge_key(record) if row.status == "ok" else None
         if key is None:
             out.append(row)
             continue
-        first = merged.get(key)
+        first = merged.get((key, row.protocol))
         if first is None:
-            merged[key] = row
+            merged[(key, row.protocol)] = row
             out.append(row)
             continue
         first.values.update({k: v for k, v in row.values.items() if v is not None})
@@ -283,6 +322,128 @@ def _merge_rows(rows: list[Row], records: list[Mapping[str, Any]], task: Any) ->
         if row.note:
             first.note = f"{first.note}; {row.note}" if first.note else row.note
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# protocol groups
+# --------------------------------------------------------------------------------------------------
+
+
+def _protocol(record: Mapping[str, Any], task: Any | None) -> Mapping[str, Any] | None:
+    from benchmark.tasks.base import protocol_section
+
+    return task.protocol_of(record) if task is not None else protocol_section(record)
+
+
+def flatten_fields(fields: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested protocol fields as dotted keys (``{"relaxation": {"fmax": 0.05}}`` ->
+    ``{"relaxation.fmax": 0.05}``); lists and empty mappings are values."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_fields(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+_DIGEST = re.compile(r"[0-9a-fA-F]{32,}")
+_ABSENT = object()
+
+
+def _field_text(value: Any) -> str:
+    """A protocol value for the notes: strings as they are (a hex digest shortened to 12
+    characters), anything else as compact JSON; ``absent`` for a field a group does not have."""
+    if value is _ABSENT:
+        return "absent"
+    if isinstance(value, str):
+        return value[:12] if _DIGEST.fullmatch(value) else value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def protocol_differences(groups: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict[str, str]]]:
+    """The fields (dotted keys) whose values differ between the labelled ``groups``
+    (label -> fields), each with every group's value as displayed; equal fields are left out. With
+    a single group every field is listed: there is nothing it could equal."""
+    flat = {label: flatten_fields(fields) for label, fields in groups.items()}
+    names = list(dict.fromkeys(k for fields in flat.values() for k in fields))
+    out = []
+    for name in names:
+        values = {label: fields.get(name, _ABSENT) for label, fields in flat.items()}
+        texts = {label: _field_text(v) for label, v in values.items()}
+        distinct = {json.dumps(v, sort_keys=True, default=str) if v is not _ABSENT else "\0absent" for v in values.values()}
+        if len(distinct) > 1 or len(flat) == 1:
+            out.append((name, texts))
+    return out
+
+
+def _difference_lines(table: Table, fingerprints: Iterable[str | None]) -> list[str]:
+    groups = {table.protocol_label(fp): table.protocols[fp] for fp in fingerprints if fp is not None}
+    return [f"{name}: " + ", ".join(f"{label} = {text}" for label, text in texts.items())
+            for name, texts in protocol_differences(groups)]
+
+
+def _group_members(table: Table, dataset: str | None, fingerprint: str | None) -> str:
+    rows = [r for r in table.rows if r.dataset == dataset and r.protocol == fingerprint]
+    runs = [r.source for r in rows if r.origin == ORIGIN_PROJECT and r.source]
+    reported = sum(1 for r in rows if r.origin == ORIGIN_REPORTED)
+    parts = ([f"{reported} reported row{'s' if reported != 1 else ''}"] if reported else [])
+    if runs:
+        parts.append(f"run{'s' if len(runs) > 1 else ''} {', '.join(runs)}")
+    return "; ".join(parts) or "no rows"
+
+
+def protocol_conflicts(table: Table) -> list[str]:
+    """One paragraph for each dataset of ``table`` whose rows mix protocols: the table, its
+    groups with their runs, the fields that differ and what to do; empty when none does."""
+    out = []
+    for dataset, fingerprints in table.mixed:
+        where = f"the {table.task} table" + (f" on {dataset}" if dataset else "")
+        groups = ", ".join(
+            f"{table.protocol_label(fp)} ({'fingerprint ' + fp[:12] if fp else 'no protocol recorded'}: "
+            f"{_group_members(table, dataset, fp)})" for fp in fingerprints)
+        text = f"{where} mixes {len(fingerprints)} scoring protocols, so its rows are not comparable: {groups}"
+        lines = _difference_lines(table, fingerprints)
+        if len([fp for fp in fingerprints if fp is not None]) > 1:
+            text += "; they differ in " + ("; ".join(lines) if lines else "nothing but their fingerprints")
+        text += ". Keep runs of one protocol together (another --runs-dir for the others)"
+        if any(r.origin == ORIGIN_REPORTED and r.dataset == dataset for r in table.rows) and None in fingerprints:
+            text += ", leave out the papers' rows (--no-reported)"
+        text += " or drop --strict to print the groups apart."
+        out.append(text)
+    return out
+
+
+def _protocol_groups(table: Table, protocol_fields: Mapping[str, Mapping[str, Any]]) -> None:
+    """Orders ``table``'s rows by protocol group within each dataset, ranks within groups, and
+    fills its protocol attributes, caption note and the lines under it."""
+    present = [r.protocol for r in table.rows if r.protocol is not None]
+    table.protocols = {fp: protocol_fields[fp] for fp in dict.fromkeys(present)}
+    if not table.protocols:
+        return
+    for dataset in dict.fromkeys(r.dataset for r in table.rows):
+        fingerprints = list(dict.fromkeys(r.protocol for r in table.rows if r.dataset == dataset))
+        if len(fingerprints) > 1:
+            table.mixed.append((dataset, fingerprints))
+    if not table.mixed:
+        by_dataset = {r.dataset: r.protocol for r in table.rows if r.protocol is not None}
+        if len(table.protocols) == 1:
+            table.notes.append(f"Protocol fingerprint {present[0][:12]}.")
+        else:
+            table.notes.append("Protocol fingerprints: " + "; ".join(f"{ds} {fp[:12]}" for ds, fp in by_dataset.items()) + ".")
+        return
+    table.notes.append("Rows measured under different scoring protocols (fingerprints of energy model, settings, "
+                       "reference data and versions) are shown in separate groups and ranked within them; "
+                       "the fields that differ are listed below the table.")
+    fingerprints_shown = list(dict.fromkeys(r.protocol for r in table.rows))
+    lines = []
+    for fp in fingerprints_shown:
+        if fp is None:
+            lines.append("none: no protocol recorded (the papers' reported numbers, runs stored without one)")
+        else:
+            lines.append(f"{table.protocol_label(fp)}: fingerprint {fp[:12]}")
+    table.protocol_lines = ["Protocol groups: " + "; ".join(lines) + "."] + _difference_lines(table, fingerprints_shown)
 
 
 def _dataset_key(name: str | None) -> tuple[int, str]:
@@ -322,8 +483,9 @@ def build_table(
     "this project" with their run id; and, when ``include_reported``, the papers' rows
     (``reported`` if given, else :func:`load_reported`). Columns: the task's, only those with at
     least one value. The best value of each column (max or min per its declared direction) is
-    marked on every row holding it, compared over all rows of the same dataset, reported ones
-    included; reference rows (ground truth) are never ranked.
+    marked on every row holding it, compared over all rows of the same dataset and protocol
+    fingerprint, reported ones included; reference rows (ground truth) are never ranked. Rows of
+    one dataset with different fingerprints are ordered into protocol groups (see the module doc).
     """
     task_obj = _task(task)
     records = [r for r in records if r.get("task") == task]
@@ -340,6 +502,12 @@ def build_table(
                 continue
             reported_rows.append(_reported_row(row, task_obj))
     project_rows = [_record_row(r, task_obj) for r in records]
+    protocol_fields: dict[str, Mapping[str, Any]] = {}
+    for row, record in zip(project_rows, records):
+        section = _protocol(record, task_obj)
+        if section is not None:
+            row.protocol = str(section["fingerprint"])
+            protocol_fields.setdefault(row.protocol, section["fields"])
     if task_obj is not None:
         project_rows = _merge_rows(project_rows, records, task_obj)
 
@@ -357,14 +525,15 @@ def build_table(
 
     datasets = sorted({r.dataset for r in all_rows if r.dataset is not None}, key=_dataset_key)
     group = dataset is None and len(datasets) > 1
-    # order: by dataset (when grouped), reported rows first (paper order), then ours (oldest first)
+    # order: by dataset (when grouped), then protocol group (in order of appearance), reported rows
+    # first (paper order), then ours (oldest first)
     order = {id(r): i for i, r in enumerate(all_rows)}
-    if group:
-        all_rows.sort(key=lambda r: (_dataset_key(r.dataset), order[id(r)]))
+    protocol_order = {fp: i for i, fp in enumerate(dict.fromkeys(r.protocol for r in all_rows))}
+    all_rows.sort(key=lambda r: (_dataset_key(r.dataset) if group else (0, ""), protocol_order[r.protocol], order[id(r)]))
 
-    # best values, per dataset
-    for ds in {r.dataset for r in all_rows}:
-        rows_ds = [r for r in all_rows if r.dataset == ds and r.status == "ok" and not r.reference]
+    # best values, per dataset and protocol: rows measured differently are not ranked together
+    for ds, fp in {(r.dataset, r.protocol) for r in all_rows}:
+        rows_ds = [r for r in all_rows if r.dataset == ds and r.protocol == fp and r.status == "ok" and not r.reference]
         for col in columns:
             higher = hib.get(col)
             if higher is None:
@@ -404,22 +573,30 @@ def build_table(
     if any(r.reference for r in all_rows):
         notes.append("Reference rows (ground truth) are not ranked.")
 
+    table = Table(task=task, dataset=dataset, columns=columns, rows=all_rows, group_by_dataset=group, caption="", notes=notes, keys=keys)
+    _protocol_groups(table, protocol_fields)
+
     title = task.replace("_", " ")
     caption = f"{title[:1].upper()}{title[1:]}"
     if dataset is not None:
         caption += f" on {dataset}"
     caption += ". Best value per column in bold"
-    caption += " (per dataset)." if group else "."
+    per = [what for what, on in (("dataset", group), ("protocol group", table.grouped)) if on]
+    caption += f" (per {' and '.join(per)})." if per else "."
     if notes:
         caption += " " + " ".join(notes)
-    return Table(task=task, dataset=dataset, columns=columns, rows=all_rows, group_by_dataset=group, caption=caption, notes=notes, keys=keys)
+    table.caption = caption
+    return table
 
 
-def leaderboard_tables(store: Any, task: str | None = None, dataset: str | None = None, include_reported: bool = True) -> list[Table]:
+def leaderboard_tables(store: Any, task: str | None = None, dataset: str | None = None, include_reported: bool = True,
+                       strict: bool = False) -> list[Table]:
     """The tables ``python -m benchmark leaderboard`` prints: ``task``'s, or every registered
     task's in :attr:`~benchmark.tasks.base.Task.leaderboard_order` (the tasks that are not
     ``leaderboard_default`` only when runs of them are stored, else their reported rows alone would
-    crowd it). A table without any row is left out."""
+    crowd it). A table without any row is left out. ``strict``: raise :class:`ProtocolMixError`
+    (one paragraph per offending table and dataset, :func:`protocol_conflicts`) when a table
+    would show rows of different protocols side by side."""
     from benchmark.registry import get_plugins
 
     if task is not None:
@@ -428,7 +605,12 @@ def leaderboard_tables(store: Any, task: str | None = None, dataset: str | None 
         tasks = sorted((e.load() for e in get_plugins()["tasks"]), key=lambda t: (t.leaderboard_order, t.name))
         names = [t.name for t in tasks if t.leaderboard_default or store.query(task=t.name, dataset=dataset)]
     tables = [build_table(store.query(task=name, dataset=dataset), name, dataset=dataset, include_reported=include_reported) for name in names]
-    return [t for t in tables if t.rows]
+    tables = [t for t in tables if t.rows]
+    if strict:
+        conflicts = [text for t in tables for text in protocol_conflicts(t)]
+        if conflicts:
+            raise ProtocolMixError("\n".join(conflicts))
+    return tables
 
 
 # --------------------------------------------------------------------------------------------------
@@ -499,6 +681,35 @@ def _grid(table: Table, escape: Any, bold: Any) -> tuple[list[str], list[list[st
     return [escape(h) for h in header], body, align
 
 
+def _group_starts(table: Table) -> dict[int, str]:
+    """Row index -> the title of the protocol group starting there (in a grouped table, at the
+    first row and wherever the dataset or the protocol changes); empty when not grouped."""
+    if not table.grouped:
+        return {}
+    out = {}
+    for i, row in enumerate(table.rows):
+        if i == 0 or (row.dataset, row.protocol) != (table.rows[i - 1].dataset, table.rows[i - 1].protocol):
+            title = table.group_title(row.protocol)
+            out[i] = f"{title}, {row.dataset}" if table.group_by_dataset and row.dataset else title
+    return out
+
+
+def _with_group_rows(table: Table, body: list[list[str]], title_cell: Any) -> list[list[str]]:
+    """``body`` with a label row (``title_cell(index, title)`` then empty cells) before each
+    protocol group."""
+    starts = _group_starts(table)
+    out = []
+    for i, cells in enumerate(body):
+        if i in starts:
+            out.append([title_cell(i, starts[i])] + [""] * (len(cells) - 1))
+        out.append(cells)
+    return out
+
+
+def _placeholder(i: int) -> str:
+    return f"@@protocol-group-{i}@@"
+
+
 def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|")
 
@@ -507,8 +718,12 @@ def _render_markdown(table: Table) -> str:
     from tabulate import tabulate
 
     header, body, align = _grid(table, _md_escape, lambda t: f"**{t}**")
+    body = _with_group_rows(table, body, lambda i, title: f"*{_md_escape(title)}*")
     text = tabulate(body, headers=header, tablefmt="pipe", colalign=align, disable_numparse=True)
-    return text + "\n\n" + _md_escape(table.caption) + "\n"
+    text += "\n\n" + _md_escape(table.caption) + "\n"
+    if table.protocol_lines:
+        text += "\n" + "".join(f"- {_md_escape(line)}\n" for line in table.protocol_lines)
+    return text
 
 
 _LATEX_SPECIAL = {
@@ -568,13 +783,24 @@ def _render_latex(table: Table) -> str:
     from tabulate import SEPARATING_LINE, tabulate
 
     header, body, align = _grid(table, latex_escape, lambda t: r"\textbf{" + t + "}")
+    starts = _group_starts(table)
     rows: list[Any] = []
     for i, cells in enumerate(body):
-        if table.group_by_dataset and i > 0 and table.rows[i].dataset != table.rows[i - 1].dataset:
-            rows.append(SEPARATING_LINE)  # a \midrule between the datasets' blocks
+        if i > 0 and ((table.group_by_dataset and table.rows[i].dataset != table.rows[i - 1].dataset) or i in starts):
+            rows.append(SEPARATING_LINE)  # a \midrule between the datasets' (and protocol groups') blocks
+        if i in starts:
+            rows.append([_placeholder(i)] + [""] * (len(cells) - 1))
         rows.append(cells)
     text = tabulate(rows, headers=header, tablefmt=_booktabs_raw(), colalign=align, disable_numparse=True)
-    return "\n".join([r"\begin{table}[ht]", r"\centering", r"\caption{" + latex_escape(table.caption) + "}", text, r"\end{table}"]) + "\n"
+    # a group's label spans the table: tabulate cannot write \multicolumn, so its row is replaced
+    lines = text.split("\n")
+    for i, title in starts.items():
+        at = next(k for k, line in enumerate(lines) if _placeholder(i) in line)
+        lines[at] = r"\multicolumn{" + str(len(header)) + r"}{l}{\textit{" + latex_escape(title) + r"}} \\"
+    parts = [r"\begin{table}[ht]", r"\centering", r"\caption{" + latex_escape(table.caption) + "}", "\n".join(lines)]
+    if table.protocol_lines:
+        parts += [r"\par\smallskip", "{\\footnotesize\\raggedright " + "\\par\n".join(latex_escape(line) for line in table.protocol_lines) + r"\par}"]
+    return "\n".join(parts + [r"\end{table}"]) + "\n"
 
 
 def _raw(value: float | None) -> str:
@@ -590,6 +816,10 @@ def _render_csv(table: Table) -> str:
         rows.append({"model": row.label, "dataset": row.dataset or "", **values, "origin": row.origin, "source": row.source,
                      "status": row.status, "upper_bound": ";".join(sorted(row.upper_bound)), "note": row.note or ""})
     columns = ["model", "dataset", *table.columns, "origin", "source", "status", "upper_bound", "note"]
+    if table.protocols:
+        for row, values in zip(table.rows, rows):
+            values["protocol"] = row.protocol or ""
+        columns.append("protocol")
     buf = io.StringIO()
     pd.DataFrame(rows, columns=columns).to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
@@ -599,9 +829,18 @@ def _render_html(table: Table) -> str:
     from tabulate import tabulate
 
     header, body, align = _grid(table, html.escape, lambda t: f"<strong>{t}</strong>")
+    starts = _group_starts(table)
+    body = _with_group_rows(table, body, lambda i, title: _placeholder(i))
     text = tabulate(body, headers=header, tablefmt="unsafehtml", colalign=align, disable_numparse=True)
     # tabulate writes a bare <table>: give it the class and the caption
     text = text.replace("<table>", f'<table class="leaderboard">\n<caption>{html.escape(table.caption)}</caption>', 1)
+    lines = text.split("\n")
+    for i, title in starts.items():
+        at = next(k for k, line in enumerate(lines) if _placeholder(i) in line)
+        lines[at] = f'<tr class="protocol-group"><th colspan="{len(header)}" style="text-align: left;"><em>{html.escape(title)}</em></th></tr>'
+    text = "\n".join(lines)
+    if table.protocol_lines:
+        text += '\n<ul class="protocol-groups">\n' + "".join(f"<li>{html.escape(line)}</li>\n" for line in table.protocol_lines) + "</ul>"
     return text + "\n"
 
 
@@ -627,15 +866,19 @@ def render(table: Table, fmt: str = "markdown") -> str:
 __all__ = [
     "DATASET_ORDER",
     "FORMATS",
+    "ProtocolMixError",
     "Row",
     "Table",
     "build_table",
     "declarations",
+    "flatten_fields",
     "format_value",
     "latex_escape",
     "leaderboard_tables",
     "load_reported",
     "load_reported_files",
     "metric_key",
+    "protocol_conflicts",
+    "protocol_differences",
     "render",
 ]
