@@ -180,11 +180,16 @@ def _report(header: str, flat: dict, notes: list, stored: str | None, json_out: 
 # ------------------------------------------------------------------ leaderboard
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark import settings
-    from benchmark.leaderboard import leaderboard_tables, render
+    from benchmark.leaderboard import ProtocolMixError, leaderboard_tables, render
     from benchmark.store import ResultsStore
 
     root = settings.runs_dir(args.runs_dir)
-    tables = leaderboard_tables(ResultsStore(root), task=args.task, dataset=args.dataset, include_reported=not args.no_reported)
+    try:
+        tables = leaderboard_tables(ResultsStore(root), task=args.task, dataset=args.dataset, include_reported=not args.no_reported,
+                                    strict=args.strict)
+    except ProtocolMixError as exc:
+        print(f"error: leaderboard --strict: {exc}", file=sys.stderr)
+        return 2
     if not tables:
         what = " and ".join(x for x in (f"task {args.task}" if args.task else "", f"dataset {args.dataset}" if args.dataset else "") if x) or "any task"
         print(f"nothing to show: no runs stored in {root} and no reported rows for {what}. "
@@ -600,6 +605,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--format", default="markdown", choices=["markdown", "latex", "csv", "html"])
     p.add_argument("--runs-dir", default=None)
     p.add_argument("--no-reported", action="store_true", help="leave out the papers' reported rows")
+    p.add_argument("--strict", action="store_true", help="refuse (exit 2) to print a table whose rows of one dataset were "
+                   "measured under different scoring protocols (protocol fingerprints), instead of showing them in separate groups")
     p.add_argument("--output", "-o", default=None, help="write to a file instead of standard output")
     _add_common(p)
     p.set_defaults(func=cmd_leaderboard)
