@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import math
@@ -299,3 +300,146 @@ def test_runs_with_changed_settings_are_told_apart_in_the_label():
     c["model"].update(config={"strategy": "full"}, changed={"strategy": "full", "n_steps": 10})
     label = build_table([c], "conditional_generation", dataset="perov_5").rows[0].label
     assert label == "con_cdvae (full) [n_steps=10]"
+
+
+# ---- protocol groups ---------------------------------------------------------------------------
+
+PROTOCOL = {"energy_model": "CHGNet 0.3.0", "energy_model_sha256": "ab" * 32, "relaxation": {"fmax": 0.05, "steps": 500},
+            "hull": "reference:perov_5", "thresholds": [0.0, 0.1], "pymatgen": "2024.8.9"}
+OTHER = {**PROTOCOL, "energy_model": "MACE-MP-0 medium", "relaxation": {"fmax": 0.1, "steps": 500}}
+
+
+def with_protocol(record: dict, fields: dict) -> dict:
+    from benchmark.tasks.base import protocol_fingerprint
+
+    return {**record, "protocol": {"fingerprint": protocol_fingerprint(fields), "fields": fields}}
+
+
+def mixed_records() -> list[dict]:
+    # interleaved in time: the groups are formed by fingerprint, not by order
+    return [with_protocol(rec("run-a", "alpha", {"struct_valid": 0.90}, started_at="2026-01-01T00:00:00Z"), PROTOCOL),
+            with_protocol(rec("run-c", "gamma", {"struct_valid": 0.99}, started_at="2026-01-02T00:00:00Z"), OTHER),
+            with_protocol(rec("run-b", "beta", {"struct_valid": 0.80}, started_at="2026-01-03T00:00:00Z"), PROTOCOL)]
+
+
+def test_protocol_fingerprint_and_task_protocol_of():
+    import hashlib
+
+    from benchmark.tasks.base import protocol_fingerprint
+
+    canonical = json.dumps(PROTOCOL, sort_keys=True, separators=(",", ":"))
+    assert protocol_fingerprint(PROTOCOL) == hashlib.sha256(canonical.encode()).hexdigest()
+    assert protocol_fingerprint(dict(reversed(list(PROTOCOL.items())))) == protocol_fingerprint(PROTOCOL)
+    assert protocol_fingerprint(OTHER) != protocol_fingerprint(PROTOCOL)
+    task = {e.name: e.load() for e in get_plugins()["tasks"]}["generation"]
+    record = with_protocol(rec("r", "m", {}), PROTOCOL)
+    assert task.protocol_of(record) == record["protocol"]
+    assert task.protocol_of(rec("r", "m", {})) is None
+    assert task.protocol_of({**record, "protocol": {"fingerprint": "x"}}) is None  # no fields
+    assert task.protocol_of({**record, "protocol": {"fingerprint": 1, "fields": {}}}) is None
+
+
+def test_different_protocols_are_grouped_and_differences_listed():
+    table = build_table(mixed_records(), "generation", "perov_5", include_reported=False)
+    assert table.grouped and [r.label for r in table.rows] == ["alpha", "beta", "gamma"]
+    assert [table.protocol_label(r.protocol) for r in table.rows] == ["A", "A", "B"]
+    # ranked within a group: alpha is A's best although gamma is higher
+    assert [r.best for r in table.rows] == [{"struct_valid"}, set(), {"struct_valid"}]
+    assert "per protocol group" in table.caption
+
+    text = render(table, "markdown")
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("| *protocol ")]
+    assert len(starts) == 2 and "protocol A" in lines[starts[0]] and "protocol B" in lines[starts[1]]
+    assert md_row(text, "alpha")[1] == "**90.00**" and md_row(text, "gamma")[1] == "**99.00**"
+    assert starts[0] < lines.index(next(x for x in lines if x.startswith("| alpha"))) < starts[1]
+    assert starts[1] < lines.index(next(x for x in lines if x.startswith("| gamma")))
+    assert "- energy_model: A = CHGNet 0.3.0, B = MACE-MP-0 medium" in lines
+    assert "- relaxation.fmax: A = 0.05, B = 0.1" in lines
+    for equal in ("relaxation.steps", "pymatgen", "thresholds", "hull", "energy_model_sha256"):
+        assert equal not in text, equal
+
+    latex = render(table, "latex")
+    assert latex.count(r"\multicolumn{3}{l}{\textit{protocol ") == 2 and latex.count(r"\midrule") == 2
+    assert r"energy\_model: A = CHGNet 0.3.0, B = MACE-MP-0 medium" in latex
+    assert latex.index(r"\end{tabular}") < latex.index("relaxation.fmax")
+    html_text = render(table, "html")
+    assert html_text.count('<tr class="protocol-group"><th colspan="3"') == 2 and "<li>relaxation.fmax: A = 0.05, B = 0.1</li>" in html_text
+    df = pd.read_csv(io.StringIO(render(table, "csv")))
+    assert df["protocol"].nunique() == 2 and len(df) == 3
+
+
+def test_reported_rows_without_protocol_are_their_own_group():
+    table = build_table(mixed_records()[:1], "generation", "perov_5")
+    assert table.grouped and table.mixed == [("perov_5", [None, table.rows[-1].protocol])]
+    text = render(table, "markdown")
+    assert md_row(text, "*no protocol recorded*")[1:] == [""] * (len(md_header(text)) - 1)
+    assert any(line.startswith("| *protocol A (") for line in text.splitlines())
+    assert md_row(text, "CDVAE")[1] == "**100.0**"
+    assert md_row(text, "alpha")[1] == "**90.00**"  # beside CDVAE's 100.0, but in a group of its own
+
+
+def test_one_protocol_is_one_group_with_the_fingerprint_note():
+    from benchmark.tasks.base import protocol_fingerprint
+
+    plain = [rec("run-a", "alpha", {"struct_valid": 0.9}), rec("run-b", "beta", {"struct_valid": 0.8}, started_at="2026-01-02T00:00:00Z")]
+    same = [with_protocol(r, PROTOCOL) for r in plain]
+    before, after = (build_table(records, "generation", "perov_5", include_reported=False) for records in (plain, same))
+    assert not after.grouped and after.protocol_lines == []
+    assert after.caption == before.caption + f" Protocol fingerprint {protocol_fingerprint(PROTOCOL)[:12]}."
+    for fmt, escape in (("markdown", str), ("latex", latex_escape), ("html", html.escape)):
+        assert render(after, fmt) == render(before, fmt).replace(escape(before.caption), escape(after.caption)), fmt
+
+
+def test_merge_key_never_merges_across_protocols():
+    def con(run_id: str, key: str) -> dict:
+        record = rec(run_id, "con_cdvae", {key: 0.5}, task="conditional_generation", dataset="mp_20")
+        record["model"]["config"] = {"strategy": "full"}
+        return record
+
+    runs = [con("r1", "success[CS_type=cubic]"), con("r2", "success[CS_type=hexagonal]")]
+    assert len(build_table(runs, "conditional_generation", "mp_20", include_reported=False).rows) == 1
+    table = build_table([with_protocol(runs[0], PROTOCOL), with_protocol(runs[1], OTHER)], "conditional_generation", "mp_20",
+                        include_reported=False)
+    assert [r.source for r in table.rows] == ["r1", "r2"] and table.grouped
+    table = build_table([with_protocol(r, PROTOCOL) for r in runs], "conditional_generation", "mp_20", include_reported=False)
+    assert [r.source for r in table.rows] == ["r1, r2"] and not table.grouped
+
+
+def test_records_without_or_with_malformed_protocol_render_as_before():
+    table = build_table(RECORDS, "generation", "perov_5", include_reported=False)
+    assert table.protocols == {} and not table.grouped
+    broken = [{**r, "protocol": {"fields": PROTOCOL}} for r in RECORDS]
+    again = build_table(broken, "generation", "perov_5", include_reported=False)
+    for fmt in ("markdown", "latex", "csv", "html"):
+        assert "rotocol" not in render(table, fmt)
+        assert render(again, fmt) == render(table, fmt)
+
+
+def test_cli_strict_refuses_mixed_protocols(tmp_path, capsys):
+    from benchmark.cli import main
+    from benchmark.store import ResultsStore
+
+    mixed, single = ResultsStore(tmp_path / "mixed"), ResultsStore(tmp_path / "single")
+    for record in mixed_records():
+        mixed.save(record)
+        if record["protocol"]["fields"] == PROTOCOL:
+            single.save(record)
+    args = ["leaderboard", "--task", "generation", "--dataset", "perov_5", "--no-reported", "--strict"]
+
+    assert main(args + ["--runs-dir", str(tmp_path / "mixed")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: leaderboard --strict: the generation table on perov_5 mixes 2 scoring protocols")
+    assert "run-a, run-b" in err and "run run-c" in err and "energy_model: A = CHGNet 0.3.0, B = MACE-MP-0 medium" in err
+    assert "relaxation.fmax: A = 0.05, B = 0.1" in err and "pymatgen" not in err and len(err.strip().splitlines()) == 1
+
+    assert main(args[:-1] + ["--runs-dir", str(tmp_path / "mixed")]) == 0  # without --strict: groups
+    assert "| *protocol B (" in capsys.readouterr().out
+
+    assert main(args + ["--runs-dir", str(tmp_path / "single")]) == 0
+    out, err = capsys.readouterr()
+    assert "| alpha " in out and "Protocol fingerprint" in out and err == ""
+
+    # the papers' rows record no protocol: --strict says so and how to leave them out
+    assert main(args[:5] + ["--strict", "--runs-dir", str(tmp_path / "single")]) == 2
+    assert "no protocol recorded" in (err := capsys.readouterr().err) and "--no-reported" in err
