@@ -9,7 +9,9 @@ the hull of a crystal with composition ``c`` and energy ``E`` per atom is
 where ``E_hull_surface(c)`` is the lowest energy per atom of any mixture of hull entries with the
 overall composition ``c`` (the lower convex envelope of formation energies; pymatgen's
 ``PhaseDiagram.get_decomp_and_e_above_hull(entry, allow_negative=True)``). A crystal below the
-hull gets a negative value.
+hull gets a negative value. Above :data:`PATCHED_ABOVE` elements (Perov-5 has 56, MP-20 89) the
+hull is a ``PatchedPhaseDiagram``: one phase diagram per chemical space, as MatterGen and Matbench
+Discovery build theirs.
 
 Chemical space: pymatgen needs an elemental entry for every element of the phase diagram. An
 element without one is left out of the hull (with every entry that contains it), and a crystal
@@ -26,9 +28,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
+#: above this many elements the hull is pymatgen's PatchedPhaseDiagram (per chemical space) instead
+#: of one PhaseDiagram (one convex hull in as many dimensions as elements)
+PATCHED_ABOVE = 4
 #: energies are hashed rounded to this many decimals (eV): far below any physical difference, far
 #: above float noise from a JSON round trip
 HASH_DECIMALS = 8
@@ -105,7 +111,16 @@ class Hull:
         self.elements = frozenset(with_reference)
         self._pd_entries = [PDEntry(Composition(e.composition), e.energy, name=e.label) for e in self.entries]
         self._labels = {id(p): e.label for p, e in zip(self._pd_entries, self.entries)}
-        self.phase_diagram = PhaseDiagram(self._pd_entries)
+        if len(self.elements) > PATCHED_ABOVE:
+            # one qhull over 50+ elements never finishes; pymatgen's PatchedPhaseDiagram builds one
+            # PhaseDiagram per chemical space the entries span (the same lower envelope within each),
+            # and for a composition spanning several of them solves for the decomposition over the
+            # stable entries of its space (SLSQP), the same value up to the solver's tolerance
+            from pymatgen.analysis.phase_diagram import PatchedPhaseDiagram
+
+            self.phase_diagram = PatchedPhaseDiagram(self._pd_entries)
+        else:
+            self.phase_diagram = PhaseDiagram(self._pd_entries)
         self.sha256 = hashlib.sha256(json.dumps(self._hash_rows(), separators=(",", ":")).encode()).hexdigest()
 
     def _hash_rows(self) -> list[list[Any]]:
@@ -138,7 +153,9 @@ class Hull:
         c = Composition(comp)
         entry = PDEntry(c, energy_per_atom * c.num_atoms)
         try:
-            decomp, e_hull = self.phase_diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*Using SLSQP.*")  # a patched hull across spaces: expected
+                decomp, e_hull = self.phase_diagram.get_decomp_and_e_above_hull(entry, allow_negative=True)
         except ValueError as exc:  # pymatgen could not decompose it (a degenerate hull): a reason, not a crash
             return HullResult(None, f"no decomposition on the hull: {exc}")
         fractions = {self.label_of(p): float(x) for p, x in decomp.items()}

@@ -101,15 +101,28 @@ def _cached_energies(crystals: Sequence[Crystal], model: Any, settings: EnergySe
 
 
 def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySettings | None = None, *, name: str = "reference",
-                   cache_key: Mapping[str, Any] | None = None, progress: bool = True, n_jobs: int | None = 1) -> tuple[Hull, dict[str, Any]]:
+                   cache_key: Mapping[str, Any] | None = None, parts: Sequence[tuple[Sequence[Crystal], Mapping[str, Any] | None]] | None = None,
+                   progress: bool = True, n_jobs: int | None = 1) -> tuple[Hull, dict[str, Any]]:
     """The reference hull of ``crystals`` (a dataset's splits at hand) and what a record says of it.
+
+    ``parts``: instead of ``crystals`` and ``cache_key``, several groups of crystals each cached
+    under its own key (one per split file, so a hull over other splits reuses each split's
+    energies).
 
     Returns ``(hull, info)``; ``info``: ``hull`` (:meth:`Hull.describe`), ``elemental_references``
     (element -> the winning candidate's label and its energy per atom), ``n_crystals`` and
-    ``n_placed`` (crystals with an energy), ``left_out`` (reason -> count), ``cached``.
+    ``n_placed`` (crystals with an energy), ``left_out`` (reason -> count), ``cached``, and
+    ``dataset_e_above_hull``: the distribution of the dataset's own crystals' E_hull against this
+    hull (:func:`distribution`; a dataset of ground states sits on or near it).
     """
     settings = settings or EnergySettings()
-    energies, cached = _cached_energies(crystals, model, settings, cache_key, progress, n_jobs)
+    parts = list(parts) if parts is not None else [(crystals, cache_key)]
+    crystals, energies, cached_all = [], [], True
+    for part, key in parts:
+        part_energies, cached = _cached_energies(part, model, settings, key, progress, n_jobs)
+        crystals.extend(part)
+        energies.extend(part_energies)
+        cached_all = cached_all and cached
     entries: list[HullEntry] = []
     left_out: dict[str, int] = {}
     for k, (c, e) in enumerate(zip(crystals, energies)):
@@ -117,6 +130,7 @@ def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySett
             left_out[e.reason or "no energy"] = left_out.get(e.reason or "no energy", 0) + 1
             continue
         entries.append(HullEntry(composition(c), e.energy_per_atom * c.num_atoms, f"dataset:{c.label if c.label is not None else k}"))
+    n_dataset_entries = len(entries)
     elements = sorted({el for c in crystals for el in composition(c)})
     own = {el for el in elements if any(set(composition(c)) == {el} for c in crystals)}
     candidates = [c for el in elements for c in standard_candidates(el, have_dataset_crystal=el in own)]
@@ -129,6 +143,19 @@ def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySett
     refs = {}
     for el_obj, entry in hull.phase_diagram.el_refs.items():
         refs[el_obj.symbol] = {"label": hull.label_of(entry), "energy_per_atom": float(entry.energy_per_atom)}
+    own_e_hull = [hull.e_above_hull(e.composition, e.energy_per_atom).e_above_hull for e in entries[:n_dataset_entries]]
     info = {"hull": hull.describe(), "energy": {"model": model.describe(), **settings.as_dict()}, "elemental_references": dict(sorted(refs.items())),
-            "n_crystals": len(crystals), "n_placed": sum(e.energy_per_atom is not None for e in energies), "left_out": left_out, "cached": cached}
+            "n_crystals": len(crystals), "n_placed": sum(e.energy_per_atom is not None for e in energies), "left_out": left_out, "cached": cached_all,
+            "dataset_e_above_hull": distribution([v for v in own_e_hull if v is not None])}
     return hull, info
+
+
+def distribution(values: Sequence[float]) -> dict[str, Any]:
+    """Summary of E_hull values (eV/atom): count, the shares at or below 0 (within 1e-6), 0.025,
+    0.1 and 0.2 eV/atom, and the quantiles 10/25/50/75/90 % and the maximum."""
+    v = np.asarray(values, dtype=np.float64)
+    if not len(v):
+        return {"n": 0}
+    q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
+    return {"n": int(len(v)), **{f"share_le_{t:g}": float(np.mean(v <= t + 1e-6)) for t in (0.0, 0.025, 0.1, 0.2)},
+            **{f"q{p}": round(float(x), 6) for p, x in zip((10, 25, 50, 75, 90), q)}, "max": round(float(v.max()), 6)}

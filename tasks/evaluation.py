@@ -431,7 +431,8 @@ def _evaluate(opts: EvaluateOptions) -> EvaluationResult:
         train=train,
         properties=properties,
         property_name=prop_name,
-        options={"n_jobs": opts.n_jobs, "backend": opts.backend, "fingerprint_backend": opts.fingerprint_backend, "progress": opts.progress, **task_opts},
+        options={"n_jobs": opts.n_jobs, "backend": opts.backend, "fingerprint_backend": opts.fingerprint_backend, "progress": opts.progress,
+                 "data_dir": opts.data_dir, **task_opts},
         notes=notes,
         artifacts={str(k): np.asarray(v) for k, v in opts.artifacts.items()},
     )

@@ -19,6 +19,8 @@ def benchmark_tasks() -> list[Entry]:
     from benchmark.tasks.property_optimization import PropertyOptimizationTask
     from benchmark.tasks.reconstruction import ReconstructionTask
     from benchmark.tasks.sampling_speed import SamplingSpeedTask
+    from benchmark.tasks.stability import StabilityTask
 
-    classes = (GenerationTask, ReconstructionTask, PropertyOptimizationTask, SamplingSpeedTask, GroundStateTask, ConditionalGenerationTask)
+    classes = (GenerationTask, ReconstructionTask, PropertyOptimizationTask, SamplingSpeedTask, GroundStateTask, ConditionalGenerationTask,
+               StabilityTask)
     return [Entry(cls.name, cls.description, cls) for cls in classes]

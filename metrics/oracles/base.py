@@ -131,6 +131,12 @@ class Oracle(abc.ABC):
         """The oracle as named in records and tables (with its weights' version where it has one)."""
         return self.name
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The weights behind the numbers, for records and protocol fingerprints: ``name`` (the
+        checkpoint file's name), ``sha256`` (of the file), ``package`` (``name==version`` of the
+        package that runs it); None when the oracle has no single weights file."""
+        return None
+
     def predict(self, crystals: Sequence[Any], *, progress: bool = True, n_jobs: int | None = None,
                 cache_key: str | None = None) -> list[float | None]:
         """``property`` of each crystal, in order (None where it cannot be scored). ``n_jobs``:

@@ -69,6 +69,24 @@ class CHGNetOracle(Oracle):
     def describe(self) -> str:
         return f"CHGNet {self.version}"
 
+    def checkpoint(self) -> dict[str, Any] | None:
+        """The weights file shipped in the chgnet package for this version (``pretrained/<version>/``),
+        its SHA-256 and the package's version; None if the package keeps no such file."""
+        version = self.model_version or "0.3.0"
+        if _CHECKPOINT.get(version) is None:
+            from importlib.metadata import version as package_version
+            from pathlib import Path
+
+            import chgnet
+
+            from benchmark.files import sha256_file
+
+            files = sorted((Path(chgnet.__file__).parent / "pretrained" / version).glob("*.pth.tar"))
+            if not files:
+                return None
+            _CHECKPOINT[version] = {"name": files[0].name, "sha256": sha256_file(files[0]), "package": f"chgnet=={package_version('chgnet')}"}
+        return dict(_CHECKPOINT[version])
+
     # ------------------------------------------------------------------ energies
     def predict(self, crystals: Sequence[Any], *, progress: bool = True, n_jobs: int | None = None, cache_key: str | None = None,
                 batch_size: int = 32) -> list[float | None]:
@@ -211,6 +229,8 @@ class CHGNetOracle(Oracle):
 
 
 _WORKER_ORACLE: CHGNetOracle | None = None
+#: weights version -> checkpoint() (hashing the 1.7 MB file once per process)
+_CHECKPOINT: dict[str, dict[str, Any]] = {}
 
 
 def _relax_in_worker(k: int, crystal: list[Any], settings: RelaxSettings, device: str, model_version: str | None) -> tuple[int, Relaxation]:

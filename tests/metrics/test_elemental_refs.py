@@ -53,3 +53,13 @@ def test_every_element_up_to_plutonium_gets_a_candidate() -> None:
         cands = standard_candidates(symbol)
         assert cands, symbol
         assert all(c.label and c.label.startswith(symbol) for c in cands), symbol
+
+
+@pytest.mark.parametrize("symbol, bond", [("Br", 2.28), ("I", 2.67)])
+def test_molecular_solids_get_the_molecule_beside_the_prototypes(symbol, bond):
+    labels = [c.label for c in standard_candidates(symbol)]
+    assert labels[0] == f"{symbol}2 molecule in a 15 Å box" and any("prototype" in x for x in labels[1:])
+    (mol,) = [c for c in standard_candidates(symbol) if "molecule" in c.label]
+    assert abs(mol.frac_coords[1, 0] - mol.frac_coords[0, 0]) * 15.0 == pytest.approx(bond)
+    # a dataset's own elemental crystal replaces the prototypes, not the molecule
+    assert [c.label for c in standard_candidates(symbol, have_dataset_crystal=True)] == labels[:1]

@@ -149,3 +149,32 @@ def test_energies_on_another_scale_are_refused(hull: Hull) -> None:
     assert check_energy_scale(hull, {"Li": -1.02, "O": -1.97, "Fe": -8.0}) == pytest.approx({"Li": 0.02, "O": -0.03})
     with pytest.raises(HullFileError, match="not on the model's scale"):
         check_energy_scale(hull, {"Li": -3.0, "O": -6.5})
+
+
+def test_patched_hull_of_many_elements_equals_the_single_phase_diagram(monkeypatch):
+    """Above PATCHED_ABOVE elements the hull is pymatgen's PatchedPhaseDiagram (one qhull over 56
+    elements never finishes); on a random 6-element hull it gives the single PhaseDiagram's E_hull,
+    also for compositions spanning several of its chemical spaces."""
+    import numpy as np
+
+    from benchmark.metrics import hull as module
+
+    rng = np.random.default_rng(0)
+    els = ["Li", "Na", "K", "O", "F", "Cl"]
+    entries = [HullEntry({e: 1.0}, -1.0 * (i + 1), e) for i, e in enumerate(els)]
+    for k in range(120):
+        sub = rng.choice(els, int(rng.integers(2, 4)), replace=False)
+        comp = {str(e): float(rng.integers(1, 4)) for e in sub}
+        ref = sum(-1.0 * (els.index(e) + 1) * x for e, x in comp.items())
+        entries.append(HullEntry(comp, ref + float(rng.normal(-0.3, 0.4)) * sum(comp.values()), f"c{k}"))
+    monkeypatch.setattr(module, "PATCHED_ABOVE", 99)
+    single = Hull(entries)
+    monkeypatch.setattr(module, "PATCHED_ABOVE", 4)
+    patched = Hull(entries)
+    assert type(single.phase_diagram).__name__ == "PhaseDiagram" and type(patched.phase_diagram).__name__ == "PatchedPhaseDiagram"
+    assert patched.sha256 == single.sha256
+    for _ in range(200):
+        sub = rng.choice(els, int(rng.integers(1, 5)), replace=False)
+        comp = {str(e): float(rng.integers(1, 4)) for e in sub}
+        e = float(rng.normal(-2.0, 1.0))
+        assert patched.e_above_hull(comp, e).e_above_hull == pytest.approx(single.e_above_hull(comp, e).e_above_hull, abs=1e-9)
