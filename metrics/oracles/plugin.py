@@ -1,5 +1,6 @@
 """Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data), CHGNet,
-and Con-CDVAE's twelve pretrained CGCNN models (checkpoints read as data).
+Con-CDVAE's twelve pretrained CGCNN models (checkpoints read as data), and ASE's EMT as an energy model
+(for tests and demonstrations).
 
 Listing these entries imports neither torch nor the weights; ``entry.load()`` builds the oracle
 (and raises :class:`~benchmark.metrics.oracles.cdvae.OracleWeightsNotFound` without the files).
@@ -46,6 +47,12 @@ def _make_chgnet(oracle_dir: str | None = None) -> object:  # oracle_dir: weight
     return CHGNetOracle()
 
 
+def _make_emt(oracle_dir: str | None = None) -> object:  # oracle_dir: EMT's parameters ship in ASE
+    from benchmark.metrics.oracles.emt import EMTOracle
+
+    return EMTOracle()
+
+
 def _make_cgcnn(name: str, oracle_dir: str | None = None) -> object:
     from benchmark.metrics.oracles.cgcnn import CGCNNOracle
 
@@ -59,6 +66,8 @@ def benchmark_oracles() -> list[Entry]:
         for name, (ds, prop) in _ORACLES.items()
     ]
     entries.append(Entry("chgnet", "CHGNet universal potential: energy per atom (eV/atom) and relaxations (FIRE/BFGS)", _make_chgnet))
+    entries.append(Entry("emt", "ASE EMT (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O): energy per atom (eV/atom) and relaxations; "
+                               "for tests and demonstrations, not a universal potential", _make_emt))
     entries.extend(
         Entry(name, f"Con-CDVAE pretrained CGCNN (trained on {ds}): {prop} ({unit})", partial(_make_cgcnn, name))
         for name, (ds, prop, unit) in _CGCNN_ORACLES.items()
