@@ -1,6 +1,7 @@
 """Built-in oracles: the published CDVAE DimeNet++ property models (weights read as data), CHGNet,
-Con-CDVAE's twelve pretrained CGCNN models (checkpoints read as data), and ASE's EMT as an energy model
-(for tests and demonstrations).
+Con-CDVAE's twelve pretrained CGCNN models (checkpoints read as data), and the energy models ASE's
+EMT (for tests and demonstrations) and MACE (optional: the mace-torch package and a local model
+file).
 
 Listing these entries imports neither torch nor the weights; ``entry.load()`` builds the oracle
 (and raises :class:`~benchmark.metrics.oracles.cdvae.OracleWeightsNotFound` without the files).
@@ -53,6 +54,12 @@ def _make_emt(oracle_dir: str | None = None) -> object:  # oracle_dir: EMT's par
     return EMTOracle()
 
 
+def _make_mace(oracle_dir: str | None = None) -> object:
+    from benchmark.metrics.oracles.mace import MACEOracle
+
+    return MACEOracle(oracle_dir=oracle_dir)
+
+
 def _make_cgcnn(name: str, oracle_dir: str | None = None) -> object:
     from benchmark.metrics.oracles.cgcnn import CGCNNOracle
 
@@ -68,6 +75,8 @@ def benchmark_oracles() -> list[Entry]:
     entries.append(Entry("chgnet", "CHGNet universal potential: energy per atom (eV/atom) and relaxations (FIRE/BFGS)", _make_chgnet))
     entries.append(Entry("emt", "ASE EMT (Al, Cu, Ag, Au, Ni, Pd, Pt; H, C, N, O): energy per atom (eV/atom) and relaxations; "
                                "for tests and demonstrations, not a universal potential", _make_emt))
+    entries.append(Entry("mace", "MACE from a local model file (<oracle dir>/mace/*.model or BENCHMARK_MACE_MODEL): energy per atom "
+                                 "(eV/atom) and relaxations; optional, needs `pip install mace-torch`", _make_mace))
     entries.extend(
         Entry(name, f"Con-CDVAE pretrained CGCNN (trained on {ds}): {prop} ({unit})", partial(_make_cgcnn, name))
         for name, (ds, prop, unit) in _CGCNN_ORACLES.items()
