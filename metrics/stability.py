@@ -77,11 +77,15 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
 
 def energy_model_from_options(options: Mapping[str, Any]) -> Any:
     """The energy model (an oracle that relaxes) named in ``options["energy_model"]`` (default
-    ``chgnet``), built with the oracle directory when its factory takes one."""
+    ``chgnet``), built with ``options["oracle_dir"]`` (the CLI's ``--oracle-dir``) when one is given
+    (every oracle factory takes ``oracle_dir``, see :mod:`benchmark.metrics.oracles.base`)."""
     from benchmark.metrics.oracles.base import RELAX, check_oracle
     from benchmark.registry import get_plugins
 
     name = options.get("energy_model") or "chgnet"
+    oracle_dir = options.get("oracle_dir")
+    if oracle_dir:
+        return check_oracle(get_plugins()["oracles"].entry(name).factory(oracle_dir=oracle_dir), name, RELAX)
     return check_oracle(get_plugins()["oracles"].get(name), name, RELAX)
 
 

@@ -92,7 +92,7 @@ class StabilityTask(Task):
         from benchmark.registry import RegistryError
 
         try:
-            model = energy_model_from_options({"energy_model": config.energy_model})
+            model = energy_model_from_options({"energy_model": config.energy_model, "oracle_dir": oracle_dir})
         except (RegistryError, TypeError, OSError, ImportError) as exc:  # unknown, cannot relax, weights or package missing
             raise TaskError(f"energy model {config.energy_model!r}: {exc}") from exc
         settings = EnergySettings(mode=config.energy_mode, relax=RelaxSettings(optimizer=config.optimizer, fmax=config.fmax, steps=config.steps,
