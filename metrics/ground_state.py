@@ -75,15 +75,9 @@ def histogram_bin_width(values: np.ndarray, bin_mev: float = HIST_BIN_MEV, min_b
 def histogram_png(delta_e_mev: np.ndarray, path: Path, title: str, bin_mev: float = HIST_BIN_MEV) -> Path:
     """Histogram of ΔE = E_generated - E_relaxed (meV/atom), bins of ``bin_mev`` as Fig. S2 (finer
     when the values are too narrow for them; the width is printed on the axis)."""
-    import textwrap
+    from benchmark.metrics.plots import histogram_axes, save_histogram
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
+    fig, ax = histogram_axes()
     values = np.asarray(delta_e_mev, dtype=np.float64)
     width = histogram_bin_width(values, bin_mev)
     if len(values):
@@ -93,15 +87,7 @@ def histogram_png(delta_e_mev: np.ndarray, path: Path, title: str, bin_mev: floa
         rms = float(np.sqrt(np.mean(values ** 2)))
         ax.axvline(rms, color="#c00000", ls="--", lw=1, label=f"ΔE_rms = {rms:.1f} meV/atom (n = {len(values)})")
         ax.legend(frameon=False, fontsize=8)
-    ax.set_xlabel(f"ΔE = E(generated) − E(relaxed)  (meV/atom; bins of {width:g})")
-    ax.set_ylabel("crystals")
-    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_histogram(fig, ax, path, title, f"ΔE = E(generated) − E(relaxed)  (meV/atom; bins of {width:g})")
 
 
 def relaxer_from_options(options: dict[str, Any]) -> Any:

@@ -125,15 +125,9 @@ def histogram_png(values: Sequence[float], path: Path, title: str, stable: float
                   bin_width: float = HIST_BIN) -> Path:
     """Histogram of E_hull (eV/atom) with the two thresholds drawn; values past 1 eV/atom are
     gathered in the last bin (labelled) so that a few wild samples do not flatten the rest."""
-    import textwrap
+    from benchmark.metrics.plots import histogram_axes, save_histogram
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=120)
+    fig, ax = histogram_axes()
     v = np.asarray(values, dtype=np.float64)
     cap = 1.0
     if len(v):
@@ -147,15 +141,7 @@ def histogram_png(values: Sequence[float], path: Path, title: str, stable: float
     ax.axvline(stable, color="#00a000", ls="--", lw=1, label=f"stable ≤ {stable:g}: {int((v <= stable + TOLERANCE).sum())} of {len(v)}")
     ax.axvline(metastable, color="#c07000", ls="--", lw=1, label=f"metastable ≤ {metastable:g}: {int((v <= metastable + TOLERANCE).sum())} of {len(v)}")
     ax.legend(frameon=False, fontsize=8)
-    ax.set_xlabel(f"E above hull (eV/atom; bins of {bin_width:g})")
-    ax.set_ylabel("crystals")
-    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_histogram(fig, ax, path, title, f"E above hull (eV/atom; bins of {bin_width:g})")
 
 
 # ------------------------------------------------------------------ the hull
