@@ -177,6 +177,62 @@ def _report(header: str, flat: dict, notes: list, stored: str | None, json_out: 
         print(f"metrics written to {json_out}")
 
 
+# ------------------------------------------------------------------ hull
+def cmd_hull(args: argparse.Namespace) -> int:
+    """Build (or read from the cache) the stability task's hull for a dataset with the given energy
+    model and settings, and print what a stability record would say of it: its hash, each element's
+    reference, what was left out, and where the dataset's own crystals sit against it."""
+    import contextlib
+
+    from benchmark.files import write_json_atomic
+    from benchmark.metrics.stability import build_hull
+    from benchmark.scheduler import SchedulerError, scheduler_session
+    from benchmark.tasks.base import TaskError
+
+    task = get_plugins()["tasks"].get("stability")
+    dataset = get_plugins()["datasets"].get(args.dataset)
+    problem = _scheduler_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        config = task.resolve_config(dataset=dataset.name, given=_task_options(args, task, "evaluate"))
+        options = task.evaluation_options(config, dataset, oracle_dir=args.oracle_dir, progress=not args.no_progress)
+    except (ValueError, TaskError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with scheduler_session(args.scheduler) if args.scheduler else contextlib.nullcontext():
+            if "hull_object" in options:  # an entries file, read and checked by the task
+                info = options["hull_info"]
+            else:
+                _, info = build_hull(options["hull_spec"], options["energy_model_object"], options["energy_settings"], dataset=dataset,
+                                     data_dir=args.data_dir, progress=not args.no_progress, n_jobs=args.jobs)
+    except (SchedulerError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    described = info.get("hull", {})
+    print(f"hull {described.get('name')}: {described.get('n_entries')} entries over {len(described.get('elements', []))} elements, "
+          f"sha256 {described.get('sha256')}")
+    energy = info.get("energy") or {}
+    print(f"  energies: {energy.get('model')}, {energy.get('mode')}" + (" (read from the cache)" if info.get("cached") else ""))
+    for split, digest in (info.get("splits") or {}).items():
+        print(f"  split {split}: sha256 {digest[:12]}")
+    for el, ref in (info.get("elemental_references") or {}).items():
+        print(f"  {el:>2}: {ref['energy_per_atom']:9.4f} eV/atom  {ref['label']}")
+    for why, count in (info.get("left_out") or {}).items():
+        print(f"  left out: {count} ({why})")
+    dist = info.get("dataset_e_above_hull")
+    if dist and dist.get("n"):
+        print(f"  the dataset's {dist['n']} crystals against it: {100 * dist['share_le_0']:.1f} % on it, {100 * dist['share_le_0.1']:.1f} % within "
+              f"0.1 eV/atom; E_hull quantiles 25/50/75/90 %: {dist['q25']:.3f} / {dist['q50']:.3f} / {dist['q75']:.3f} / {dist['q90']:.3f}, "
+              f"max {dist['max']:.3f} eV/atom")
+    if args.json:
+        write_json_atomic(args.json, info)
+        print(f"hull description written to {args.json}")
+    return 0
+
+
 # ------------------------------------------------------------------ leaderboard
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark import settings
@@ -598,6 +654,22 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                    "the process that writes the last batch writes OUT")
     _add_common(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("hull", help="build (and cache) the stability task's hull for a dataset and show it",
+                       description="Build the hull the stability task places samples on (the dataset's crystals plus elemental references, "
+                                   "or an entries file), with the energy model and settings given, cache its energies, and print its hash, "
+                                   "each element's reference and the dataset's own crystals' E_hull distribution. A later "
+                                   "`evaluate --task stability` with the same options reads the cache.")
+    p.add_argument("--dataset", required=True, help="dataset whose splits build the reference hull")
+    p.add_argument("--data-dir", default=None, help="directory with <dataset>/<split>.csv (else BENCHMARK_DATA_DIR)")
+    p.add_argument("--oracle-dir", default=None, help="directory with energy model weights (else BENCHMARK_ORACLE_DIR)")
+    p.add_argument("--jobs", type=int, default=1, help="relaxation worker processes (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="SPEC", help="relax on a Dask cluster (as evaluate --scheduler)")
+    p.add_argument("--json", metavar="OUT", default=None, help="write the hull's description (as in a stability record) as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_task_options(p, plugins["tasks"].get("stability"), "evaluate")
+    _add_common(p)
+    p.set_defaults(func=cmd_hull)
 
     p = sub.add_parser("leaderboard", help="tables of stored runs beside the papers' reported numbers")
     p.add_argument("--task", default=None, help=f"{tasks_help} (default: the papers' main tables, and every task with stored runs)")

@@ -232,3 +232,11 @@ def test_stability_run_on_toy_with_chgnet(tmp_path, capsys):
     assert main(["leaderboard", "--task", "stability", "--dataset", "toy", "--runs-dir", runs, "--strict"]) == 0
     table = capsys.readouterr().out
     assert "Stable (%)" in table and record["protocol"]["fingerprint"][:12] in table
+    # `hull` builds (here: reads from the cache) the same hull and shows it
+    out = tmp_path / "hull.json"
+    assert main(["hull", "--dataset", "toy", "--energy-mode", "single_point", "--no-progress", "--json", str(out)]) == 0
+    shown = capsys.readouterr().out
+    info = json.loads(out.read_text())
+    assert info["hull"]["sha256"] == st["hull"]["hull"]["sha256"] and info["cached"] is True
+    assert st["hull"]["hull"]["sha256"] in shown and "O2 molecule" in shown and "crystals against it" in shown
+    assert main(["hull", "--dataset", "toy", "--hull", str(tmp_path / "missing.json")]) == 2
