@@ -32,8 +32,6 @@ LeMat-GenBench's rates are over all generated structures)
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,8 +69,11 @@ class HullSpec:
 
 
 def fingerprint(fields: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a protocol's fields (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    """The protocol fingerprint: SHA-256 of the canonical JSON of its fields
+    (:func:`benchmark.files.key_digest`, the recipe of ``benchmark.tasks.base.protocol_fingerprint``)."""
+    from benchmark.files import key_digest
+
+    return key_digest(fields)
 
 
 def energy_model_from_options(options: Mapping[str, Any]) -> Any:
@@ -225,7 +226,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     spec: HullSpec = opts.get("hull_spec") or HullSpec()
     stable, metastable = float(opts.get("stable_threshold", STABLE)), float(opts.get("metastable_threshold", METASTABLE))
     progress, n_jobs = opts.get("progress", True), opts.get("n_jobs")
-    if "hull_object" in opts:  # a caller (a test) that built the hull itself
+    if "hull_object" in opts:  # built by the task (an entries file) or by a caller
         hull, hull_info = opts["hull_object"], dict(opts.get("hull_info") or {"source": "given", "hull": opts["hull_object"].describe()})
     else:
         try:
@@ -325,12 +326,9 @@ def protocol_fields(model: Any, checkpoint: Mapping[str, Any] | None, settings: 
     """What makes two stability numbers comparable: energy model and checkpoint hash, energy
     settings, hull source and hash, thresholds, and the versions of pymatgen and the potential's
     package (the protocol fingerprint is the SHA-256 of these fields)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from benchmark.files import library_versions
 
-    try:
-        pmg = version("pymatgen")
-    except PackageNotFoundError:  # pragma: no cover
-        pmg = None
+    pmg = library_versions("pymatgen")["pymatgen"]
     hull = hull_info.get("hull") or {}
     return {
         "energy_model": model.describe(),

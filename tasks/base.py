@@ -27,7 +27,6 @@ for it unchanged.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -460,11 +459,12 @@ class Produced:
 # ------------------------------------------------------------------------------------ protocol fingerprints
 def protocol_fingerprint(fields: Mapping[str, Any]) -> str:
     """The fingerprint of a run's scoring protocol (energy model, settings, reference data,
-    thresholds, versions): the SHA-256 hex digest of ``fields`` as canonical JSON (sorted keys, no
-    spaces; a value JSON cannot hold is written as its ``str``). Equal fields give equal
+    thresholds, versions): the SHA-256 hex digest of ``fields`` as canonical JSON
+    (:func:`benchmark.files.key_digest`: sorted keys, no spaces, tuples as lists). Equal fields give equal
     fingerprints whether computed before the record is stored or from the stored JSON."""
-    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    from benchmark.files import key_digest
+
+    return key_digest(fields)
 
 
 def protocol_section(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
