@@ -88,7 +88,10 @@ def _cached_energies(crystals: Sequence[Crystal], model: Any, settings: EnergySe
 
     cache = None
     if cache_key is not None:
-        key = {"data": dict(cache_key), "model": model.describe(), "settings": settings.as_dict(), "n": len(crystals), "version": REFERENCE_VERSION}
+        # the checkpoint's hash too: weights replaced under the same version name must not reuse old energies
+        checkpoint = model.checkpoint() if hasattr(model, "checkpoint") else None
+        key = {"data": dict(cache_key), "model": model.describe(), "checkpoint": (checkpoint or {}).get("sha256"), "settings": settings.as_dict(),
+               "n": len(crystals), "version": REFERENCE_VERSION}
         cache = ArrayCache("hull_energies", key)
         arrays = cache.load()
         if arrays is not None and len(arrays.get("energy", ())) == len(crystals):

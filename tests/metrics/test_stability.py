@@ -85,6 +85,7 @@ def test_classify_and_summarise_by_hand():
     assert [classify(e) for e in (-0.01, 0.0, 1e-9, 0.05, 0.1, 0.1 + 1e-7, 0.2, None)] == \
         ["stable", "stable", "stable", "metastable", "metastable", "metastable", "unstable", None]
     assert classify(2 * TOLERANCE) == "metastable"
+    assert classify(9.9e-5) == "stable"  # a replayed training crystal relaxed again: float32 energies, a slightly different end
     e = [-0.05, 0.0, 0.05, 0.2, None]
     s = summarise(e, unique=[True, False, True, True, None], novel=[True, True, True, False, None])
     assert (s["n"], s["n_placed"], s["n_stable"], s["n_metastable"], s["n_sun"], s["n_msun"]) == (5, 4, 2, 3, 1, 2)
