@@ -154,11 +154,14 @@ def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySett
 
 
 def distribution(values: Sequence[float]) -> dict[str, Any]:
-    """Summary of E_hull values (eV/atom): count, the shares at or below 0 (within 1e-6), 0.025,
-    0.1 and 0.2 eV/atom, and the quantiles 10/25/50/75/90 % and the maximum."""
+    """Summary of E_hull values (eV/atom): count, the shares at or below 0, 0.025, 0.1 and 0.2
+    eV/atom (within :data:`~benchmark.metrics.hull.TOLERANCE`), and the quantiles 10/25/50/75/90 %
+    and the maximum."""
+    from benchmark.metrics.hull import TOLERANCE
+
     v = np.asarray(values, dtype=np.float64)
     if not len(v):
         return {"n": 0}
     q = np.quantile(v, [0.1, 0.25, 0.5, 0.75, 0.9])
-    return {"n": int(len(v)), **{f"share_le_{t:g}": float(np.mean(v <= t + 1e-6)) for t in (0.0, 0.025, 0.1, 0.2)},
+    return {"n": int(len(v)), **{f"share_le_{t:g}": float(np.mean(v <= t + TOLERANCE)) for t in (0.0, 0.025, 0.1, 0.2)},
             **{f"q{p}": round(float(x), 6) for p, x in zip((10, 25, 50, 75, 90), q)}, "max": round(float(v.max()), 6)}

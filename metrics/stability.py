@@ -41,17 +41,13 @@ import numpy as np
 
 from benchmark.crystal import Crystal
 from benchmark.metrics.base import EvalContext, MetricValue
+from benchmark.metrics.hull import TOLERANCE
 from benchmark.metrics.reference_hull import EnergySettings, composition, model_energies
 
 #: E_hull thresholds (eV/atom): stable at or below 0 (LeMat-GenBench SUN, FlowMM), metastable at or
 #: below 0.1 (MatterGen's S.U.N., LeMat-GenBench MSUN)
 STABLE = 0.0
 METASTABLE = 0.1
-#: an E_hull within this of a threshold counts as at it (eV/atom). CHGNet's energies are float32, and
-#: relaxing the same crystal twice (a training crystal replayed, read back from a sample file) gave
-#: E_hull between -1.1e-4 and +9.9e-5 against its own hull entry in 12 of 20 cases (perov_5_dev);
-#: 0.1 meV/atom is far below any physical difference (potential errors are tens of meV/atom)
-TOLERANCE = 1e-4
 #: histogram bin width (eV/atom)
 HIST_BIN = 0.025
 
