@@ -167,6 +167,16 @@ class Hull:
         fractions = {self.label_of(p): float(x) for p, x in decomp.items()}
         return HullResult(float(e_hull), None, fractions)
 
+    def competitors(self, composition: Mapping[str, float]) -> int:
+        """How many compounds of the hull (entries of two or more elements) lie in the chemical space
+        of ``composition`` (their elements a subset of its elements). Zero: the hull can only compare
+        a crystal of this composition with the elements, so a negative E_hull there says "below its
+        elements", not "below the known phases"."""
+        if not hasattr(self, "_compound_spaces"):
+            self._compound_spaces = [frozenset(e.composition) for e in self.entries if len(e.composition) > 1]
+        space = frozenset(_clean_composition(composition))
+        return sum(1 for s in self._compound_spaces if s <= space)
+
     def label_of(self, entry: Any) -> str:
         """The hull entry's label. pymatgen hands back the queried entry itself when it equals a
         stable entry (same composition and energy): then the label of that stable entry."""

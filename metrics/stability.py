@@ -25,7 +25,10 @@ LeMat-GenBench's rates are over all generated structures)
   columns (StructureMatcher with the profile's tolerances, on the generated crystals as given;
   uniqueness against earlier unique samples, novelty against the training split);
 * ``e_hull_mean`` / ``e_hull_median``: over the samples placed on the hull (eV/atom);
-* ``hull_coverage``: the share of all samples placed on the hull. A sample left out (invalid, a
+* ``hull_coverage``: the share of all samples placed on the hull. Per structure, ``hull_competitors``
+  counts the hull's compounds in the sample's chemical space; a stable sample with none is stable
+  against its elements only (a ``reference`` hull knows only the dataset's compounds), and the
+  record and a note count them. A sample left out (invalid, a
   failed or unconverged relaxation, an element outside the hull's chemical space) has its reason
   in the per-structure table and never stops the run.
 """
@@ -246,6 +249,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     energy: list[float | None] = [None] * n
     steps: list[int | None] = [None] * n
     decomposition: list[str | None] = [None] * n
+    competitors: list[int | None] = [None] * n
     relaxed: list[Crystal] = []
     for k, c, e in zip(valid, crystals, energies):
         energy[k], steps[k] = e.energy_per_atom, (e.steps if settings.mode == "relax" else None)
@@ -260,6 +264,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
         else:
             e_hull[k] = placed.e_above_hull
             decomposition[k] = _decomposition(placed.decomposition)
+            competitors[k] = hull.competitors(composition(e.relaxed if e.relaxed is not None else c))
 
     unique, novel = ctx.per_structure.get("unique"), ctx.per_structure.get("novel")
     if unique is None or novel is None:
@@ -272,6 +277,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.column("stability_reason", reasons)
     ctx.column("energy_per_atom", energy)
     ctx.column("hull_decomposition", decomposition)
+    ctx.column("hull_competitors", competitors)
     if settings.mode == "relax":
         ctx.column("relax_steps", steps)
     if unique is not None and novel is not None:
@@ -281,14 +287,17 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     left_out: dict[str, int] = {}
     for why in reasons:
         if why is not None:
-            key = why.split(" (")[0] if why.startswith("invalid") else why
+            key = why.split(" (")[0]  # grouped without the per-crystal detail (which check, the final force)
             left_out[key] = left_out.get(key, 0) + 1
+    # stable against the elements only: the hull holds no compound of the sample's chemical space
+    alone = sum(1 for st, m in zip(status, competitors) if st == "stable" and m == 0)
     potential = model.describe()
     checkpoint = model.checkpoint() if hasattr(model, "checkpoint") else None
     fields = protocol_fields(model, checkpoint, settings, hull_info, stable, metastable)
     ctx.cache["stability_record"] = {
         "stability": {"energy_model": potential, "checkpoint": checkpoint, "energy": settings.as_dict(), "thresholds": {"stable": stable, "metastable": metastable},
-                      "hull": hull_info, "n": n, "n_valid": len(valid), "n_placed": s["n_placed"], "left_out": dict(sorted(left_out.items(), key=lambda kv: -kv[1]))},
+                      "hull": hull_info, "n": n, "n_valid": len(valid), "n_placed": s["n_placed"], "left_out": dict(sorted(left_out.items(), key=lambda kv: -kv[1])),
+                      "n_stable_without_competitors": alone},
         "protocol": {"fingerprint": fingerprint(fields), "fields": fields},
     }
     placed_values = [e for e in e_hull if e is not None]
@@ -300,6 +309,9 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     if left_out:
         ctx.notes.append(f"stability: {n - s['n_placed']} of {n} samples not placed on the hull ("
                          + "; ".join(f"{v} {k}" for k, v in sorted(left_out.items(), key=lambda kv: -kv[1])[:4]) + "); reasons per structure")
+    if alone:
+        ctx.notes.append(f"stability: {alone} of the {s['n_stable']} stable samples have no compound of their chemical space in the hull "
+                         f"({hull.name}): they are below their elements, not below known phases (hull_competitors = 0 per structure)")
     ctx.notes.append(f"stability: {potential}, {settings.mode}" + (f" (FIRE/BFGS {settings.relax.optimizer}, fmax {settings.relax.fmax:g} eV/Å, "
                      f"at most {settings.relax.steps} steps)" if settings.mode == "relax" else "") + f", hull {hull.name} ({len(hull)} entries, "
                      f"sha256 {hull.sha256[:12]}), stable <= {stable:g}, metastable <= {metastable:g} eV/atom")

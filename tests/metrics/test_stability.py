@@ -114,6 +114,8 @@ def test_metric_by_hand_on_a_synthetic_hull(tmp_path):
     assert reasons[5].startswith("invalid sample") and "overlapping" not in reasons[4]
     assert reasons[6].startswith("no energy: relaxation failed")
     assert ctx.per_structure["hull_decomposition"][3] == "Li2O 0.500; Na2O 0.500"
+    # compounds of the hull in each sample's chemical space: Li2O for Li-O, Na2O for Na-O, both for Li-Na-O
+    assert ctx.per_structure["hull_competitors"] == [1, 1, 1, 2, None, None, None]
     assert ctx.per_structure["relax_steps"][:4] == [7] * 4
     assert ctx.per_structure["sun"] == [True, False, False, False, False, False, False]
     assert ctx.per_structure["msun"] == [True, True, False, False, False, False, False]
@@ -125,13 +127,28 @@ def test_metric_by_hand_on_a_synthetic_hull(tmp_path):
     assert v["e_hull_mean"] == pytest.approx(0.05) and v["e_hull_median"] == pytest.approx(0.025)
     assert values["stable_rate"].n == 7 and values["e_hull_mean"].n == 4 and values["stable_rate"].oracle == "FakePotential 1.0"
     record = ctx.cache["stability_record"]
-    assert record["stability"]["left_out"] == {"invalid sample": 1, next(r for r in reasons if r and "outside" in r): 1, reasons[6]: 1}
+    assert record["stability"]["left_out"] == {"invalid sample": 1, next(r for r in reasons if r and "outside" in r).split(" (")[0]: 1,
+                                               reasons[6].split(" (")[0]: 1}
+    assert record["stability"]["n_stable_without_competitors"] == 0
     fields = record["protocol"]["fields"]
     assert record["protocol"]["fingerprint"] == fingerprint(fields)
     assert fields["energy_model"] == "FakePotential 1.0" and fields["checkpoint_sha256"] == "ab" * 32
     assert fields["hull"] == "li-na-o" and fields["hull_sha256"] == li_na_o_hull().sha256 and fields["thresholds"] == [0.0, 0.1]
     png = ctx.cache["artifact_writers"]["e_above_hull.png"](tmp_path / "h.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_sample_below_its_elements_with_no_compound_in_the_hull_is_counted_and_said():
+    """A hull with only elements and Li2O: Na2O at -1.3 eV/atom is 'stable' (below Na and O) but has
+    no competing compound; the record and a note say so."""
+    hull = Hull([HullEntry({"Li": 1}, 0.0, "Li"), HullEntry({"Na": 1}, 0.0, "Na"), HullEntry({"O": 1}, 0.0, "O"),
+                 HullEntry({"Li": 2, "O": 1}, -6.0, "Li2O")], name="li-na-o without Na2O")
+    ctx = context(energy_settings=EnergySettings(mode="single_point"), hull_object=hull)
+    stability(ctx)
+    assert ctx.per_structure["e_above_hull"][2] == pytest.approx(-1.3)
+    assert ctx.per_structure["hull_competitors"][:4] == [1, 1, 0, 1]
+    assert ctx.cache["stability_record"]["stability"]["n_stable_without_competitors"] == 1  # Na2O; LiNaO has Li2O in its space
+    assert any("below their elements" in n for n in ctx.notes)
 
 
 def test_thresholds_single_point_and_missing_novelty_change_what_they_should():
