@@ -312,7 +312,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     if alone:
         ctx.notes.append(f"stability: {alone} of the {s['n_stable']} stable samples have no compound of their chemical space in the hull "
                          f"({hull.name}): they are below their elements, not below known phases (hull_competitors = 0 per structure)")
-    ctx.notes.append(f"stability: {potential}, {settings.mode}" + (f" (FIRE/BFGS {settings.relax.optimizer}, fmax {settings.relax.fmax:g} eV/Å, "
+    ctx.notes.append(f"stability: {potential}, {settings.mode}" + (f" ({settings.relax.optimizer}, fmax {settings.relax.fmax:g} eV/Å, "
                      f"at most {settings.relax.steps} steps)" if settings.mode == "relax" else "") + f", hull {hull.name} ({len(hull)} entries, "
                      f"sha256 {hull.sha256[:12]}), stable <= {stable:g}, metastable <= {metastable:g} eV/atom")
 
