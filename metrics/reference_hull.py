@@ -130,7 +130,8 @@ def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySett
     left_out: dict[str, int] = {}
     for k, (c, e) in enumerate(zip(crystals, energies)):
         if e.energy_per_atom is None:
-            left_out[e.reason or "no energy"] = left_out.get(e.reason or "no energy", 0) + 1
+            why = (e.reason or "no energy").split(" (")[0]  # grouped without the per-crystal detail (the final force)
+            left_out[why] = left_out.get(why, 0) + 1
             continue
         entries.append(HullEntry(composition(c), e.energy_per_atom * c.num_atoms, f"dataset:{c.label if c.label is not None else k}"))
     n_dataset_entries = len(entries)
@@ -139,7 +140,8 @@ def reference_hull(crystals: Sequence[Crystal], model: Any, settings: EnergySett
     candidates = [c for el in elements for c in standard_candidates(el, have_dataset_crystal=el in own)]
     for c, e in zip(candidates, model_energies(candidates, model, settings, progress=progress, n_jobs=n_jobs)):
         if e.energy_per_atom is None:
-            left_out[f"elemental candidate: {e.reason}"] = left_out.get(f"elemental candidate: {e.reason}", 0) + 1
+            why = f"elemental candidate: {(e.reason or 'no energy').split(' (')[0]}"
+            left_out[why] = left_out.get(why, 0) + 1
             continue
         entries.append(HullEntry(composition(c), e.energy_per_atom * c.num_atoms, f"standard:{c.label}"))
     hull = Hull(entries, name=name)
