@@ -104,19 +104,22 @@ def summarise(e_hull: Sequence[float | None], unique: Sequence[bool | None] | No
     flags (None for a sample not judged; a missing list: S.U.N. not computed). Pure, for tests.
 
     Returns ``n``, ``n_placed``, ``n_stable``, ``n_metastable``, ``n_sun``, ``n_msun`` (None
-    without flags), the rates over ``n``, ``mean`` and ``median`` over the placed samples."""
+    without flags), the rates over ``n``, ``mean`` and ``median`` over the placed samples, and per
+    sample ``status`` (:func:`classify`) and the ``sun`` / ``msun`` flags (None without flags)."""
     n = len(e_hull)
     placed = np.array([e for e in e_hull if e is not None], dtype=np.float64)
-    is_stable = [e is not None and e <= stable + TOLERANCE for e in e_hull]
-    is_meta = [e is not None and e <= metastable + TOLERANCE for e in e_hull]
-    out: dict[str, Any] = {"n": n, "n_placed": len(placed), "n_stable": sum(is_stable), "n_metastable": sum(is_meta),
+    status = [classify(e, stable, metastable) for e in e_hull]
+    is_stable = [st == "stable" for st in status]
+    is_meta = [st in ("stable", "metastable") for st in status]
+    out: dict[str, Any] = {"n": n, "n_placed": len(placed), "n_stable": sum(is_stable), "n_metastable": sum(is_meta), "status": status,
                            "mean": float(placed.mean()) if len(placed) else None, "median": float(np.median(placed)) if len(placed) else None}
     if unique is not None and novel is not None:
         un = [bool(u) and bool(v) for u, v in zip(unique, novel)]
-        out["n_sun"] = sum(s and x for s, x in zip(is_stable, un))
-        out["n_msun"] = sum(m and x for m, x in zip(is_meta, un))
+        out["sun"] = [st and x for st, x in zip(is_stable, un)]
+        out["msun"] = [m and x for m, x in zip(is_meta, un)]
+        out["n_sun"], out["n_msun"] = sum(out["sun"]), sum(out["msun"])
     else:
-        out["n_sun"] = out["n_msun"] = None
+        out["sun"] = out["msun"] = out["n_sun"] = out["n_msun"] = None
     for key in ("placed", "stable", "metastable", "sun", "msun"):
         count = out[f"n_{key}"]
         out[f"{key}_rate"] = None if count is None or not n else count / n
@@ -140,8 +143,9 @@ def histogram_png(values: Sequence[float], path: Path, title: str, stable: float
         n_over = int((v > cap).sum())
         if n_over:
             ax.annotate(f"{n_over} above {cap:g}", xy=(cap, 0), xytext=(0, 12), textcoords="offset points", ha="right", fontsize=7)
-    ax.axvline(stable, color="#00a000", ls="--", lw=1, label=f"stable ≤ {stable:g}: {int((v <= stable + TOLERANCE).sum())} of {len(v)}")
-    ax.axvline(metastable, color="#c07000", ls="--", lw=1, label=f"metastable ≤ {metastable:g}: {int((v <= metastable + TOLERANCE).sum())} of {len(v)}")
+    counts = summarise(list(v), None, None, stable, metastable)
+    ax.axvline(stable, color="#00a000", ls="--", lw=1, label=f"stable ≤ {stable:g}: {counts['n_stable']} of {len(v)}")
+    ax.axvline(metastable, color="#c07000", ls="--", lw=1, label=f"metastable ≤ {metastable:g}: {counts['n_metastable']} of {len(v)}")
     ax.legend(frameon=False, fontsize=8)
     return save_histogram(fig, ax, path, title, f"E above hull (eV/atom; bins of {bin_width:g})")
 
@@ -201,15 +205,6 @@ def build_hull(spec: HullSpec, model: Any, settings: EnergySettings, *, dataset:
                   "elemental_differences": {k: round(v, 4) for k, v in sorted(diffs.items())}}
 
 
-def _take(entries: Any, indices: Sequence[int]) -> list[Any]:
-    """The sample entries at ``indices`` (one pass for a streamed file)."""
-    take = getattr(entries, "take", None)
-    if take is not None:
-        got = take(indices)
-        return [got[k] for k in indices]
-    return [entries[k] for k in indices]
-
-
 def _decomposition(fractions: Mapping[str, float]) -> str:
     return "; ".join(f"{label} {x:.3f}" for label, x in sorted(fractions.items(), key=lambda kv: -kv[1]))
 
@@ -219,7 +214,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     """The stability keys (module doc); per-structure E_hull, flags and reasons, the relaxed
     crystals and a histogram go to the run's artifacts; the hull and protocol to the record."""
     from benchmark.metrics.hull import HullFileError
-    from benchmark.samples import write_extxyz
+    from benchmark.samples import take_entries, write_extxyz
 
     opts = ctx.options
     model = opts.get("energy_model_object") or energy_model_from_options(opts)
@@ -243,7 +238,8 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
         if not r.valid:
             reasons[k] = "invalid sample" + (f" ({'; '.join(r.reasons)})" if r.reasons else "")
     valid = [k for k in range(n) if reasons[k] is None]
-    crystals = _take(ctx.sample_crystals, valid)
+    picked = take_entries(ctx.sample_crystals, valid)  # one pass over a streamed sample file
+    crystals = [picked[k] for k in valid]
     energies = model_energies(crystals, model, settings, progress=progress, n_jobs=n_jobs)
     e_hull: list[float | None] = [None] * n
     energy: list[float | None] = [None] * n
@@ -271,7 +267,7 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
         ctx.notes.append("stability: S.U.N. and M.S.U.N. not computed (" + ("uniqueness" if unique is None else "novelty") + " missing)")
         unique = novel = None
     s = summarise(e_hull, unique, novel, stable, metastable)
-    status = [classify(e, stable, metastable) for e in e_hull]
+    status = s["status"]
     ctx.column("e_above_hull", e_hull)
     ctx.column("stability", status)
     ctx.column("stability_reason", reasons)
@@ -280,9 +276,9 @@ def stability(ctx: EvalContext) -> dict[str, MetricValue]:
     ctx.column("hull_competitors", competitors)
     if settings.mode == "relax":
         ctx.column("relax_steps", steps)
-    if unique is not None and novel is not None:
-        ctx.column("sun", [status[k] == "stable" and bool(unique[k]) and bool(novel[k]) for k in range(n)])
-        ctx.column("msun", [status[k] in ("stable", "metastable") and bool(unique[k]) and bool(novel[k]) for k in range(n)])
+    if s["sun"] is not None:
+        ctx.column("sun", s["sun"])
+        ctx.column("msun", s["msun"])
 
     left_out: dict[str, int] = {}
     for why in reasons:

@@ -522,6 +522,7 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
     reference is a dataset split: those are cached by the split file's hash and the oracle (and
     its CrystalNN graphs, which all oracles share, by the hash and split)."""
     from benchmark.crystal import Crystal
+    from benchmark.samples import take_entries
 
     oracle = _oracle(opts, dataset, notes)
     if oracle is None:
@@ -529,8 +530,7 @@ def _oracle_properties(ctx: EvalContext, task: Any, opts: EvaluateOptions, datas
     wanted = task.property_indices(ctx)
     props = np.full(len(ctx.samples), np.nan)
     # one pass over a streamed sample file for all of them, in the order the task gave
-    take = getattr(ctx.sample_crystals, "take", None)
-    picked = take(wanted) if take is not None else {k: ctx.sample_crystals[k] for k in wanted}
+    picked = take_entries(ctx.sample_crystals, wanted)
     keys = [k for k in wanted if isinstance(picked[k], Crystal)]
     crystals = [picked[k] for k in keys]
     n_jobs = 1 if opts.backend == "sequential" else opts.n_jobs

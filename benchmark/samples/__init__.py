@@ -40,6 +40,7 @@ from benchmark.samples.base import (
     open_samples,
     read_samples,
     sniff_format,
+    take_entries,
     write_samples,
 )
 from benchmark.samples.cif import write_cifs
@@ -58,6 +59,7 @@ __all__ = [
     "available_formats",
     "open_samples",
     "read_samples",
+    "take_entries",
     "sniff_format",
     "write_cifs",
     "write_extxyz",

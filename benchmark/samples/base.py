@@ -50,6 +50,7 @@ __all__ = [
     "available_formats",
     "open_samples",
     "read_samples",
+    "take_entries",
     "sniff_format",
     "write_samples",
 ]
@@ -558,6 +559,13 @@ def _read_whole(p: Path, sample_format: SampleFormat, limit: int | None, batch_i
         entries = entries[:limit]
         references = None if references is None else references[:limit]
     return ReadResult(entries, references, dict(result.meta))
+
+
+def take_entries(entries: Sequence[Any], indices: Sequence[int]) -> dict[int, Any]:
+    """The entries at ``indices`` as {index: entry}: one pass for a :class:`SampleStream`
+    (:meth:`SampleStream.take`), plain indexing for a list."""
+    take = getattr(entries, "take", None)
+    return take(indices) if take is not None else {k: entries[k] for k in indices}
 
 
 def open_samples(
